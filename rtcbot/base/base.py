@@ -1,0 +1,389 @@
+"""Asyncio producers and consumers: the machinery every rtcbot device is built on.
+
+A producer fans each item out to its subscriptions; a consumer reads one subscription (or items put into it
+directly) and can switch subscriptions mid-stream::
+
+    producer = SubscriptionProducer()
+    q = producer.subscribe()            # an asyncio.Queue by default
+    producer._put_nowait("hello")       # subclasses call this for each new item
+    assert await q.get() == "hello"
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, Callable, Dict, Optional, Set, Tuple
+
+from ..errors import DeviceClosedError
+from .events import _as_subscription, baseEventHandler
+
+__all__ = [
+    "BaseSubscriptionConsumer",
+    "BaseSubscriptionProducer",
+    "NoClosedSubscription",
+    "SubscriptionClosed",
+    "SubscriptionConsumer",
+    "SubscriptionProducer",
+    "SubscriptionProducerConsumer",
+]
+
+
+class SubscriptionClosed(Exception):
+    """Raised by ``_get()`` once ``close()`` was called: the consumer's processing loop should clean up and
+    exit. Also raised by a producer's ``get()`` after it was closed."""
+
+
+class NoClosedSubscription:
+    """Wraps a coroutine callback so that a SubscriptionClosed raised inside it becomes a cancellation,
+    letting an application exit cleanly::
+
+        producer.subscribe(NoClosedSubscription(forward))
+    """
+
+    def __init__(self, awaitable: Callable[..., Any]) -> None:
+        self.callback = awaitable
+
+    async def __call__(self, *args: Any) -> Any:
+        try:
+            return await self.callback(*args)
+        except SubscriptionClosed:
+            raise asyncio.CancelledError() from None
+
+
+def _is_producer(obj: Any) -> bool:
+    return isinstance(obj, BaseSubscriptionProducer) or (
+        hasattr(obj, "subscribe") and hasattr(obj, "unsubscribe") and not hasattr(obj, "put_nowait")
+    )
+
+
+class BaseSubscriptionProducer(baseEventHandler):
+    """This is a base class upon which all things that emit data in RTCBot are built.
+
+    It keeps track of subscriptions and fans every item out to them. A subclass calls ``_put_nowait(item)``
+    for each new item, and either watches ``_shouldClose`` or overrides ``close()``::
+
+        class Counter(BaseSubscriptionProducer):
+            def tick(self):
+                self._put_nowait(time.time())
+
+        c = Counter()
+        s = c.subscribe()          # asyncio.Queue; or pass a callback, a coroutine or a subscription
+        c.tick()
+        print(await s.get())
+
+    :param defaultSubscriptionClass: the subscription type ``subscribe()`` creates when called with no
+        argument (``asyncio.Queue`` by default).
+    :param defaultAutosubscribe: create the default subscription used by ``get()`` right away, so it never
+        misses data (beware: with an unbounded queue it piles up if ``get()`` is never called).
+    :param logger: your class logger; by default ``logging.getLogger("rtcbot.<ClassName>")``.
+    :param ready: set ready at once (True by default); pass False and call ``_setReady(True)`` yourself if
+        your producer needs setup time.
+    """
+
+    # Class-level defaults keep close() safe on a half-constructed object.
+    _shouldClose = False
+    _subscriptions: Dict[Any, Any] = {}
+    _puts: Tuple[Callable[[Any], None], ...] = ()
+
+    def __init__(
+        self,
+        defaultSubscriptionClass: Any = asyncio.Queue,
+        defaultAutosubscribe: bool = False,
+        logger: Optional[logging.Logger] = None,
+        ready: bool = True,
+    ) -> None:
+        baseEventHandler.__init__(self, logger)
+        self._defaultSubscriptionClass = defaultSubscriptionClass
+        self._defaultSubscription: Any = None
+        self._subscriptions = {}  # what the user holds -> the sink that receives items
+        self._puts = ()  # bound put_nowait of every sink, rebuilt on (un)subscribe, not per item
+        self._pendingGets: Set[asyncio.Future] = set()
+        self._lastFailureLog = 0.0
+        self._shouldClose = False
+        if defaultAutosubscribe:
+            self._defaultSubscription = self.subscribe()
+        if ready:
+            self._setReady(True)
+
+    # -- subscriptions -------------------------------------------------------------------------------
+    def subscribe(self, subscription: Any = None) -> Any:
+        """Subscribe to new data, returning a subscription.
+
+        With no argument, creates one of the default class (``s = obj.subscribe(); await s.get()``). Given an
+        object with ``put_nowait``, a callback or a coroutine function, feeds it and returns what was passed,
+        so it works as a decorator::
+
+            @camera.subscribe
+            def newFrame(frame):
+                print(frame.shape)
+        """
+        if subscription is None:
+            subscription = self._defaultSubscriptionClass()
+        sink = _as_subscription(subscription)
+        self._subscriptions[subscription] = sink
+        self._rebuildPuts()
+        return subscription
+
+    def unsubscribe(self, subscription: Any = None) -> None:
+        """Removes the given subscription (by default the one created by ``get()``); unknown ones are ignored."""
+        if subscription is None:
+            subscription = self._defaultSubscription
+            self._defaultSubscription = None
+            if subscription is None:
+                return
+        elif subscription is self._defaultSubscription:
+            self._defaultSubscription = None
+        sink = self._subscriptions.pop(subscription, None)
+        if sink is not None:
+            self._rebuildPuts()
+            closer = getattr(sink, "close", None) if sink is not subscription else None
+            if closer is not None:
+                closer()
+
+    def unsubscribeAll(self) -> None:
+        """Removes all active subscriptions, including the default one."""
+        for subscription in list(self._subscriptions):
+            self.unsubscribe(subscription)
+        self._defaultSubscription = None
+
+    def _rebuildPuts(self) -> None:
+        self._puts = tuple(sink.put_nowait for sink in self._subscriptions.values())
+
+    async def get(self) -> Any:
+        """Like ``subscribe().get()``, on one default subscription created at the first call::
+
+            frame = await camera.get()
+        """
+        if self.closed:
+            raise SubscriptionClosed(f"{type(self).__name__} is closed")
+        if self._defaultSubscription is None:
+            self._defaultSubscription = self.subscribe()
+        subscription = self._defaultSubscription
+        get_nowait = getattr(subscription, "get_nowait", None)
+        if get_nowait is not None:
+            try:
+                return get_nowait()
+            except asyncio.QueueEmpty:
+                pass
+        waiter = asyncio.ensure_future(subscription.get())
+        self._pendingGets.add(waiter)
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            if self._shouldClose and waiter.cancelled():
+                raise SubscriptionClosed(f"{type(self).__name__} was closed") from None
+            raise
+        finally:
+            self._pendingGets.discard(waiter)
+
+    # -- producing -----------------------------------------------------------------------------------
+    def _put_nowait(self, element: Any) -> None:
+        """Used by subclasses to give an item to every subscription (callbacks included)."""
+        for put in self._puts:
+            try:
+                put(element)
+            except Exception as e:
+                self._subscriberFailed(put, e)
+
+    def _subscriberFailed(self, put: Callable[[Any], None], err: Exception) -> None:
+        # A full asyncio.Queue(maxsize) or a broken subscription must not stop the other subscribers.
+        now = time.monotonic()
+        if now - self._lastFailureLog >= 1.0:
+            self._lastFailureLog = now
+            self._log.warning(
+                "%s: subscription %r did not take an item (%s: %s); it was dropped for that subscription",
+                type(self).__name__,
+                getattr(put, "__self__", put),
+                type(err).__name__,
+                err,
+            )
+
+    # -- closing -------------------------------------------------------------------------------------
+    def _close(self) -> None:
+        """Closing from the producer itself (use this, not close(), inside an implementation)."""
+        BaseSubscriptionProducer.close(self)
+
+    def close(self) -> None:
+        """Shuts down the data gathering, and removes all subscriptions."""
+        self._shouldClose = True
+        for waiter in list(getattr(self, "_pendingGets", ())):
+            waiter.cancel()
+        self.unsubscribeAll()
+        if hasattr(self, "_closeEvent"):
+            baseEventHandler.close(self)
+
+
+class BaseSubscriptionConsumer(baseEventHandler):
+    """A base class upon which consumers of subscriptions can be built.
+
+    It handles switching subscriptions mid-stream: a subclass awaits ``self._get()`` in its processing loop
+    and always gets the next item of whatever is currently plugged in::
+
+        class Printer(BaseSubscriptionConsumer):
+            async def run(self):
+                try:
+                    while True:
+                        print(await self._get())
+                except SubscriptionClosed:
+                    pass
+
+        p = Printer()
+        p.putSubscription(camera)      # a producer, or anything with an async get()
+        p.put_nowait("direct item")    # stops the subscription; items now come from put_nowait
+
+    :param directPutSubscriptionType: the queue type that holds items given to ``put_nowait``.
+    :param logger: your class logger.
+    :param ready: set ready at once (True by default).
+    """
+
+    _shouldClose = False
+    _pendingGet: Optional[asyncio.Future] = None
+    _ownedSubscription: Optional[Tuple[Any, Any]] = None
+
+    def __init__(
+        self,
+        directPutSubscriptionType: Any = asyncio.Queue,
+        logger: Optional[logging.Logger] = None,
+        ready: bool = True,
+    ) -> None:
+        baseEventHandler.__init__(self, logger)
+        self._directPutSubscriptionType = directPutSubscriptionType
+        self._directPutSubscription = directPutSubscriptionType()
+        self._source: Any = self._directPutSubscription  # what _get() reads now
+        self._userSubscription: Any = None  # what putSubscription() was given, None for direct puts
+        self._ownedSubscription = None  # (producer, subscription) we created for a producer passed in
+        self._pendingGet = None
+        self._switches = 0
+        self._shouldClose = False
+        if ready:
+            self._setReady(True)
+
+    @property
+    def subscription(self) -> Any:
+        """The active subscription given to ``putSubscription()``, or None when reading ``put_nowait``."""
+        return self._userSubscription
+
+    def putSubscription(self, subscription: Any) -> None:
+        """Keep reading ``subscription`` (anything with an async ``get()``, or a producer, which is subscribed
+        to) until another one is put, ``stopSubscription()`` or ``put_nowait()`` is called::
+
+            speaker.putSubscription(microphone)
+            display.putSubscription(camera.subscribe(MostRecentSubscription()))
+        """
+        if _is_producer(subscription):
+            source = subscription.subscribe()
+            owned: Optional[Tuple[Any, Any]] = (subscription, source)
+        elif callable(getattr(subscription, "get", None)):
+            source, owned = subscription, None
+        else:
+            raise TypeError(
+                f"{type(self).__name__}.putSubscription() needs a producer or a subscription with an async "
+                f"get() (e.g. asyncio.Queue, producer.subscribe()), got {type(subscription).__name__}"
+            )
+        self._releaseOwned()
+        self._ownedSubscription = owned
+        self._userSubscription = subscription
+        self._switchTo(source)
+
+    def stopSubscription(self) -> None:
+        """Stops reading the current subscription; items then come only from ``put_nowait()``."""
+        self._releaseOwned()
+        if self._userSubscription is not None:
+            self._userSubscription = None
+            self._switchTo(self._directPutSubscription)
+
+    def put_nowait(self, data: Any) -> None:
+        """Send an item to the consumer directly; an active subscription is stopped first."""
+        if self._shouldClose:
+            raise DeviceClosedError(f"{type(self).__name__} is closed; it takes no more items")
+        if self._userSubscription is not None:
+            self.stopSubscription()
+        self._directPutSubscription.put_nowait(data)
+
+    def _releaseOwned(self) -> None:
+        owned, self._ownedSubscription = self._ownedSubscription, None
+        if owned is not None:
+            producer, source = owned
+            producer.unsubscribe(source)
+
+    def _switchTo(self, source: Any) -> None:
+        self._source = source
+        self._switches += 1
+        pending = self._pendingGet
+        if pending is not None and not pending.done():
+            pending.cancel()
+
+    async def _get(self) -> Any:
+        """Awaited by a subclass for the next item of the active subscription; raises SubscriptionClosed once
+        ``close()`` was called. Switching subscriptions while waiting is transparent."""
+        while True:
+            if self._shouldClose:
+                raise SubscriptionClosed(f"{type(self).__name__} was closed")
+            source = self._source
+            get_nowait = getattr(source, "get_nowait", None)
+            if get_nowait is not None:
+                try:
+                    return get_nowait()
+                except asyncio.QueueEmpty:
+                    pass
+            switches = self._switches
+            waiter = asyncio.ensure_future(source.get())
+            self._pendingGet = waiter
+            try:
+                return await waiter
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                outer_cancelled = bool(task is not None and getattr(task, "cancelling", lambda: 0)())
+                if self._switches == switches or outer_cancelled:
+                    raise
+                # the subscription was switched (or the object closed) while waiting: go round again
+            finally:
+                if self._pendingGet is waiter:
+                    self._pendingGet = None
+
+    def close(self) -> None:
+        """Cleans up and closes the object; a pending ``_get()`` raises SubscriptionClosed."""
+        self._shouldClose = True
+        self._releaseOwned()
+        self._switches = getattr(self, "_switches", 0) + 1
+        pending = self._pendingGet
+        if pending is not None and not pending.done():
+            pending.cancel()
+        if hasattr(self, "_closeEvent"):
+            baseEventHandler.close(self)
+
+
+class SubscriptionConsumer(BaseSubscriptionConsumer):
+    """The asyncio consumer (an alias of BaseSubscriptionConsumer)."""
+
+
+class SubscriptionProducer(BaseSubscriptionProducer):
+    """The asyncio producer (an alias of BaseSubscriptionProducer)."""
+
+
+class SubscriptionProducerConsumer(BaseSubscriptionConsumer, BaseSubscriptionProducer):
+    """Both a producer and a consumer, common with two-way connections: call ``_get()`` to consume incoming
+    data and ``_put_nowait()`` to produce outgoing data."""
+
+    def __init__(
+        self,
+        directPutSubscriptionType: Any = asyncio.Queue,
+        defaultSubscriptionType: Any = asyncio.Queue,
+        logger: Optional[logging.Logger] = None,
+        defaultAutosubscribe: bool = False,
+        ready: bool = True,
+    ) -> None:
+        BaseSubscriptionConsumer.__init__(self, directPutSubscriptionType, logger=logger, ready=False)
+        BaseSubscriptionProducer.__init__(
+            self, defaultSubscriptionType, defaultAutosubscribe, logger=self._log, ready=ready
+        )
+
+    def _close(self) -> None:
+        """Closing from the object itself."""
+        SubscriptionProducerConsumer.close(self)
+
+    def close(self) -> None:
+        """Cleans up and closes the object."""
+        BaseSubscriptionConsumer.close(self)
+        BaseSubscriptionProducer.close(self)

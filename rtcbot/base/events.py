@@ -1,0 +1,225 @@
+"""Ready, error and close events shared by every producer and consumer.
+
+Each event can be watched with a callback, a coroutine, a subscription, or awaited directly::
+
+    @camera.onError
+    def failed(err):
+        print("camera stopped:", err)
+
+    await camera.onReady()          # returns once the camera delivers frames
+    err = await camera.onError()    # returns the exception that stopped it
+    await camera                    # returns once it is closed
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import warnings
+from typing import Any, List, Optional
+
+from ..subscriptions import CallbackSubscription, EventSubscription
+
+__all__ = ["baseEventHandler", "threadedEventHandler", "resolve_loop"]
+
+
+def resolve_loop(loop: Optional[asyncio.AbstractEventLoop] = None) -> asyncio.AbstractEventLoop:
+    """The event loop an object created now should use.
+
+    The running loop when there is one (objects created inside ``asyncio.run()``). Otherwise (classic RTCBot
+    style: objects created at module level, then ``asyncio.get_event_loop().run_forever()``) the thread's
+    current loop, created and set if there is none, without the DeprecationWarning that
+    ``asyncio.get_event_loop()`` gives there on Python 3.12+.
+    """
+    if loop is not None:
+        return loop
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        policy = asyncio.get_event_loop_policy()
+        try:
+            return policy.get_event_loop()
+        except RuntimeError:
+            new_loop = policy.new_event_loop()
+            policy.set_event_loop(new_loop)
+            return new_loop
+
+
+def _as_subscription(subscription: Any) -> Any:
+    """Turn what a user passed to subscribe()/onReady()... into something with put_nowait."""
+    if hasattr(subscription, "put_nowait"):
+        return subscription
+    if callable(subscription):
+        return CallbackSubscription(subscription)
+    raise TypeError(
+        "expected a callback, a coroutine function or a subscription with put_nowait(), "
+        f"got {type(subscription).__name__}: {subscription!r}"
+    )
+
+
+class _Event:
+    """One event (ready, error or close): a value, whether it fired, and who listens."""
+
+    __slots__ = ("_listeners", "fired", "value", "_repeat")
+
+    def __init__(self, repeat: bool) -> None:
+        self._listeners: List[Any] = []
+        self.fired = False
+        self.value: Any = None
+        self._repeat = repeat  # ready can fire again after it was lost; error and close fire once
+
+    def subscribe(self, subscription: Any) -> Any:
+        if subscription is None:
+            sink = EventSubscription()
+            result: Any = sink
+        else:
+            sink = _as_subscription(subscription)
+            result = subscription
+        if self.fired and self.value is not False:
+            sink.put_nowait(self.value)
+            if isinstance(sink, EventSubscription):
+                return result
+        self._listeners.append(sink)
+        return result
+
+    def fire(self, value: Any) -> None:
+        if self.fired and not self._repeat:
+            return
+        self.fired = True
+        self.value = value
+        listeners = self._listeners
+        self._listeners = [s for s in listeners if not isinstance(s, EventSubscription)]
+        for sink in listeners:
+            try:
+                sink.put_nowait(value)
+            except Exception:
+                logging.getLogger("rtcbot.base.events").exception("event listener %r raised", sink)
+
+
+class baseEventHandler:
+    """This class handles base events: ready, error and close (see the module docstring).
+
+    Objects are context managers: ``with obj:`` and ``async with obj:`` close them on the way out.
+    """
+
+    def __init__(self, logger: Optional[logging.Logger] = None) -> None:
+        self._log = logger if logger is not None else logging.getLogger("rtcbot." + type(self).__name__)
+        self._readyEvent = _Event(repeat=True)
+        self._errorEvent = _Event(repeat=False)
+        self._closeEvent = _Event(repeat=False)
+        self._isReady = False
+        self._error: Optional[BaseException] = None
+        self._isClosed = False
+
+    def _setReady(self, value: bool = True) -> None:
+        """Sets the ready state, firing onReady() subscriptions when it becomes True."""
+        value = bool(value)
+        was = self._isReady
+        self._isReady = value
+        if value and not was:
+            self._readyEvent.fire(True)
+        elif not value:
+            self._readyEvent.fired = False
+
+    def _setError(self, value: BaseException) -> None:
+        """Sets the error state: the object crashed and is no longer processing data. Fires onError()."""
+        if self._error is not None:
+            return
+        self._error = value
+        self._isReady = False
+        self._errorEvent.fire(value)
+
+    @property
+    def ready(self) -> bool:
+        """True once the object is fully initialized and processing data."""
+        return self._isReady
+
+    @property
+    def error(self) -> Optional[BaseException]:
+        """The exception that stopped the object, or None."""
+        return self._error
+
+    @property
+    def closed(self) -> bool:
+        """Whether the object was closed, cleanly or by an error."""
+        return self._isClosed or self._error is not None
+
+    def onReady(self, subscription: Any = None) -> Any:
+        """Listen for the ready event: a callback, coroutine or subscription; with no argument, an awaitable."""
+        return self._readyEvent.subscribe(subscription)
+
+    def onError(self, subscription: Any = None) -> Any:
+        """Listen for the error event; ``err = await obj.onError()`` returns the exception."""
+        return self._errorEvent.subscribe(subscription)
+
+    def onClose(self, subscription: Any = None) -> Any:
+        """Listen for the close event; equivalent to ``await obj``."""
+        return self._closeEvent.subscribe(subscription)
+
+    def close(self) -> None:
+        """Fires the onClose event (once)."""
+        self._isClosed = True
+        self._isReady = False
+        self._closeEvent.fire(None)
+
+    def __await__(self):
+        return self.onClose().__await__()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        self.close()
+
+
+class threadedEventHandler(baseEventHandler):
+    """A threadsafe version of baseEventHandler: ``_setReady``, ``_setError`` and ``_close`` may be called from
+    a worker thread, and take effect on the object's event loop."""
+
+    def __init__(self, logger: Optional[logging.Logger] = None, loop: Optional[asyncio.AbstractEventLoop] = None):
+        super().__init__(logger)
+        self._bindLoop(loop)
+
+    def _bindLoop(self, loop: Optional[asyncio.AbstractEventLoop]) -> None:
+        self._loop = resolve_loop(loop)
+        self._ownerThread = threading.get_ident()
+
+    def _onLoopThread(self) -> bool:
+        try:
+            return asyncio.get_running_loop() is self._loop
+        except RuntimeError:
+            # No loop running in this thread: safe only in the thread that owns the (not yet running) loop.
+            return threading.get_ident() == self._ownerThread and not self._loop.is_running()
+
+    def _callOnLoop(self, fn: Any, *args: Any) -> None:
+        if self._onLoopThread():
+            fn(*args)
+            return
+        try:
+            self._loop.call_soon_threadsafe(fn, *args)
+        except RuntimeError:
+            # The loop is closed: nobody is left to notify, so update the state in place.
+            fn(*args)
+
+    def _setReadyNow(self, value: bool) -> None:
+        baseEventHandler._setReady(self, value)
+
+    def _setErrorNow(self, err: BaseException) -> None:
+        baseEventHandler._setError(self, err)
+
+    def _setReady(self, value: bool = True) -> None:
+        """Threadsafe version of baseEventHandler._setReady()."""
+        self._callOnLoop(self._setReadyNow, value)
+
+    def _setError(self, err: BaseException) -> None:
+        """Threadsafe version of baseEventHandler._setError()."""
+        self._callOnLoop(self._setErrorNow, err)

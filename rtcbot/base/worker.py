@@ -1,0 +1,111 @@
+"""Pieces shared by the threaded and process flavours: starting the worker once construction is complete,
+and handing items from worker threads to the event loop."""
+from __future__ import annotations
+
+import asyncio
+import collections
+import functools
+import threading
+from typing import Any, Callable, Deque
+
+__all__ = ["LoopHandoff", "StartsWorkerAfterInit"]
+
+
+class StartsWorkerAfterInit:
+    """Starts the object's worker (``self._startWorker()``) when the outermost ``__init__`` returns.
+
+    So a subclass may set attributes before or after ``super().__init__()`` and its worker sees all of them,
+    and a subclass ``__init__`` that raises leaves nothing running.
+    """
+
+    _initDepth = 0
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is None or getattr(init, "_startsWorker", False):
+            return
+
+        @functools.wraps(init)
+        def __init__(self: Any, *args: Any, **kw: Any) -> None:
+            depth = self._initDepth
+            self._initDepth = depth + 1
+            try:
+                init(self, *args, **kw)
+            finally:
+                self._initDepth = depth
+            if depth == 0 and not self._shouldClose:
+                self._startWorker()
+
+        __init__._startsWorker = True  # type: ignore[attr-defined]
+        cls.__init__ = __init__  # type: ignore[misc]
+
+    def _startWorker(self) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+
+class LoopHandoff:
+    """Moves items from other threads to the event loop, in order, waking the loop once per batch.
+
+    While the loop is busy, items pile up (to ``limit``, oldest dropped and counted in ``dropped``) and are
+    delivered together by one callback; when items are sparse each one wakes the loop at once::
+
+        handoff = LoopHandoff(loop, deliver=producer_fan_out)
+        handoff.put(item)   # from any thread
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, deliver: Callable[[Any], None], limit: int = 4096):
+        self._loop = loop
+        self._deliver = deliver
+        self._limit = limit
+        self._items: Deque[Any] = collections.deque()
+        self._lock = threading.Lock()
+        self._scheduled = False
+        self.dropped = 0
+
+    def put(self, item: Any) -> None:
+        with self._lock:
+            if len(self._items) >= self._limit and type(item) is not _Call:
+                self._dropOldestItem()
+            self._items.append(item)
+            if self._scheduled:
+                return
+            self._scheduled = True
+        try:
+            self._loop.call_soon_threadsafe(self._drain)
+        except RuntimeError:  # the loop is closed: nobody will ever read these
+            with self._lock:
+                self._items.clear()
+                self._scheduled = False
+
+    def _dropOldestItem(self) -> None:
+        # Only data is dropped; calls (ready, error, close) always reach the loop.
+        for index, old in enumerate(self._items):
+            if type(old) is not _Call:
+                del self._items[index]
+                self.dropped += 1
+                return
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` on the loop after every item put before it (keeps events in order with items)."""
+        self.put(_Call(fn, args))
+
+    def _drain(self) -> None:
+        with self._lock:
+            batch = self._items
+            self._items = collections.deque()
+            self._scheduled = False
+        deliver = self._deliver
+        for item in batch:
+            if type(item) is _Call:
+                item.fn(*item.args)
+            else:
+                deliver(item)
+
+
+class _Call:
+    __slots__ = ("fn", "args")
+
+    def __init__(self, fn: Callable[..., Any], args: tuple) -> None:
+        self.fn = fn
+        self.args = args
