@@ -1,0 +1,180 @@
+"""Audio blocks without I/O: converting what a user puts into a Speaker, and the buffer it plays from.
+
+Nothing here touches a sound card, so all of it is tested on its own (``tests/test_audio_blocks.py``).
+
+- :func:`check_playable` / :func:`as_playable`: turn a mono or multi-channel block of float or int16 samples
+  into the float32 ``(frames, channels)`` layout an output stream wants, or raise :class:`InvalidItemError`
+  saying what is wrong with it.
+- :class:`PlaybackBuffer`: a ring buffer of samples with a latency bound. Blocks of any length go in; the
+  audio callback takes out exactly as many frames as it is asked for (the re-chunking), padded with silence
+  when there is not enough; when more than the bound is queued the oldest audio is dropped, so playback never
+  lags seconds behind the producer.
+
+::
+
+    buf = PlaybackBuffer(capacity=9600, channels=2)       # at most 0.2 s queued at 48 kHz
+    buf.write(as_playable(np.zeros(480, np.int16), 2))    # mono int16 -> stereo float32
+    out = np.empty((1024, 2), np.float32)
+    played = buf.read_into(out)                           # 480 frames of audio, then silence
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from rtcbot.errors import InvalidItemError
+
+__all__ = ["INT_SCALES", "PlaybackBuffer", "as_playable", "check_playable"]
+
+# Integer sample formats a Speaker accepts, with the value that maps to full scale (1.0).
+INT_SCALES = {np.dtype(np.int16): 32768.0, np.dtype(np.int32): 2147483648.0}
+
+
+def check_playable(item: Any, channels: int) -> None:
+    """Raise :class:`InvalidItemError` unless ``item`` is audio a ``channels``-channel speaker can play.
+
+    Playable: a numpy array of float or int16/int32 samples, either 1-D (mono) or 2-D ``(frames, c)`` with
+    ``c`` equal to ``channels`` or 1 (copied to every channel), or any ``c`` when ``channels`` is 1 (mixed
+    down). Cheap: looks at type, dtype and shape only, so a Speaker can call it in ``put_nowait``.
+    """
+    if not isinstance(item, np.ndarray):
+        raise InvalidItemError(
+            f"a Speaker plays numpy arrays of samples, got {type(item).__name__}; "
+            "pass an array of shape (frames,) or (frames, channels)"
+        )
+    if item.dtype.kind != "f" and item.dtype not in INT_SCALES:
+        raise InvalidItemError(
+            f"a Speaker plays float or int16/int32 samples, got dtype {item.dtype}; "
+            "convert with block.astype(np.float32) (values in -1..1)"
+        )
+    if item.ndim not in (1, 2):
+        raise InvalidItemError(
+            f"an audio block is (frames,) or (frames, channels), got shape {item.shape}"
+        )
+    block_channels = 1 if item.ndim == 1 else item.shape[1]
+    if block_channels not in (1, channels) and channels != 1:
+        raise InvalidItemError(
+            f"a block with {block_channels} channels (shape {item.shape}) cannot be played on a "
+            f"{channels}-channel speaker; give 1 or {channels} channels"
+        )
+
+
+def as_playable(item: Any, channels: int) -> np.ndarray:
+    """Return ``item`` as a C-contiguous float32 array of shape ``(frames, channels)``.
+
+    int16/int32 are scaled to -1..1, float values are kept as they are (a sound card clips beyond 1.0), a
+    mono block is copied to every channel and a multi-channel block is averaged for a mono speaker::
+
+        as_playable(np.array([0, 16384], np.int16), 2)  # -> [[0.0, 0.0], [0.5, 0.5]]
+
+    Raises :class:`InvalidItemError` as :func:`check_playable` does.
+    """
+    check_playable(item, channels)
+    scale = INT_SCALES.get(item.dtype)
+    block = item.astype(np.float32) if scale is None else item.astype(np.float32) / np.float32(scale)
+    if block.ndim == 1:
+        block = block[:, np.newaxis]
+    if block.shape[1] != channels:
+        if block.shape[1] == 1:
+            block = np.repeat(block, channels, axis=1)
+        else:  # mixing down to a mono speaker
+            block = block.mean(axis=1, keepdims=True, dtype=np.float32)
+    return np.ascontiguousarray(block, dtype=np.float32)
+
+
+class PlaybackBuffer:
+    """A latency-bounded FIFO of audio frames between whoever writes blocks and the audio callback.
+
+    ``write`` accepts ``(frames, channels)`` float32 blocks of any length (see :func:`as_playable`);
+    ``read_into`` fills the callback's buffer, with silence for whatever is missing. It never holds more
+    than ``capacity`` frames: a write that would exceed that drops the oldest frames first, so a producer
+    faster than the sound card costs dropped audio, never growing delay.
+
+    Counters: ``dropped`` (frames discarded to honour the bound) and ``underflows`` (times playback ran
+    dry: a read that had to pad with silence right after audio was playing; the end of every sound counts
+    once, idle silence does not).
+
+    Not thread-safe: guard ``write`` and ``read_into`` with one lock when the callback runs on another
+    thread. ::
+
+        buf = PlaybackBuffer(capacity=4800, channels=1)
+        buf.write(np.ones((100, 1), np.float32))
+        out = np.empty((64, 1), np.float32)
+        buf.read_into(out)   # -> 64
+        buf.read_into(out)   # -> 36: 36 frames of audio, 28 of silence; underflows == 1
+    """
+
+    def __init__(self, capacity: int, channels: int) -> None:
+        if capacity < 1 or channels < 1:
+            raise ValueError(f"capacity and channels must be at least 1, got {capacity} and {channels}")
+        self.capacity = capacity
+        self.channels = channels
+        self._ring = np.zeros((capacity, channels), np.float32)
+        self._start = 0  # index of the oldest frame
+        self._frames = 0  # frames currently held
+        self._playing = False  # the last read returned audio
+        self.dropped = 0
+        self.underflows = 0
+
+    @property
+    def frames(self) -> int:
+        """Frames currently queued."""
+        return self._frames
+
+    def clear(self) -> None:
+        """Forget everything queued (not counted as dropped)."""
+        self._start = 0
+        self._frames = 0
+
+    def write(self, block: np.ndarray) -> int:
+        """Queue ``block`` (``(frames, channels)`` float32) and return how many old frames were dropped."""
+        n = len(block)
+        if n == 0:
+            return 0
+        if block.ndim != 2 or block.shape[1] != self.channels:
+            raise ValueError(f"expected a (frames, {self.channels}) block, got shape {block.shape}")
+        cap = self.capacity
+        dropped = 0
+        if n >= cap:  # the block alone fills the buffer: keep its newest part
+            dropped = self._frames + n - cap
+            self._ring[:] = block[n - cap :]
+            self._start = 0
+            self._frames = cap
+            self.dropped += dropped
+            return dropped
+        overflow = self._frames + n - cap
+        if overflow > 0:
+            dropped = overflow
+            self._start = (self._start + overflow) % cap
+            self._frames -= overflow
+        end = (self._start + self._frames) % cap
+        first = min(n, cap - end)
+        self._ring[end : end + first] = block[:first]
+        if first < n:
+            self._ring[: n - first] = block[first:]
+        self._frames += n
+        self.dropped += dropped
+        return dropped
+
+    def read_into(self, out: np.ndarray) -> int:
+        """Fill ``out`` (``(frames, channels)``) with the oldest queued audio, then silence.
+
+        Returns how many frames of audio (not silence) were written.
+        """
+        want = len(out)
+        n = min(want, self._frames)
+        if n:
+            cap = self.capacity
+            first = min(n, cap - self._start)
+            out[:first] = self._ring[self._start : self._start + first]
+            if first < n:
+                out[first:n] = self._ring[: n - first]
+            self._start = (self._start + n) % cap
+            self._frames -= n
+        if n < want:
+            out[n:] = 0
+            if n > 0 or self._playing:
+                self.underflows += 1
+        self._playing = n == want and n > 0
+        return n
