@@ -1,13 +1,15 @@
 """Specification of the pure audio helpers: conversion to the speaker format and the playback buffer."""
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from rtcbot.devices.audio_blocks import PlaybackBuffer, as_playable, check_playable
+from rtcbot.devices.audio_blocks import AudioBlock, PlaybackBuffer, as_playable, check_playable
 from rtcbot.errors import InvalidItemError
 
 # --- as_playable / check_playable ---------------------------------------------------------------------
@@ -264,3 +266,29 @@ def test_under_the_bound_reads_rechunk_writes_of_any_length_without_loss(blocks,
             break
     assert played == list(range(total))
     assert buf.dropped == 0
+
+
+# --- AudioBlock -----------------------------------------------------------------------------------------
+
+
+def test_audio_block_carries_timestamp_and_index_through_slices():
+    block = AudioBlock(np.zeros((4, 2), np.float32), timestamp=12.5, index=3)
+    left = block[:, 0]
+    assert (left.timestamp, left.index) == (12.5, 3)
+
+
+def test_audio_block_reductions_are_plain_scalars():
+    block = AudioBlock(np.ones((4, 2), np.float32), timestamp=1.0, index=0)
+    assert type(block.max()) is np.float32
+
+
+def test_audio_block_survives_pickling_with_its_attributes():
+    block = AudioBlock(np.arange(6, dtype=np.float32).reshape(3, 2), timestamp=2.0, index=7)
+    copy = pickle.loads(pickle.dumps(block))
+    np.testing.assert_array_equal(copy, block)
+    assert (copy.timestamp, copy.index) == (2.0, 7)
+
+
+def test_audio_block_is_playable():
+    block = AudioBlock(np.full((4, 2), 0.5, np.float32), timestamp=0.0, index=0)
+    assert as_playable(block, 2).shape == (4, 2)

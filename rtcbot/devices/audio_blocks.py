@@ -2,6 +2,8 @@
 
 Nothing here touches a sound card, so all of it is tested on its own (``tests/test_audio_blocks.py``).
 
+- :class:`AudioBlock`: what a Microphone delivers, a float32 ``(frames, channels)`` array carrying its capture
+  time and sequence number.
 - :func:`check_playable` / :func:`as_playable`: turn a mono or multi-channel block of float or int16 samples
   into the float32 ``(frames, channels)`` layout an output stream wants, or raise :class:`InvalidItemError`
   saying what is wrong with it.
@@ -19,16 +21,60 @@ Nothing here touches a sound card, so all of it is tested on its own (``tests/te
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
 from rtcbot.errors import InvalidItemError
 
-__all__ = ["INT_SCALES", "PlaybackBuffer", "as_playable", "check_playable"]
+__all__ = ["INT_SCALES", "AudioBlock", "PlaybackBuffer", "as_playable", "check_playable"]
 
 # Integer sample formats a Speaker accepts, with the value that maps to full scale (1.0).
 INT_SCALES = {np.dtype(np.int16): 32768.0, np.dtype(np.int32): 2147483648.0}
+
+
+class AudioBlock(np.ndarray):
+    """A block of audio samples: a numpy array that also knows when it was captured and which block it is.
+
+    ``block.timestamp`` estimates when the block's first sample reached the sound card, in seconds on the
+    ``time.monotonic()`` clock (as a camera ``Frame``'s), and ``block.index`` counts the blocks the
+    microphone delivered, from 0 (a gap means blocks were lost). Use it as any array::
+
+        block = await mic.get()                      # shape (blocksize, channels), float32
+        age = time.monotonic() - block.timestamp     # how old the first sample is, in seconds
+        left = block[:, 0]                           # slices keep timestamp and index
+        plain = np.asarray(block)                    # a plain ndarray view, no attributes
+
+    Reductions (``block.max()``) give plain numpy scalars. It survives pickling with its attributes.
+    """
+
+    timestamp: Optional[float]
+    index: Optional[int]
+
+    def __new__(
+        cls, samples: Any, timestamp: Optional[float] = None, index: Optional[int] = None
+    ) -> AudioBlock:
+        block = np.asarray(samples).view(cls)
+        block.timestamp = timestamp
+        block.index = index
+        return block
+
+    def __array_finalize__(self, obj: Any) -> None:
+        self.timestamp = getattr(obj, "timestamp", None)
+        self.index = getattr(obj, "index", None)
+
+    def __array_wrap__(self, array: Any, *args: Any) -> Any:
+        if array.ndim == 0:
+            return array[()]
+        return super().__array_wrap__(array, *args)
+
+    def __reduce__(self) -> Any:
+        constructor, args, state = super().__reduce__()  # type: ignore[misc]
+        return constructor, args, (state, self.timestamp, self.index)
+
+    def __setstate__(self, state: Any) -> None:
+        array_state, self.timestamp, self.index = state
+        super().__setstate__(array_state)
 
 
 def check_playable(item: Any, channels: int) -> None:
