@@ -69,7 +69,7 @@ class AudioBlock(np.ndarray):
         return super().__array_wrap__(array, *args)
 
     def __reduce__(self) -> Any:
-        constructor, args, state = super().__reduce__()  # type: ignore[misc]
+        constructor, args, state = super().__reduce__()  # type: ignore[misc, str-unpack]
         return constructor, args, (state, self.timestamp, self.index)
 
     def __setstate__(self, state: Any) -> None:
