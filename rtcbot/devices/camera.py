@@ -1,0 +1,327 @@
+"""OpenCV cameras: :class:`CVCamera`, and :class:`Frame`, the image type every rtcbot camera delivers.
+
+A camera is a producer of BGR frames; by default a reader always gets the newest one::
+
+    import asyncio
+    from rtcbot import CVCamera
+
+    async def main():
+        with CVCamera(width=640, height=480) as camera:
+            frame = await camera.get()
+            print(frame.shape, frame.index, frame.timestamp)   # (480, 640, 3) 0 12345.678
+
+    asyncio.run(main())
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+import time
+from typing import Any, Callable, Optional, Tuple, Union
+
+import numpy as np
+
+from rtcbot._deps import require
+from rtcbot.base import ThreadedSubscriptionProducer
+from rtcbot.errors import DeviceLostError, DeviceOpenError
+from rtcbot.subscriptions import MostRecentSubscription
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["CVCamera", "Frame"]
+
+
+class Frame(np.ndarray):
+    """A camera image: a numpy array that also knows when it was captured and which frame it is.
+
+    ``frame.timestamp`` is the capture time in seconds on the ``time.monotonic()`` clock, and
+    ``frame.index`` counts the frames the camera delivered, from 0 (a gap means frames were skipped). Use
+    a frame as any array; the two attributes ride along where it makes sense::
+
+        frame = await camera.get()
+        age = time.monotonic() - frame.timestamp          # how old the image is, in seconds
+        roi = frame[100:200, 50:150]                      # slices, views, copies, arithmetic: still Frames,
+        assert roi.index == frame.index                   #   with the capture's timestamp and index
+        gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)    # OpenCV accepts it, and returns a plain ndarray
+        plain = np.asarray(frame)                         # a plain ndarray view, no copy, no attributes
+
+    Reductions (``frame.mean()``) give plain numpy scalars. A Frame survives pickling with its attributes.
+    """
+
+    timestamp: Optional[float]
+    index: Optional[int]
+
+    def __new__(cls, image: Any, timestamp: Optional[float] = None, index: Optional[int] = None) -> Frame:
+        frame = np.asarray(image).view(cls)
+        frame.timestamp = timestamp
+        frame.index = index
+        return frame
+
+    def __array_finalize__(self, obj: Any) -> None:
+        self.timestamp = getattr(obj, "timestamp", None)
+        self.index = getattr(obj, "index", None)
+
+    def __array_wrap__(self, array: Any, *args: Any) -> Any:
+        if array.ndim == 0:
+            return array[()]
+        return super().__array_wrap__(array, *args)
+
+    def __reduce__(self) -> Any:
+        constructor, args, state = super().__reduce__()  # type: ignore[str-unpack,misc]
+        return constructor, args, (state, self.timestamp, self.index)
+
+    def __setstate__(self, state: Any) -> None:
+        array_state, self.timestamp, self.index = state
+        super().__setstate__(array_state)
+
+
+def _wrap_output(output: Any, timestamp: float, index: int) -> Any:
+    """Gives ``preprocessframe``'s result the capture's metadata when it came back as a plain array."""
+    if isinstance(output, np.ndarray) and not isinstance(output, Frame):
+        return Frame(output, timestamp, index)
+    return output
+
+
+Source = Union[int, str, "os.PathLike[str]"]
+
+
+def _classify(cameranumber: Source) -> Tuple[Union[int, str], str]:
+    """Returns (what to give VideoCapture, kind) with kind one of "device", "file", "stream"."""
+    if isinstance(cameranumber, bool):
+        raise TypeError(f"CVCamera cameranumber must be an int, a path or a URL, got {cameranumber!r}")
+    if isinstance(cameranumber, int):
+        return cameranumber, "device"
+    if isinstance(cameranumber, os.PathLike):
+        cameranumber = os.fspath(cameranumber)
+    if not isinstance(cameranumber, str):
+        raise TypeError(f"CVCamera cameranumber must be an int, a path or a URL, got {cameranumber!r}")
+    if cameranumber.isdigit():
+        return int(cameranumber), "device"
+    if cameranumber.startswith("/dev/"):
+        return cameranumber, "device"
+    if "://" in cameranumber:
+        return cameranumber, "stream"
+    return cameranumber, "file"
+
+
+def _open_advice(source: Union[int, str], kind: str) -> str:
+    if kind == "file":
+        if not os.path.exists(source):  # type: ignore[arg-type]
+            return f"the file {source!r} does not exist; check the path"
+        return (
+            f"the file {source!r} exists but OpenCV cannot decode it; check it plays in another player and "
+            "that your OpenCV build has FFmpeg (cv2.getBuildInformation())"
+        )
+    if kind == "stream":
+        return (
+            "check the URL is reachable from this machine and that your OpenCV build has FFmpeg or GStreamer "
+            "(cv2.getBuildInformation())"
+        )
+    node = source if isinstance(source, str) else f"/dev/video{source}"
+    return (
+        f"check that {node} exists (ls /dev/video*; v4l2-ctl --list-devices lists which index is which "
+        "camera), that your user is in the 'video' group (sudo usermod -aG video $USER, then log in again), "
+        f"and that no other process holds the camera (fuser {node})"
+    )
+
+
+def _video_capture(cv2: Any, source: Union[int, str], api: int) -> Any:
+    """Opens a ``cv2.VideoCapture`` (one function, so tests can swap in a capture that fails on cue)."""
+    return cv2.VideoCapture(source, api)
+
+
+class CVCamera(ThreadedSubscriptionProducer):
+    """A camera, video file or video stream read with OpenCV, producing BGR frames.
+
+    Each frame is a :class:`Frame`: a ``numpy.ndarray`` of shape (height, width, 3), BGR order, that also
+    carries ``frame.timestamp`` (``time.monotonic()`` at capture) and ``frame.index`` (0, 1, 2...). The
+    default subscription is a :class:`~rtcbot.subscriptions.MostRecentSubscription`, so a slow reader gets
+    the newest frame, never a stale one, and memory never grows::
+
+        camera = CVCamera(width=640, height=480, fps=30)       # /dev/video0
+        frame = await camera.get()
+        camera.close()
+
+        with CVCamera(cameranumber="walk.avi", repeat=True) as clip:   # a file, played at its frame rate
+            display.putSubscription(clip)
+
+    Parameters:
+        width, height, fps: what to ask a camera for. The device may pick something else: the properties
+            ``width``, ``height`` and ``fps`` say what it accepted, and a warning is logged when it differs.
+            Files and streams deliver their own size and rate.
+        cameranumber: a device index (0), a device path ("/dev/video0", "/dev/v4l/by-id/..."), a video file
+            or a stream URL ("rtsp://...", "http://...").
+        preprocessframe: called with each frame in the capture thread (resize, crop, detect...) before
+            subscribers get what it returns; returning None skips that frame. An exception in it fires
+            ``onError`` with that exception and stops the camera. A plain ndarray it returns gets the
+            capture's ``timestamp`` and ``index`` back.
+        loop: the asyncio loop subscribers run on (default: the running loop).
+        repeat: a video file starts again at its end instead of closing the camera.
+        pace: a video file is delivered at its own frame rate (True) or as fast as it decodes (False, for
+            offline processing and benchmarks).
+        max_read_failures: reads in a row that may fail before the camera counts as lost: ``onError`` fires
+            with :class:`~rtcbot.DeviceLostError` and the camera closes.
+
+    Opening fails at once with :class:`~rtcbot.DeviceOpenError`, whose message says what to check. The
+    end of a video file closes the camera cleanly (``await camera`` returns, ``camera.error`` is None).
+    """
+
+    def __init__(
+        self,
+        width: int = 320,
+        height: int = 240,
+        cameranumber: Source = 0,
+        fps: float = 30,
+        preprocessframe: Callable[[Frame], Any] = lambda x: x,
+        loop: Any = None,
+        *,
+        repeat: bool = False,
+        pace: bool = True,
+        max_read_failures: int = 5,
+    ) -> None:
+        if max_read_failures < 1:
+            raise ValueError(f"CVCamera max_read_failures must be at least 1, got {max_read_failures!r}")
+        if fps <= 0:
+            raise ValueError(f"CVCamera fps must be positive, got {fps!r}")
+        self._cv2 = require("cv2")
+        self._video_source, self._kind = _classify(cameranumber)
+        self._preprocessframe = preprocessframe
+        self._repeat_file = repeat
+        self._pace = pace
+        self._max_read_failures = max_read_failures
+        self._frame_count = 0
+        self._cap: Any = self._open(width, height, fps)
+        try:
+            super().__init__(defaultSubscriptionType=MostRecentSubscription, logger=logger, loop=loop)
+        except BaseException:
+            # The worker that owns the capture never started; release it here instead.
+            self._cap.release()
+            raise
+
+    # ----------------------------------------------------------------- opening
+
+    def _open(self, width: int, height: int, fps: float) -> Any:
+        """Opens the capture and settles the actual size and rate (runs in the constructor: fail fast)."""
+        cv2 = self._cv2
+        api = cv2.CAP_V4L2 if self._kind == "device" and sys.platform.startswith("linux") else cv2.CAP_ANY
+        cap = _video_capture(cv2, self._video_source, api)
+        if not cap.isOpened():
+            cap.release()
+            raise DeviceOpenError(
+                f"CVCamera could not open {self.describe()}: {_open_advice(self._video_source, self._kind)}"
+            )
+        try:
+            if self._kind == "device":
+                # A one-frame driver queue: a slow reader must not be served frames captured long ago.
+                cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
+                cap.set(cv2.CAP_PROP_FRAME_WIDTH, width)
+                cap.set(cv2.CAP_PROP_FRAME_HEIGHT, height)
+                cap.set(cv2.CAP_PROP_FPS, fps)
+            self._width = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
+            self._height = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+            reported = cap.get(cv2.CAP_PROP_FPS)
+            self._fps = float(reported) if math.isfinite(reported) and reported > 0 else float(fps)
+        except BaseException:
+            cap.release()
+            raise
+        if self._kind == "device":
+            same_fps = math.isclose(self._fps, fps, rel_tol=0.02)
+            if (self._width, self._height) != (width, height) or not same_fps:
+                logger.warning(
+                    "%s gives %dx%d at %.4g fps; %dx%d at %.4g fps was asked",
+                    self.describe(), self._width, self._height, self._fps, width, height, fps,
+                )
+        else:
+            logger.info("%s: %dx%d at %.4g fps", self.describe(), self._width, self._height, self._fps)
+        return cap
+
+    def describe(self) -> str:
+        """Names the source in messages: ``camera 0``, ``video file 'walk.avi'``..."""
+        if self._kind == "device":
+            return f"camera {self._video_source!r}"
+        return f"video {self._kind} {self._video_source!r}"
+
+    # ----------------------------------------------------------------- what the device accepted
+
+    @property
+    def width(self) -> int:
+        """Frame width in pixels, as the device or file delivers it."""
+        return self._width
+
+    @property
+    def height(self) -> int:
+        """Frame height in pixels, as the device or file delivers it."""
+        return self._height
+
+    @property
+    def fps(self) -> float:
+        """Frame rate the device accepted, or the file's own rate."""
+        return self._fps
+
+    @property
+    def frame_count(self) -> int:
+        """How many frames the camera has delivered so far (the next frame's ``index``)."""
+        return self._frame_count
+
+    # ----------------------------------------------------------------- the capture thread
+
+    def _producer(self) -> None:
+        cap = self._cap
+        try:
+            self._capture(cap)
+        finally:
+            cap.release()
+
+    def _capture(self, cap: Any) -> None:
+        period = 1.0 / self._fps if (self._kind == "file" and self._pace) else 0.0
+        deadline = time.monotonic()
+        failures = 0
+        frames_since_rewind = 0
+        while not self._shouldClose:
+            if period:
+                # Release frame k at start + k * period, waiting on close (not sleeping); a reader that
+                # fell more than a frame behind restarts the schedule instead of bursting to catch up.
+                now = time.monotonic()
+                if deadline > now:
+                    if self._wait_closed(deadline - now):
+                        return
+                elif now - deadline > period:
+                    deadline = now
+                deadline += period
+            ok = cap.grab()
+            timestamp = time.monotonic()
+            if ok:
+                ok, image = cap.retrieve()
+            if not ok:
+                if self._kind == "file":
+                    if self._repeat_file and frames_since_rewind > 0:
+                        cap.set(self._cv2.CAP_PROP_POS_FRAMES, 0)
+                        frames_since_rewind = 0
+                        continue
+                    # Returning ends the worker; the base class then closes the camera, once this thread
+                    # has released the file, so `await camera` sees no thread left behind.
+                    logger.info("%s ended after %d frames", self.describe(), self._frame_count)
+                    return
+                failures += 1
+                if failures >= self._max_read_failures:
+                    raise DeviceLostError(
+                        f"{self.describe()} returned no frame {failures} times in a row: it was unplugged, "
+                        "its driver reset, or another process took it; check dmesg and the cable"
+                    )
+                if self._wait_closed(1.0 / self._fps):
+                    return
+                continue
+            failures = 0
+            frames_since_rewind += 1
+            self._emit_frame(image, timestamp)
+
+    def _emit_frame(self, image: Any, timestamp: float) -> None:
+        index = self._frame_count
+        output = _wrap_output(self._preprocessframe(Frame(image, timestamp, index)), timestamp, index)
+        self._frame_count = index + 1
+        if output is not None:
+            self._put_nowait(output)
+        if index == 0:
+            self._setReady(True)
