@@ -1,0 +1,433 @@
+"""Stream items between hosts over Zenoh: a consumer that publishes and a producer that subscribes.
+
+On the robot::
+
+    camera = CVCamera()
+    video = ZenohPublisher("robot1/camera", jpeg_quality=80)
+    video.putSubscription(camera)                  # every frame is published as a JPEG
+
+On the desktop::
+
+    video = ZenohSubscriber("robot1/camera", delivery="latest")
+    frame = await video.get()                     # a numpy frame again, as on the robot
+
+Delivery (``delivery=``) says what happens under congestion:
+
+- ``"latest"``: video. Zenoh drops samples rather than queue them (congestion control DROP, express,
+  best effort); the subscriber's default subscription is a MostRecentSubscription, so a slow reader
+  gets the newest frame, never a backlog.
+- ``"reliable"``: control messages, audio, sensor readings. Nothing is dropped: congestion control
+  BLOCK, reliable, ordered, a higher priority than video; the subscriber's default subscription is an
+  unbounded asyncio.Queue.
+- ``"auto"`` (the publisher's default) picks ``"latest"`` if the first item is a frame (uint8, (H, W)
+  or (H, W, 3)) and ``"reliable"`` otherwise. The subscriber defaults to ``"reliable"``: pass
+  ``delivery="latest"`` for video.
+
+The encoding travels with each sample (see :mod:`rtcbot.net.codec`), so subscribers decode arrays,
+JPEG frames, bytes, str and JSON without being told. A sample that does not decode is dropped, counted in
+``stats.malformed`` and logged. Publishers and subscribers share one Zenoh session per process (see
+:mod:`rtcbot.net.session`); pass ``connect=``/``listen=``/``mode=``... to choose it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import os
+import struct
+import threading
+import time
+from typing import Any, Dict, Iterable, NamedTuple, Optional
+
+from ..base import BaseSubscriptionConsumer, BaseSubscriptionProducer, SubscriptionClosed
+from ..base.events import resolve_loop
+from ..base.worker import LoopHandoff
+from ..errors import DeviceOpenError, EncodeError
+from ..subscriptions import MostRecentSubscription
+from .codec import DEFAULT_MAX_BYTES, DecodeError, SampleTooLargeError, decode, encode, is_frame
+from .session import SessionLease, SessionOptions, acquire_session, default_options
+
+__all__ = ["PublisherStats", "SubscriberStats", "ZenohPublisher", "ZenohSample", "ZenohSubscriber"]
+
+DELIVERIES = ("auto", "latest", "reliable")
+
+# The attachment rtcbot adds to each sample: magic, publisher id, sequence number, publish time (ns).
+_HEADER = struct.Struct("<4sIQq")
+_MAGIC = b"rtc1"
+_MAX_TRACKED_PUBLISHERS = 256
+_LOG_EVERY = 5.0  # seconds between repeated warnings about bad items
+
+
+class ZenohSample(NamedTuple):
+    """An item with where and when it was published (``ZenohSubscriber(..., info=True)`` produces these).
+
+    ``sent`` is the publisher's clock (seconds since the epoch), None if the publisher is not rtcbot.
+    """
+
+    value: Any
+    key: str
+    seq: Optional[int]
+    sent: Optional[float]
+
+
+class PublisherStats:
+    """What a publisher did: ``sent`` samples, ``encode_errors`` (items with no encoding, skipped)."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+        self.encode_errors = 0
+
+    def __repr__(self) -> str:
+        return f"PublisherStats(sent={self.sent}, encode_errors={self.encode_errors})"
+
+
+class SubscriberStats:
+    """What a subscriber saw: ``received`` items, ``malformed`` samples dropped (undecodable or over
+    ``max_bytes``), ``missed`` samples (gaps in a publisher's sequence numbers: dropped on the way)."""
+
+    def __init__(self) -> None:
+        self.received = 0
+        self.malformed = 0
+        self.missed = 0
+
+    def __repr__(self) -> str:
+        return f"SubscriberStats(received={self.received}, malformed={self.malformed}, missed={self.missed})"
+
+
+def _check_delivery(delivery: str, allowed: Iterable[str]) -> None:
+    if delivery not in allowed:
+        raise ValueError(f"delivery must be one of {tuple(allowed)}, got {delivery!r}")
+
+
+def _session_options(
+    session: Optional[SessionOptions],
+    mode: Optional[str],
+    connect: Optional[Iterable[str]],
+    listen: Optional[Iterable[str]],
+    multicast: Optional[bool],
+    config_file: Optional[str],
+) -> SessionOptions:
+    base = session if session is not None else default_options()
+    return base.with_overrides(mode, connect, listen, multicast, config_file)
+
+
+def _qos(zenoh: Any, delivery: str) -> Dict[str, Any]:
+    if delivery == "latest":
+        return dict(
+            congestion_control=zenoh.CongestionControl.DROP,
+            express=True,
+            priority=zenoh.Priority.DATA,
+            reliability=zenoh.Reliability.BEST_EFFORT,
+        )
+    return dict(
+        congestion_control=zenoh.CongestionControl.BLOCK,
+        express=False,
+        priority=zenoh.Priority.INTERACTIVE_HIGH,
+        reliability=zenoh.Reliability.RELIABLE,
+    )
+
+
+class ZenohPublisher(BaseSubscriptionConsumer):
+    """A consumer that publishes every item it consumes under a Zenoh key::
+
+        pub = ZenohPublisher("robot1/camera", jpeg_quality=80)
+        pub.putSubscription(camera)                      # stream a camera
+        cmd = ZenohPublisher("robot1/cmd")
+        cmd.put_nowait({"left": 0.4, "right": 0.6})      # or put items directly
+
+    :param key: the Zenoh key expression, e.g. ``"robot1/camera"``.
+    :param delivery: ``"latest"`` (video: stale samples dropped under congestion), ``"reliable"``
+        (commands: nothing dropped, in order) or ``"auto"`` (default: ``"latest"`` if the first item is a
+        frame, else ``"reliable"``).
+    :param jpeg_quality: 1-100 to send frames as JPEG (other arrays still go raw); None sends them raw.
+    :param mode, connect, listen, multicast, config_file: the Zenoh session (see :mod:`rtcbot.net.session`);
+        ``session`` takes a whole :class:`SessionOptions`. Unset ones come from ``rtcbot.net.configure()``.
+    :param joinTimeout: seconds ``close()`` waits for a sample being sent.
+
+    Encoding and sending run in a worker thread, so a JPEG encode or a blocked ``reliable`` send never
+    stalls the event loop. An item with no encoding (e.g. a set) is skipped, counted in
+    ``stats.encode_errors`` and logged.
+    """
+
+    _lease: Optional[SessionLease] = None
+    _task: Optional[asyncio.Task[None]] = None
+    _executor: Optional[concurrent.futures.ThreadPoolExecutor] = None
+    _inflight: Optional[concurrent.futures.Future[None]] = None
+    _publisher: Any = None
+
+    def __init__(
+        self,
+        key: str,
+        *,
+        delivery: str = "auto",
+        jpeg_quality: Optional[int] = None,
+        mode: Optional[str] = None,
+        connect: Optional[Iterable[str]] = None,
+        listen: Optional[Iterable[str]] = None,
+        multicast: Optional[bool] = None,
+        config_file: Optional[str] = None,
+        session: Optional[SessionOptions] = None,
+        logger: Optional[logging.Logger] = None,
+        loop: Optional[asyncio.AbstractEventLoop] = None,
+        joinTimeout: float = 1.0,
+    ) -> None:
+        _check_delivery(delivery, DELIVERIES)
+        if jpeg_quality is not None and (not isinstance(jpeg_quality, int) or not 1 <= jpeg_quality <= 100):
+            raise ValueError(f"jpeg_quality must be an int from 1 to 100 or None, got {jpeg_quality!r}")
+        options = _session_options(session, mode, connect, listen, multicast, config_file)
+        super().__init__(
+            directPutSubscriptionType=MostRecentSubscription if delivery == "latest" else asyncio.Queue,
+            logger=logger if logger is not None else logging.getLogger("rtcbot.net.ZenohPublisher"),
+            ready=False,
+        )
+        self.key = key
+        self.delivery = delivery
+        self.jpeg_quality = jpeg_quality
+        self.joinTimeout = joinTimeout
+        self.stats = PublisherStats()
+        self._pid = int.from_bytes(os.urandom(4), "little")
+        self._seq = 0
+        self._lastEncodeLog = -_LOG_EVERY
+        self._loop = resolve_loop(loop)
+        self._zenoh = _require_zenoh()
+        self._lease = acquire_session(options)
+        try:
+            if delivery != "auto":
+                self._publisher = self._declare(delivery)
+        except BaseException:
+            self.close()
+            raise
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="rtcbot-zenoh-pub")
+        self._task = self._loop.create_task(self._run())
+        self._task.add_done_callback(self._runEnded)
+        self._setReady(True)
+
+    def _declare(self, delivery: str) -> Any:
+        assert self._lease is not None
+        try:
+            publisher = self._lease.session.declare_publisher(self.key, **_qos(self._zenoh, delivery))
+        except self._zenoh.ZError as e:
+            raise DeviceOpenError(f"cannot publish on Zenoh key {self.key!r}: {e}") from e
+        self._log.debug("publishing %r with delivery %s", self.key, delivery)
+        return publisher
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                item = await self._get()
+            except SubscriptionClosed:
+                return
+            if self._shouldClose or self._executor is None:
+                return
+            self._inflight = self._executor.submit(self._send, item)
+            await asyncio.wrap_future(self._inflight)
+
+    def _send(self, item: Any) -> None:
+        """In the worker thread: encode the item and put it."""
+        try:
+            encoded = encode(item, self.jpeg_quality)
+        except EncodeError as e:
+            self.stats.encode_errors += 1
+            now = time.monotonic()
+            if now - self._lastEncodeLog >= _LOG_EVERY:
+                self._lastEncodeLog = now
+                self._log.error(
+                    "%s %r: item skipped (%d so far): %s",
+                    type(self).__name__,
+                    self.key,
+                    self.stats.encode_errors,
+                    e,
+                )
+            return
+        publisher = self._publisher
+        if publisher is None:
+            self.delivery = "latest" if is_frame(item) else "reliable"
+            publisher = self._publisher = self._declare(self.delivery)
+        self._seq += 1
+        attachment = _HEADER.pack(_MAGIC, self._pid, self._seq, time.time_ns())
+        publisher.put(encoded.payload, encoding=encoded.encoding, attachment=attachment)
+        self.stats.sent += 1
+
+    def _runEnded(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        err = task.exception()
+        if err is not None and not self._shouldClose:
+            self._log.error("%s %r stopped: %s", type(self).__name__, self.key, err, exc_info=err)
+            self._setError(err)
+            self.close()
+
+    def close(self) -> None:
+        """Stops publishing, undeclares the publisher and releases the session (idempotent)."""
+        self._shouldClose = True
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
+            inflight = self._inflight
+            if inflight is not None:
+                done, _ = concurrent.futures.wait([inflight], timeout=self.joinTimeout)
+                if not done:
+                    self._log.warning(
+                        "%s %r: a send did not finish within %.1f s; closing anyway",
+                        type(self).__name__,
+                        self.key,
+                        self.joinTimeout,
+                    )
+        publisher, self._publisher = self._publisher, None
+        if publisher is not None:
+            publisher.undeclare()
+        lease, self._lease = self._lease, None
+        if lease is not None:
+            lease.release()
+        BaseSubscriptionConsumer.close(self)
+
+
+class ZenohSubscriber(BaseSubscriptionProducer):
+    """A producer of the items published under a Zenoh key (wildcards allowed)::
+
+        video = ZenohSubscriber("robot1/camera", delivery="latest")
+        display.putSubscription(video)
+
+        @ZenohSubscriber("robot*/status").subscribe
+        def status(msg):
+            print(msg)
+
+    :param key: the key expression; ``*`` matches one chunk, ``**`` any number (``"fleet/**"``).
+    :param delivery: ``"reliable"`` (default: ``subscribe()`` gives an asyncio.Queue, nothing dropped) or
+        ``"latest"`` (``subscribe()`` gives a MostRecentSubscription: a slow reader gets the newest item).
+    :param info: produce :class:`ZenohSample` (value, key, seq, sent) instead of bare values, to tell
+        publishers apart on a wildcard key or to measure latency.
+    :param max_bytes: larger samples (or arrays and JPEGs that would decode larger) are dropped.
+    :param mode, connect, listen, multicast, config_file, session: the Zenoh session, as for ZenohPublisher.
+
+    Samples are decoded in Zenoh's receive thread, off the event loop, and handed to the loop in batches.
+    ``stats`` counts received, malformed and missed samples.
+    """
+
+    _lease: Optional[SessionLease] = None
+    _subscriber: Any = None
+
+    def __init__(
+        self,
+        key: str,
+        *,
+        delivery: str = "reliable",
+        info: bool = False,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        mode: Optional[str] = None,
+        connect: Optional[Iterable[str]] = None,
+        listen: Optional[Iterable[str]] = None,
+        multicast: Optional[bool] = None,
+        config_file: Optional[str] = None,
+        session: Optional[SessionOptions] = None,
+        logger: Optional[logging.Logger] = None,
+        loop: Optional[asyncio.AbstractEventLoop] = None,
+    ) -> None:
+        _check_delivery(delivery, ("latest", "reliable"))
+        options = _session_options(session, mode, connect, listen, multicast, config_file)
+        latest = delivery == "latest"
+        super().__init__(
+            defaultSubscriptionClass=MostRecentSubscription if latest else asyncio.Queue,
+            logger=logger if logger is not None else logging.getLogger("rtcbot.net.ZenohSubscriber"),
+            ready=False,
+        )
+        self.key = key
+        self.delivery = delivery
+        self.info = info
+        self.max_bytes = max_bytes
+        self.stats = SubscriberStats()
+        self._statsLock = threading.Lock()
+        self._lastSeq: Dict[int, int] = {}
+        self._lastBadLog = -_LOG_EVERY
+        self._loop = resolve_loop(loop)
+        # Decoded items wait here for the event loop; video keeps only the newest few.
+        self._handoff = LoopHandoff(self._loop, self._deliver, limit=2 if latest else 1 << 16)
+        zenoh = _require_zenoh()
+        self._putKind = zenoh.SampleKind.PUT
+        self._lease = acquire_session(options)
+        try:
+            self._subscriber = self._lease.session.declare_subscriber(key, self._onSample)
+        except zenoh.ZError as e:
+            self.close()
+            raise DeviceOpenError(f"cannot subscribe to Zenoh key {key!r}: {e}") from e
+        self._setReady(True)
+
+    def _onSample(self, sample: Any) -> None:
+        """In Zenoh's receive thread: decode, count, hand to the loop. Must never raise into Zenoh."""
+        if self._shouldClose or sample.kind != self._putKind:
+            return
+        try:
+            self._handle(sample)
+        except DecodeError as e:
+            self._malformed(sample, e)
+        except Exception:  # a bug here would otherwise vanish inside Zenoh's thread
+            self._log.exception("%s %r: failed to handle a sample", type(self).__name__, self.key)
+
+    def _handle(self, sample: Any) -> None:
+        payload = sample.payload
+        if len(payload) > self.max_bytes:
+            raise SampleTooLargeError(f"sample of {len(payload)} bytes is over max_bytes={self.max_bytes}")
+        value = decode(str(sample.encoding), payload.to_bytes(), self.max_bytes)
+        seq, sent = self._track(sample.attachment)
+        if self.info:
+            value = ZenohSample(value, str(sample.key_expr), seq, sent)
+        self._handoff.put(value)
+
+    def _track(self, attachment: Any) -> tuple[Optional[int], Optional[float]]:
+        """Counts the sample and any gap in its publisher's sequence numbers."""
+        with self._statsLock:
+            self.stats.received += 1
+            if attachment is None or len(attachment) != _HEADER.size:
+                return None, None
+            magic, pid, seq, sent_ns = _HEADER.unpack(attachment.to_bytes())
+            if magic != _MAGIC:
+                return None, None
+            last = self._lastSeq.pop(pid, None)
+            if last is not None and seq > last + 1:
+                self.stats.missed += seq - last - 1
+            self._lastSeq[pid] = seq
+            if len(self._lastSeq) > _MAX_TRACKED_PUBLISHERS:
+                del self._lastSeq[next(iter(self._lastSeq))]
+            return seq, sent_ns / 1e9
+
+    def _malformed(self, sample: Any, err: DecodeError) -> None:
+        with self._statsLock:
+            self.stats.malformed += 1
+            count = self.stats.malformed
+            now = time.monotonic()
+            if now - self._lastBadLog < _LOG_EVERY:
+                return
+            self._lastBadLog = now
+        self._log.warning(
+            "%s %r: dropped a sample on %s (%d dropped so far): %s",
+            type(self).__name__,
+            self.key,
+            sample.key_expr,
+            count,
+            err,
+        )
+
+    def _deliver(self, item: Any) -> None:
+        if not self._shouldClose:
+            BaseSubscriptionProducer._put_nowait(self, item)
+
+    def close(self) -> None:
+        """Undeclares the subscriber, releases the session and closes the subscriptions (idempotent)."""
+        self._shouldClose = True
+        subscriber, self._subscriber = self._subscriber, None
+        if subscriber is not None:
+            subscriber.undeclare()
+        lease, self._lease = self._lease, None
+        if lease is not None:
+            lease.release()
+        BaseSubscriptionProducer.close(self)
+
+
+def _require_zenoh() -> Any:
+    from .._deps import require
+
+    return require("zenoh")
