@@ -31,6 +31,7 @@ import numpy as np
 
 from ..base import ThreadedSubscriptionProducer
 from ..subscriptions import MostRecentSubscription
+from .audio_blocks import AudioBlock
 from .camera import Frame
 
 logger = logging.getLogger("rtcbot.devices.sim")
@@ -239,8 +240,9 @@ class SimCamera(ThreadedSubscriptionProducer):
 class SimMicrophone(ThreadedSubscriptionProducer):
     """A microphone with Microphone's interface that hears a sine tone plus noise.
 
-    Blocks are float32 numpy arrays of shape ``(blocksize, channels)``, delivered in real time (one block
-    every ``blocksize / samplerate`` seconds)::
+    Blocks are :class:`~rtcbot.devices.audio_blocks.AudioBlock` objects (float32 arrays of shape
+    ``(blocksize, channels)`` with ``timestamp`` and ``index``), delivered in real time: one block every
+    ``blocksize / samplerate`` seconds, each once its last sample would have been recorded::
 
         with SimMicrophone(frequency=1000, noise=0.05) as mic:
             block = await mic.get()
@@ -295,8 +297,9 @@ class SimMicrophone(ThreadedSubscriptionProducer):
                 noise=self.noise,
                 rng=rng,
             )
+            index = self.samples // self.blocksize
             self.samples += self.blocksize
-            self._put_nowait(block)
-            if self.samples == self.blocksize:
+            self._put_nowait(AudioBlock(block, deadline - period, index))
+            if index == 0:
                 self._setReady(True)
             deadline += period
