@@ -77,11 +77,31 @@ class Frame(np.ndarray):
         super().__setstate__(array_state)
 
 
-def _wrap_output(output: Any, timestamp: float, index: int) -> Any:
-    """Gives ``preprocessframe``'s result the capture's metadata when it came back as a plain array."""
-    if isinstance(output, np.ndarray) and not isinstance(output, Frame):
-        return Frame(output, timestamp, index)
-    return output
+class _FrameEmitter:
+    """What every rtcbot camera does with a captured image, in its capture thread: wrap it in a
+    :class:`Frame`, run ``preprocessframe``, count it, hand it to subscribers, and set ready on the first.
+
+    The camera sets ``self._preprocessframe`` and ``self._frame_count = 0`` in its constructor.
+    """
+
+    _preprocessframe: Callable[[Frame], Any]
+    _frame_count: int
+
+    @property
+    def frame_count(self) -> int:
+        """How many frames the camera has captured so far (the next frame's ``index``)."""
+        return self._frame_count
+
+    def _emit_frame(self, image: Any, timestamp: float) -> None:
+        index = self._frame_count
+        output = self._preprocessframe(Frame(image, timestamp, index))
+        if isinstance(output, np.ndarray) and not isinstance(output, Frame):
+            output = Frame(output, timestamp, index)  # e.g. an OpenCV result: give it the capture's metadata
+        self._frame_count = index + 1
+        if output is not None:
+            self._put_nowait(output)  # type: ignore[attr-defined]
+        if index == 0:
+            self._setReady(True)  # type: ignore[attr-defined]
 
 
 Source = Union[int, str, "os.PathLike[str]"]
@@ -132,7 +152,7 @@ def _video_capture(cv2: Any, source: Union[int, str], api: int) -> Any:
     return cv2.VideoCapture(source, api)
 
 
-class CVCamera(ThreadedSubscriptionProducer):
+class CVCamera(_FrameEmitter, ThreadedSubscriptionProducer):
     """A camera, video file or video stream read with OpenCV, producing BGR frames.
 
     Each frame is a :class:`Frame`: a ``numpy.ndarray`` of shape (height, width, 3), BGR order, that also
@@ -260,11 +280,6 @@ class CVCamera(ThreadedSubscriptionProducer):
         """Frame rate the device accepted, or the file's own rate."""
         return self._fps
 
-    @property
-    def frame_count(self) -> int:
-        """How many frames the camera has delivered so far (the next frame's ``index``)."""
-        return self._frame_count
-
     # ----------------------------------------------------------------- the capture thread
 
     def _producer(self) -> None:
@@ -316,12 +331,3 @@ class CVCamera(ThreadedSubscriptionProducer):
             failures = 0
             frames_since_rewind += 1
             self._emit_frame(image, timestamp)
-
-    def _emit_frame(self, image: Any, timestamp: float) -> None:
-        index = self._frame_count
-        output = _wrap_output(self._preprocessframe(Frame(image, timestamp, index)), timestamp, index)
-        self._frame_count = index + 1
-        if output is not None:
-            self._put_nowait(output)
-        if index == 0:
-            self._setReady(True)
