@@ -54,7 +54,7 @@ def _open_camera(camera: Optional[Camera]) -> Any:
     if camera.kind == "csi":
         from .devices.picamera import PiCamera2
 
-        return PiCamera2(camera_num=camera.index)
+        return PiCamera2(cameranumber=camera.index)
     from .devices.camera import CVCamera
 
     return CVCamera(cameranumber=camera.id)
@@ -76,10 +76,10 @@ def _open_speaker(device: AudioDevice) -> Any:
     return Speaker(device=device.index)
 
 
-def _open_serial(port: str) -> Any:
+def _open_serial(port: str, **options: Any) -> Any:
     from .devices.serial import SerialConnection
 
-    return SerialConnection(port)
+    return SerialConnection(port, **options)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -341,15 +341,15 @@ def _sim_serial_target() -> _Target:
     holder: List[Any] = []
 
     def make() -> Any:
-        from .devices.arduino_sim import SimulatedArduino
+        from .devices.arduino_sim import SERIAL_OPTIONS, SimulatedArduino
 
-        sim = SimulatedArduino()
-        holder.append(sim)
-        return _open_serial(sim.port)
+        arduino = SimulatedArduino()
+        holder.append(arduino)
+        return _open_serial(arduino.port, **SERIAL_OPTIONS)
 
     def cleanup() -> None:
-        for sim in holder:
-            sim.close()
+        for arduino in holder:
+            arduino.close()
 
     return _Target(f"{SIM_SERIAL:<14} SimulatedArduino on a pty", _check_serial, make, cleanup)
 
@@ -436,7 +436,11 @@ async def _run_checks(targets: List[_Target], seconds: float, out: TextIO) -> Li
 
 def _cmd_check(args: argparse.Namespace, out: TextIO) -> int:
     if args.sim:
-        targets = _sim_targets()
+        unknown = [n for n in args.names if n not in (SIM_CAMERA, SIM_MIC, SIM_SERIAL)]
+        if unknown:
+            print(f"rtcbot check --sim: only {SIM_CAMERA}, {SIM_MIC} and {SIM_SERIAL} can be named", file=out)
+            return 2
+        targets = _sim_targets(args.names or (SIM_CAMERA, SIM_MIC, SIM_SERIAL))
         print("Checking the simulated devices (--sim).", file=out)
     else:
         inv = discover()

@@ -216,11 +216,11 @@ class SimCamera(ThreadedSubscriptionProducer):
 
     def _producer(self) -> None:
         period = 1.0 / self._fps
-        deadline = time.monotonic()
+        deadline = None  # when the next frame is due; the schedule starts at the first frame
         while not self._shouldClose:
             index = self._frame_count
             image = render_test_pattern(self._width, self._height, index, use_cv2=self._use_cv2)
-            timestamp = time.monotonic()
+            timestamp = time.monotonic()  # "captured" once the image exists (the first one imports cv2)
             output = self._preprocessframe(Frame(image, timestamp, index))
             if isinstance(output, np.ndarray) and not isinstance(output, Frame):
                 output = Frame(output, timestamp, index)
@@ -229,7 +229,7 @@ class SimCamera(ThreadedSubscriptionProducer):
                 self._put_nowait(output)
             if index == 0:
                 self._setReady(True)
-            deadline += period
+            deadline = timestamp + period if deadline is None else deadline + period
             now = time.monotonic()
             if deadline < now - period:  # fell more than a frame behind (busy machine): don't burst
                 deadline = now
