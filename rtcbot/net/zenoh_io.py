@@ -199,6 +199,8 @@ class ZenohPublisher(BaseSubscriptionConsumer):
             self.close()
             raise
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="rtcbot-zenoh-pub")
+        self._busy = False
+        self._progress = asyncio.Event()
         self._task = self._loop.create_task(self._run())
         self._task.add_done_callback(self._runEnded)
         self._setReady(True)
@@ -220,8 +222,42 @@ class ZenohPublisher(BaseSubscriptionConsumer):
                 return
             if self._shouldClose or self._executor is None:
                 return
-            self._inflight = self._executor.submit(self._send, item)
-            await asyncio.wrap_future(self._inflight)
+            self._busy = True
+            try:
+                self._inflight = self._executor.submit(self._send, item)
+                await asyncio.wrap_future(self._inflight)
+            finally:
+                self._busy = False
+                self._progress.set()
+
+    def _idle(self) -> bool:
+        pending = self._pendingGet  # an item handed over by _get(), not yet picked up by _run()
+        return (
+            not self._busy
+            and not self._directPutSubscription.qsize()
+            and (pending is None or not pending.done())
+        )
+
+    async def flush(self, timeout: float = 5.0) -> bool:
+        """Waits until every item given so far has been sent (nothing queued, no send in progress); False
+        if that did not happen within ``timeout`` seconds. Use it before closing a script that just put its
+        last command::
+
+            cmd.put_nowait({"left": 0, "right": 0})
+            await cmd.flush()
+            cmd.close()
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not self._idle():
+            if self._shouldClose:
+                return False
+            self._progress.clear()
+            try:
+                await asyncio.wait_for(self._progress.wait(), max(0.0, deadline - loop.time()))
+            except asyncio.TimeoutError:
+                return self._idle()
+        return True
 
     def _send(self, item: Any) -> None:
         """In the worker thread: encode the item and put it."""
