@@ -1,0 +1,180 @@
+"""CVDisplay: the clear error on a headless OpenCV (this machine's), and frame routing through the shared
+GUI thread with a recording window backend in place of HighGUI."""
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Dict, List, Optional
+
+import numpy as np
+import pytest
+
+from rtcbot import InvalidItemError, MissingDependencyError
+from rtcbot.devices import display as display_module
+from rtcbot.devices.display import CVDisplay
+from tests.helpers import run
+
+cv2 = pytest.importorskip("cv2")
+WAIT = 5.0
+
+
+def gui_threads() -> List[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "rtcbot-CVDisplay-gui"]
+
+
+class RecordingWindows:
+    """A window backend that records what the GUI thread does, and lets a test click a close button."""
+
+    pump_interval: Optional[float] = 0.01
+
+    def __init__(self) -> None:
+        self.threads: set = set()
+        self.opened: List[str] = []
+        self.closed: List[str] = []
+        self.shown: Dict[str, List[np.ndarray]] = {}
+        self.user_closes: set = set()
+        self.changed = threading.Condition()
+
+    def _note(self) -> None:
+        self.threads.add(threading.current_thread().name)
+
+    def check(self) -> None:  # runs in the constructing thread: it must not touch windows
+        pass
+
+    def open(self, name: str) -> None:
+        self._note()
+        self.opened.append(name)
+        self.shown[name] = []
+
+    def show(self, name: str, frame: np.ndarray) -> None:
+        self._note()
+        with self.changed:
+            self.shown[name].append(frame)
+            self.changed.notify_all()
+
+    def user_closed(self, name: str) -> bool:
+        return name in self.user_closes
+
+    def close(self, name: str) -> None:
+        self._note()
+        self.closed.append(name)
+
+    def pump(self) -> None:
+        self._note()
+
+    def wait_shown(self, name: str, count: int) -> List[np.ndarray]:
+        with self.changed:
+            assert self.changed.wait_for(lambda: len(self.shown[name]) >= count, WAIT), self.shown
+            return list(self.shown[name])
+
+
+@pytest.fixture
+def windows(monkeypatch):
+    backend = RecordingWindows()
+    monkeypatch.setattr(display_module, "_backend_factory", lambda: backend)
+    return backend
+
+
+def image(value: int) -> np.ndarray:
+    return np.full((4, 6, 3), value, np.uint8)
+
+
+def test_a_headless_opencv_raises_a_clear_error_saying_what_to_install(no_leaks):
+    if cv2.currentUIFramework():
+        pytest.skip("this OpenCV has GUI support")
+
+    async def main():
+        with pytest.raises(MissingDependencyError) as info:
+            CVDisplay()
+        return str(info.value)
+
+    message = run(main())
+    assert "pip install opencv-python" in message and "opencv-python-headless" in message
+    assert "python3-opencv" in message
+    assert not gui_threads()
+
+
+def test_frames_go_to_their_own_window(windows, no_leaks):
+    async def main():
+        with CVDisplay("left") as left, CVDisplay("right") as right:
+            left.put_nowait(image(10))
+            right.put_nowait(image(20))
+            shown_left = await asyncio.to_thread(windows.wait_shown, "left", 1)
+            shown_right = await asyncio.to_thread(windows.wait_shown, "right", 1)
+        return shown_left, shown_right
+
+    shown_left, shown_right = run(main())
+    assert [int(f[0, 0, 0]) for f in shown_left] == [10]
+    assert [int(f[0, 0, 0]) for f in shown_right] == [20]
+    assert windows.opened == ["left", "right"] and sorted(windows.closed) == ["left", "right"]
+
+
+def test_all_displays_share_one_gui_thread_joined_when_the_last_closes(windows, no_leaks):
+    async def main():
+        first, second = CVDisplay("a"), CVDisplay("b")
+        first.put_nowait(image(1))
+        second.put_nowait(image(2))
+        await asyncio.to_thread(windows.wait_shown, "a", 1)
+        await asyncio.to_thread(windows.wait_shown, "b", 1)
+        assert len(gui_threads()) == 1
+        first.close()
+        assert len(gui_threads()) == 1, "the GUI thread must stay while a display is open"
+        second.close()
+
+    run(main())
+    assert windows.threads == {"rtcbot-CVDisplay-gui"}, "HighGUI must only be called from the GUI thread"
+    assert not gui_threads()
+
+
+def test_a_display_shows_the_frames_of_a_subscription(windows, no_leaks):
+    async def main():
+        frames: asyncio.Queue = asyncio.Queue()
+        with CVDisplay("sub") as display:
+            display.putSubscription(frames)
+            for value in (5, 6, 7):
+                frames.put_nowait(image(value))
+                await asyncio.to_thread(windows.wait_shown, "sub", value - 4)
+            return windows.shown["sub"]
+
+    assert [int(f[0, 0, 0]) for f in run(main())] == [5, 6, 7]
+
+
+def test_default_names_are_distinct(windows, no_leaks):
+    async def main():
+        with CVDisplay() as one, CVDisplay() as two:
+            return one.name, two.name
+
+    one, two = run(main())
+    assert one != two and one.startswith("rtcbot")
+
+
+def test_two_displays_cannot_share_a_window_name(windows, no_leaks):
+    async def main():
+        with CVDisplay("same"):
+            with pytest.raises(ValueError, match="already open"):
+                CVDisplay("same")
+
+    run(main())
+
+
+def test_closing_the_window_closes_the_display(windows, no_leaks):
+    async def main():
+        display = CVDisplay("closeme")
+        windows.user_closes.add("closeme")
+        await asyncio.wait_for(display.onClose(), WAIT)
+        return display
+
+    display = run(main())
+    assert display.closed and display.error is None
+
+
+def test_an_item_that_is_not_an_image_fires_invalid_item(windows, no_leaks):
+    async def main():
+        display = CVDisplay("bad")
+        display.put_nowait("not a frame")
+        err = await asyncio.wait_for(display.onError(), WAIT)
+        await asyncio.wait_for(display.onClose(), WAIT)
+        return err
+
+    err = run(main())
+    assert isinstance(err, InvalidItemError) and "'bad'" in str(err) and "str" in str(err)
