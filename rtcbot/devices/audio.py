@@ -1,0 +1,388 @@
+"""Microphone and Speaker: sound cards through PortAudio (the ``sounddevice`` package).
+
+:class:`Microphone` is a threaded producer of :class:`~rtcbot.devices.audio_blocks.AudioBlock` arrays;
+:class:`Speaker` is a consumer that plays in its own process, so a busy script does not make it stutter.
+Plug one into the other for a live loopback::
+
+    import asyncio
+    from rtcbot import Microphone, Speaker
+
+    async def main():
+        with Microphone() as mic, Speaker() as speaker:
+            speaker.putSubscription(mic)       # what the microphone hears comes out of the speaker
+            await asyncio.sleep(10)
+
+    asyncio.run(main())
+
+The conversion and buffering that need no sound card live in :mod:`rtcbot.devices.audio_blocks`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from typing import Any, List, NamedTuple, Optional, Sequence, Tuple, Union
+
+from .._deps import require
+from ..base import ProcessSubscriptionConsumer, SubscriptionClosed, ThreadedSubscriptionProducer
+from ..errors import DeviceLostError, DeviceOpenError, InvalidItemError, MissingDependencyError
+from .audio_blocks import AudioBlock, PlaybackBuffer, as_playable, check_playable
+
+logger = logging.getLogger("rtcbot.devices.audio")
+
+__all__ = ["AudioBlock", "Microphone", "Speaker"]
+
+Device = Union[int, str, None]
+Channels = Union[int, Sequence[int], None]
+
+# Rates tried when a device refuses the one asked for, to say which it takes.
+_COMMON_RATES = (8000, 11025, 16000, 22050, 32000, 44100, 48000, 88200, 96000)
+# ALSA's virtual "default"/"pulse" devices report 32 channels; channels=None never opens more than this.
+_DEFAULT_MAX_CHANNELS = 2
+
+
+def _import_sounddevice(module: str = "sounddevice") -> Any:
+    """Import sounddevice; a missing PortAudio (an OSError at import) becomes MissingDependencyError."""
+    try:
+        return require(module)
+    except OSError as e:
+        raise MissingDependencyError(
+            f"the sounddevice module is installed but could not load the PortAudio library ({e}). "
+            "Install it: apt install libportaudio2 (Debian, Ubuntu, Raspberry Pi OS), or brew install "
+            "portaudio (macOS)."
+        ) from e
+
+
+def _device_listing(sd: Any) -> str:
+    try:
+        return str(sd.query_devices())
+    except Exception as e:  # the listing is advice inside another error: never hide that error
+        return f"(could not list devices: {e})"
+
+
+class _Settings(NamedTuple):
+    """A resolved stream configuration: what to open, and which of its channels to keep."""
+
+    device: int  # PortAudio device index
+    name: str  # the device's name, for messages
+    stream_channels: int  # channels the stream is opened with
+    keep: Optional[Tuple[int, ...]]  # channel indices delivered (None: all of them)
+
+
+def _resolve(
+    sd: Any, kind: str, owner: str, device: Device, channels: Channels, samplerate: float
+) -> _Settings:
+    """Find ``device`` for ``kind`` ("input"/"output"), check channels and rate; DeviceOpenError if not."""
+    if isinstance(device, bool) or not (device is None or isinstance(device, (int, str))):
+        raise TypeError(f"{owner} device must be an index, part of a device name, or None; got {device!r}")
+    try:
+        info = sd.query_devices(device, kind)
+    except (ValueError, sd.PortAudioError) as e:
+        what = f"no {kind} device matches {device!r}" if device is not None else f"no default {kind} device"
+        raise DeviceOpenError(
+            f"{owner}: {what} ({e}). Available devices (index, name, inputs/outputs):\n"
+            f"{_device_listing(sd)}\nPass device=<index> or device=<part of a name> with {kind} channels; "
+            "on Linux check the user is in the 'audio' group and that arecord -l / aplay -l list the card."
+        ) from e
+    name = str(info["name"])
+    available = int(info[f"max_{kind}_channels"])
+    if channels is None:
+        keep = None
+        stream_channels = min(available, _DEFAULT_MAX_CHANNELS)
+    elif isinstance(channels, int) and not isinstance(channels, bool):
+        if channels < 1:
+            raise ValueError(f"{owner} channels must be at least 1, got {channels}")
+        keep, stream_channels = None, channels
+    elif kind == "input" and isinstance(channels, Sequence) and not isinstance(channels, str):
+        keep = tuple(int(c) for c in channels)
+        if not keep or min(keep) < 0:
+            raise ValueError(f"{owner} channels must list channel indices from 0, got {channels!r}")
+        stream_channels = max(keep) + 1
+    else:
+        raise TypeError(
+            f"{owner} channels must be a count{' or a list of indices' * (kind == 'input')}, got {channels!r}"
+        )
+    if stream_channels > available:
+        raise DeviceOpenError(
+            f"{owner}: device {name!r} has {available} {kind} channel(s), {channels!r} asks for "
+            f"{stream_channels}; pass channels=None (the device's, at most {_DEFAULT_MAX_CHANNELS}) or fewer"
+        )
+    check = sd.check_input_settings if kind == "input" else sd.check_output_settings
+    try:
+        check(device=info["index"], channels=stream_channels, dtype="float32", samplerate=samplerate)
+    except sd.PortAudioError as e:
+        raise DeviceOpenError(
+            f"{owner}: device {name!r} refuses {stream_channels} channel(s) at {samplerate} Hz ({e}). "
+            f"Its default rate is {float(info['default_samplerate']):g} Hz; "
+            f"it accepts {_accepted_rates(check, info['index'], stream_channels)}. "
+            "Pass samplerate= one of them."
+        ) from e
+    return _Settings(int(info["index"]), name, stream_channels, keep)
+
+
+def _accepted_rates(check: Any, device: int, channels: int) -> str:
+    accepted = []
+    for rate in _COMMON_RATES:
+        try:
+            check(device=device, channels=channels, dtype="float32", samplerate=rate)
+        except Exception:  # any refusal means "not this rate"
+            continue
+        accepted.append(str(rate))
+    return ", ".join(accepted) + " Hz" if accepted else "none of the common rates"
+
+
+def _check_positive(owner: str, **values: float) -> None:
+    for name, value in values.items():
+        if isinstance(value, bool) or not value > 0:
+            raise ValueError(f"{owner} {name} must be positive, got {value!r}")
+
+
+class _EverySoOften:
+    """Logs a repeated warning at most once per ``period`` seconds, saying how many times it happened."""
+
+    def __init__(self, log: logging.Logger, period: float = 5.0) -> None:
+        self._log = log
+        self._period = period
+        self._last = -float("inf")
+        self._pending = 0
+
+    def warning(self, message: str, *args: Any) -> None:
+        self._pending += 1
+        now = time.monotonic()
+        if now - self._last >= self._period:
+            self._log.warning(message + " (%d time(s) since the last report)", *args, self._pending)
+            self._last = now
+            self._pending = 0
+
+
+class Microphone(ThreadedSubscriptionProducer):
+    """A microphone: delivers blocks of float32 samples, shape ``(blocksize, channels)``, as they arrive.
+
+    Each block is an :class:`~rtcbot.devices.audio_blocks.AudioBlock`: ``block.timestamp`` estimates when
+    its first sample was captured (``time.monotonic()`` clock), ``block.index`` counts blocks from 0::
+
+        with Microphone(samplerate=16000, channels=1) as mic:
+            block = await mic.get()                 # float32, shape (1024, 1), values in -1..1
+            level = float(abs(block).max())
+
+    :param samplerate: samples per second.
+    :param channels: how many channels to record (None: the device's, at most 2), or a list of channel
+        indices to keep (``[1]``: only the right channel of a stereo card).
+    :param blocksize: frames per block (1024 at 48 kHz is 21 ms).
+    :param device: a PortAudio device index or part of its name (``"USB"``); None for the default input.
+        ``python -m sounddevice`` lists them.
+
+    ``overflows`` counts blocks during which the sound card had to discard audio because the worker was
+    late; they are logged (at most every few seconds) and never stop the microphone. Subscribers get every
+    block (the default subscription is an unbounded ``asyncio.Queue``): a reader that may fall behind should
+    subscribe with ``BoundedQueue(n)``, and ``RebatchSubscription(frames)`` gives blocks of another size.
+
+    The worker thread makes blocking ``stream.read()`` calls rather than using a PortAudio callback: the
+    read loop is the producer loop, with no second hand-off queue, overflows come back with each read, and
+    closing takes at most one block's duration.
+    """
+
+    _sounddevice_module = "sounddevice"  # tests swap in a fake module by name
+
+    def __init__(
+        self,
+        samplerate: int = 48000,
+        channels: Channels = None,
+        blocksize: int = 1024,
+        device: Device = None,
+        loop: Optional[asyncio.AbstractEventLoop] = None,
+    ) -> None:
+        _check_positive("Microphone", samplerate=samplerate, blocksize=blocksize)
+        sd = _import_sounddevice(self._sounddevice_module)
+        self._settings = _resolve(sd, "input", "Microphone", device, channels, samplerate)
+        self.samplerate = samplerate
+        self.blocksize = int(blocksize)
+        self.channels = len(self._settings.keep or ()) or self._settings.stream_channels
+        self.device_name = self._settings.name
+        self._overflows = 0
+        self._overflow_log = _EverySoOften(logger)
+        super().__init__(defaultSubscriptionType=asyncio.Queue, logger=logger, loop=loop)
+
+    @property
+    def overflows(self) -> int:
+        """Blocks during which the sound card dropped input because it was not read in time."""
+        return self._overflows
+
+    def _producer(self) -> None:
+        sd = _import_sounddevice(self._sounddevice_module)
+        settings = self._settings
+        try:
+            stream = sd.InputStream(
+                device=settings.device,
+                channels=settings.stream_channels,
+                samplerate=self.samplerate,
+                blocksize=self.blocksize,
+                dtype="float32",
+            )
+        except sd.PortAudioError as e:
+            raise DeviceOpenError(f"Microphone: cannot open {settings.name!r}: {e}") from e
+        try:
+            try:
+                stream.start()
+            except sd.PortAudioError as e:
+                raise DeviceOpenError(
+                    f"Microphone: cannot start {settings.name!r}: {e}; is another program using it?"
+                ) from e
+            self._setReady(True)
+            self._read_loop(sd, stream)
+        finally:
+            stream.close()
+
+    def _read_loop(self, sd: Any, stream: Any) -> None:
+        settings = self._settings
+        block_duration = self.blocksize / self.samplerate
+        input_latency = float(stream.latency)
+        keep: Optional[List[int]] = list(settings.keep) if settings.keep is not None else None
+        index = 0
+        while not self._shouldClose:
+            try:
+                samples, overflowed = stream.read(self.blocksize)
+            except sd.PortAudioError as e:
+                if self._shouldClose:
+                    return
+                raise DeviceLostError(
+                    f"Microphone: reading {settings.name!r} failed ({e}); was it unplugged? "
+                    "Check it still appears in `python -m sounddevice`."
+                ) from e
+            captured = time.monotonic() - block_duration - input_latency
+            if overflowed:
+                self._overflows += 1
+                self._overflow_log.warning(
+                    "Microphone %r: input overflow, audio was lost (the worker thread was late)",
+                    settings.name,
+                )
+            if keep is not None:
+                samples = samples[:, keep]
+            self._put_nowait(AudioBlock(samples, captured, index))
+            index += 1
+
+
+class Speaker(ProcessSubscriptionConsumer):
+    """A speaker that plays in its own process: give it blocks of samples and they play, in order.
+
+    Blocks may have any length, be mono (shape ``(n,)`` or ``(n, 1)``, played on every channel) or have the
+    speaker's channel count, and hold float samples in -1..1 or int16/int32; a Microphone's blocks fit as
+    they are::
+
+        with Speaker(samplerate=48000) as speaker:
+            t = np.arange(48000) / 48000
+            speaker.put_nowait(0.3 * np.sin(2 * np.pi * 440 * t))      # one second of A4
+            speaker.putSubscription(mic)                               # or: play a producer, live
+
+    When nothing arrives the speaker plays silence (never a repeat of old audio). Latency is bounded:
+    at most ``max_latency`` seconds of audio wait to be played; beyond that the oldest is dropped, so a
+    producer running faster than the sound card costs dropped audio, not a growing delay.
+
+    :param samplerate: samples per second; blocks are assumed to be at this rate.
+    :param channels: output channels (None: the device's, at most 2).
+    :param blocksize: frames the sound card asks for at a time (its callback period).
+    :param device: a PortAudio device index or part of its name; None for the default output.
+    :param max_latency: seconds of audio that may queue before the oldest is dropped (at least one block).
+
+    ``put_nowait`` raises :class:`~rtcbot.errors.InvalidItemError` for what cannot be played (a string, a
+    3-D array, 3 channels on a stereo speaker); such items arriving through ``putSubscription`` are logged
+    and skipped. Underflows (the queue ran dry while playing) and dropped frames are counted in the child
+    process and logged at debug level when the speaker closes.
+    """
+
+    _sounddevice_module = "sounddevice"  # tests swap in a fake module by name (it must import in the child)
+
+    def __init__(
+        self,
+        samplerate: int = 48000,
+        channels: Optional[int] = None,
+        blocksize: int = 1024,
+        device: Device = None,
+        loop: Optional[asyncio.AbstractEventLoop] = None,
+        max_latency: float = 0.2,
+    ) -> None:
+        _check_positive("Speaker", samplerate=samplerate, blocksize=blocksize, max_latency=max_latency)
+        if round(max_latency * samplerate) < blocksize:
+            raise ValueError(
+                f"Speaker max_latency={max_latency} s holds {round(max_latency * samplerate)} frames at "
+                f"{samplerate} Hz, less than one block of {blocksize}; raise max_latency or lower blocksize"
+            )
+        sd = _import_sounddevice(self._sounddevice_module)
+        settings = _resolve(sd, "output", "Speaker", device, channels, samplerate)
+        self._settings = settings
+        self.samplerate = samplerate
+        self.blocksize = int(blocksize)
+        self.channels = settings.stream_channels
+        self.device_name = settings.name
+        self.max_latency = max_latency
+        super().__init__(logger=logger, loop=loop)
+
+    def put_nowait(self, data: Any) -> None:
+        """Queue a block for playback; InvalidItemError (a ValueError) if it is not playable audio."""
+        check_playable(data, self.channels)
+        super().put_nowait(data)
+
+    def _consumer(self) -> None:
+        """Runs in the child process: the PortAudio callback plays from a PlaybackBuffer this loop fills."""
+        sd = _import_sounddevice(self._sounddevice_module)
+        settings = self._settings
+        buffer = PlaybackBuffer(round(self.max_latency * self.samplerate), self.channels)
+        lock = threading.Lock()
+        finished = threading.Event()
+        late = [0]  # callbacks PortAudio reports as late (output underflow at the device)
+
+        def play(outdata: Any, frames: int, time_info: Any, status: Any) -> None:
+            if status and status.output_underflow:
+                late[0] += 1
+            with lock:
+                buffer.read_into(outdata)
+
+        try:
+            stream = sd.OutputStream(
+                device=settings.device,
+                channels=self.channels,
+                samplerate=self.samplerate,
+                blocksize=self.blocksize,
+                dtype="float32",
+                callback=play,
+                finished_callback=finished.set,
+            )
+        except sd.PortAudioError as e:
+            raise DeviceOpenError(f"Speaker: cannot open {settings.name!r}: {e}") from e
+        bad_items = _EverySoOften(logger)
+        try:
+            try:
+                stream.start()
+            except sd.PortAudioError as e:
+                raise DeviceOpenError(
+                    f"Speaker: cannot start {settings.name!r}: {e}; is another program using it?"
+                ) from e
+            self._setReady(True)
+            while True:
+                try:
+                    item = self._get()
+                except SubscriptionClosed:
+                    return
+                if finished.is_set():
+                    raise DeviceLostError(
+                        f"Speaker: playback on {settings.name!r} stopped by PortAudio; was it unplugged? "
+                        "Check it still appears in `python -m sounddevice`."
+                    )
+                try:
+                    block = as_playable(item, self.channels)
+                except InvalidItemError as e:
+                    bad_items.warning("Speaker %r: skipped an item: %s", settings.name, e)
+                    continue
+                with lock:
+                    buffer.write(block)
+        finally:
+            stream.close()
+            logger.debug(
+                "Speaker %r: %d underflow(s), %d frame(s) dropped to bound latency, %d late callback(s)",
+                settings.name,
+                buffer.underflows,
+                buffer.dropped,
+                late[0],
+            )

@@ -1,0 +1,237 @@
+"""Microphone and Speaker on real PortAudio through a private PulseAudio null sink (tests/pulse.py), and the
+faults only a fake sounddevice can produce (tests/fakes/sounddevice.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import json
+import logging
+import sys
+from typing import Any, Iterator
+
+import numpy as np
+import pytest
+
+from rtcbot import DeviceLostError, DeviceOpenError, MissingDependencyError
+from rtcbot.devices.audio import Microphone
+from rtcbot.devices.audio_blocks import AudioBlock
+from tests.fakes import sounddevice as fake_sd
+from tests.helpers import run
+from tests.pulse import missing_reason, pulseaudio_server
+
+RATE = 48000
+WAIT = 10.0  # seconds any single await may take before the test fails
+
+
+# ------------------------------------------------------------------------------------------------ fixtures
+
+
+@pytest.fixture(scope="session")
+def pulse() -> Iterator[dict]:
+    """A private PulseAudio server with a null sink for the whole session; skips when it is not installed."""
+    reason = missing_reason()
+    if reason is not None:
+        pytest.skip(f"real-audio tests need PulseAudio: {reason}")
+    with pulseaudio_server() as info:
+        yield info
+
+
+@pytest.fixture
+def sd(pulse) -> Any:
+    """The real sounddevice module, seeing the private server's devices."""
+    return importlib.import_module("sounddevice")
+
+
+@pytest.fixture
+def fake(monkeypatch) -> Any:
+    """Swap in the fake sounddevice; returns a function that sets its faults (see its docstring)."""
+    monkeypatch.setitem(sys.modules, "sounddevice", fake_sd)
+    monkeypatch.delenv(fake_sd.ENV, raising=False)
+
+    def faults(**config: Any) -> None:
+        monkeypatch.setenv(fake_sd.ENV, json.dumps(config))
+
+    return faults
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+
+
+def tone(frequency: float, frames: int, start: int = 0, amplitude: float = 0.5) -> np.ndarray:
+    t = (np.arange(frames) + start) / RATE
+    return (amplitude * np.sin(2 * np.pi * frequency * t)).astype(np.float32)
+
+
+@contextlib.contextmanager
+def playing(sd: Any, frequency: float, device: str = "pulse") -> Iterator[None]:
+    """Play a continuous tone with sounddevice directly (not through rtcbot) while the block runs."""
+    position = [0]
+
+    def callback(outdata, frames, time_info, status):
+        outdata[:, 0] = tone(frequency, frames, position[0])
+        position[0] += frames
+
+    with sd.OutputStream(device=device, channels=1, samplerate=RATE, blocksize=1024, callback=callback):
+        yield
+
+
+def peak_frequency(samples: np.ndarray) -> float:
+    """The frequency (Hz) of the strongest component of a mono recording."""
+    spectrum = np.abs(np.fft.rfft(samples * np.hanning(len(samples))))
+    spectrum[0] = 0
+    return float(np.argmax(spectrum) * RATE / len(samples))
+
+
+async def record(mic: Microphone, seconds: float) -> np.ndarray:
+    """Concatenate the microphone's next blocks until ``seconds`` of audio are in."""
+    subscription = mic.subscribe()
+    blocks = []
+    total = 0
+    while total < seconds * mic.samplerate:
+        block = await asyncio.wait_for(subscription.get(), WAIT)
+        blocks.append(block)
+        total += len(block)
+    mic.unsubscribe(subscription)
+    return np.concatenate(blocks)
+
+
+# ----------------------------------------------------------------------------------- Microphone, real audio
+
+
+def test_microphone_delivers_float32_blocks_of_blocksize_and_channels(pulse):
+    async def main():
+        with Microphone(channels=2, blocksize=512, device="pulse") as mic:
+            first = await asyncio.wait_for(mic.get(), WAIT)
+            second = await asyncio.wait_for(mic.get(), WAIT)
+        return first, second
+
+    first, second = run(main())
+    assert isinstance(first, AudioBlock)
+    assert first.shape == (512, 2) and first.dtype == np.float32
+    assert second.index == first.index + 1
+    assert 0 < second.timestamp - first.timestamp < 0.2  # ~512/48000 s apart
+
+
+def test_microphone_records_a_tone_played_on_the_null_sink(sd):
+    async def main():
+        with playing(sd, 440), Microphone(channels=1, device="pulse") as mic:
+            await asyncio.wait_for(mic.onReady(), WAIT)
+            return await record(mic, 1.0)
+
+    recording = run(main())[:, 0]
+    assert abs(peak_frequency(recording[-RATE // 2 :]) - 440) < 5
+
+
+def test_microphone_hears_silence_when_nothing_plays(pulse):
+    async def main():
+        with Microphone(channels=1, device="pulse") as mic:
+            return await record(mic, 0.3)
+
+    assert np.sqrt(np.mean(run(main()) ** 2)) < 1e-3
+
+
+def test_microphone_channel_list_keeps_only_those_channels(pulse):
+    async def main():
+        with Microphone(channels=[1], blocksize=256, device="pulse") as mic:
+            return await asyncio.wait_for(mic.get(), WAIT)
+
+    block = run(main())
+    assert block.shape == (256, 1)
+
+
+def test_microphone_is_ready_once_the_stream_started(pulse):
+    async def main():
+        with Microphone(device="pulse") as mic:
+            await asyncio.wait_for(mic.onReady(), WAIT)
+            return mic.ready
+
+    assert run(main()) is True
+
+
+def test_unknown_microphone_name_raises_device_open_error_listing_devices(pulse):
+    with pytest.raises(DeviceOpenError, match="no input device matches 'no such mic'") as info:
+        Microphone(device="no such mic")
+    assert "pulse" in str(info.value)  # the listing of what is available
+
+
+def test_unsupported_sample_rate_raises_device_open_error_naming_accepted_rates(pulse):
+    with pytest.raises(DeviceOpenError, match="1000000 Hz") as info:
+        Microphone(samplerate=1_000_000, device="pulse")
+    assert "48000" in str(info.value)
+
+
+def test_too_many_channels_raises_device_open_error(pulse):
+    with pytest.raises(DeviceOpenError, match="channel"):
+        Microphone(channels=64, device="pulse")
+
+
+def test_nonpositive_blocksize_is_a_value_error():
+    with pytest.raises(ValueError, match="blocksize"):
+        Microphone(blocksize=0)
+
+
+# ------------------------------------------------------------------------------------- Microphone, faults
+
+
+def test_microphone_lost_mid_stream_reports_device_lost_and_closes(fake):
+    fake(lose_after=3)
+
+    async def main():
+        mic = Microphone(blocksize=64)
+        error = await asyncio.wait_for(mic.onError(), WAIT)
+        await asyncio.wait_for(mic.onClose(), WAIT)
+        return mic, error
+
+    mic, error = run(main())
+    assert isinstance(error, DeviceLostError) and "unplugged" in str(error)
+    assert mic.closed
+
+
+def test_microphone_stream_error_at_start_reports_device_open_error(fake):
+    fake(start_error="Device unavailable [PaErrorCode -9985]")
+
+    async def main():
+        mic = Microphone()
+        try:
+            return await asyncio.wait_for(mic.onError(), WAIT)
+        finally:
+            mic.close()
+
+    error = run(main())
+    assert isinstance(error, DeviceOpenError) and "Device unavailable" in str(error)
+
+
+def test_microphone_overflows_are_counted_and_logged_but_not_fatal(fake, caplog):
+    fake(overflow_every=2)
+
+    async def main():
+        with Microphone(blocksize=32) as mic:
+            subscription = mic.subscribe()
+            for _ in range(8):
+                await asyncio.wait_for(subscription.get(), WAIT)
+            return mic.overflows, mic.closed
+
+    with caplog.at_level(logging.WARNING, logger="rtcbot.devices.audio"):
+        overflows, closed = run(main())
+    assert overflows >= 3 and not closed
+    warnings = [r for r in caplog.records if "overflow" in r.getMessage()]
+    assert len(warnings) == 1  # rate-limited: not one per overflow
+
+
+def test_microphone_selects_channels_by_index(fake):
+    async def main():
+        with Microphone(channels=[1], blocksize=16) as mic:
+            return await asyncio.wait_for(mic.get(), WAIT)
+
+    block = run(main())
+    np.testing.assert_allclose(block, 0.2)  # the fake's channel 1 reads 0.2
+
+
+def test_missing_portaudio_raises_missing_dependency_error_naming_the_package(tmp_path, monkeypatch):
+    (tmp_path / "sounddevice.py").write_text("raise OSError('PortAudio library not found')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "sounddevice", raising=False)
+    with pytest.raises(MissingDependencyError, match="apt install libportaudio2"):
+        Microphone()
