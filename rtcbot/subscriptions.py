@@ -203,7 +203,7 @@ class CallbackSubscription:
         self._loop = loop
         self._runDirect = runDirect
         self._is_coroutine = inspect.iscoroutinefunction(callback) or inspect.iscoroutinefunction(
-            getattr(callback, "__call__", None)
+            type(callback).__call__  # an object whose __call__ is async
         )
         self._tasks: Set[asyncio.Task] = set()
 

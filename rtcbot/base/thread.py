@@ -33,6 +33,9 @@ class _ThreadedWorker(StartsWorkerAfterInit, threadedEventHandler):
     """The worker-thread lifetime shared by threaded producers and consumers."""
 
     joinTimeout = 1.0  # seconds close() waits for the worker before abandoning it with a warning
+    # When the event loop falls behind by more than the hand-off's limit, the worker's _put_nowait waits
+    # (True, nothing lost) or the oldest waiting item is dropped (False: right for a camera).
+    _handoff_block = True
     _thread: Optional[threading.Thread] = None
     _closeRequested: Optional[threading.Event] = None
 
@@ -40,7 +43,7 @@ class _ThreadedWorker(StartsWorkerAfterInit, threadedEventHandler):
         self._bindLoop(loop)
         self._daemonThread = daemonThread
         self._closeRequested = threading.Event()
-        self._handoff = LoopHandoff(self._loop, self._deliver)
+        self._handoff = LoopHandoff(self._loop, self._deliver, block=self._handoff_block)
 
     def _deliver(self, item: Any) -> None:  # pragma: no cover - producers override
         pass
@@ -98,6 +101,7 @@ class _ThreadedWorker(StartsWorkerAfterInit, threadedEventHandler):
         self._shouldClose = True
         if self._closeRequested is not None:
             self._closeRequested.set()
+            self._handoff.stop()
 
     def _closeNow(self) -> None:  # pragma: no cover - overridden
         raise NotImplementedError

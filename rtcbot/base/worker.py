@@ -19,6 +19,7 @@ class StartsWorkerAfterInit:
     """
 
     _initDepth = 0
+    _shouldClose: bool = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -38,7 +39,7 @@ class StartsWorkerAfterInit:
                 self._startWorker()
 
         __init__._startsWorker = True  # type: ignore[attr-defined]
-        cls.__init__ = __init__  # type: ignore[misc]
+        cls.__init__ = __init__  # type: ignore[method-assign,misc]
 
     def _startWorker(self) -> None:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -47,26 +48,41 @@ class StartsWorkerAfterInit:
 class LoopHandoff:
     """Moves items from other threads to the event loop, in order, waking the loop once per batch.
 
-    While the loop is busy, items pile up (to ``limit``, oldest dropped and counted in ``dropped``) and are
-    delivered together by one callback; when items are sparse each one wakes the loop at once::
+    While the loop is busy, items pile up and are delivered together by one callback; when items are
+    sparse each one wakes the loop at once. At most ``limit`` items wait: then ``put`` blocks until the loop
+    catches up (``block=True``, nothing is lost) or drops the oldest waiting item (``block=False``, counted
+    in ``dropped``)::
 
         handoff = LoopHandoff(loop, deliver=producer_fan_out)
         handoff.put(item)   # from any thread
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, deliver: Callable[[Any], None], limit: int = 4096):
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        deliver: Callable[[Any], None],
+        limit: int = 1024,
+        block: bool = True,
+    ) -> None:
         self._loop = loop
         self._deliver = deliver
         self._limit = limit
+        self._block = block
         self._items: Deque[Any] = collections.deque()
         self._lock = threading.Lock()
+        self._drained = threading.Condition(self._lock)
         self._scheduled = False
+        self._stopped = False
         self.dropped = 0
 
     def put(self, item: Any) -> None:
         with self._lock:
             if len(self._items) >= self._limit and type(item) is not _Call:
-                self._dropOldestItem()
+                if self._block:
+                    while len(self._items) >= self._limit and not self._stopped:
+                        self._drained.wait()
+                else:
+                    self._dropOldestItem()
             self._items.append(item)
             if self._scheduled:
                 return
@@ -77,6 +93,12 @@ class LoopHandoff:
             with self._lock:
                 self._items.clear()
                 self._scheduled = False
+
+    def stop(self) -> None:
+        """Stop making writers wait (on close): items still go in, but nobody blocks for the loop any more."""
+        with self._lock:
+            self._stopped = True
+            self._drained.notify_all()
 
     def _dropOldestItem(self) -> None:
         # Only data is dropped; calls (ready, error, close) always reach the loop.
@@ -95,6 +117,8 @@ class LoopHandoff:
             batch = self._items
             self._items = collections.deque()
             self._scheduled = False
+            if len(batch) >= self._limit:
+                self._drained.notify_all()
         deliver = self._deliver
         for item in batch:
             if type(item) is _Call:

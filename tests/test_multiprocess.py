@@ -1,0 +1,272 @@
+"""The process flavour: workers in child processes under fork, forkserver and spawn, and their failure paths."""
+import asyncio
+import logging
+import os
+import signal
+import threading
+
+import numpy as np
+import pytest
+
+from rtcbot.base import (
+    ProcessSubscriptionConsumer,
+    ProcessSubscriptionProducer,
+    ProcessSubscriptionProducerConsumer,
+    SubscriptionClosed,
+)
+from rtcbot.errors import NotPicklableError, WorkerDiedError
+from tests.helpers import next_item, run
+
+START_METHODS = ["fork", "forkserver", "spawn"]
+
+
+# Worker classes live at module level so that spawn and forkserver can import them in the child.
+
+
+class Squarer(ProcessSubscriptionProducerConsumer):
+    def _producerConsumer(self):
+        self._setReady(True)
+        while True:
+            x = self._get()
+            self._put_nowait(x * x)
+
+
+class FrameSource(ProcessSubscriptionProducer):
+    def __init__(self, count, shape, **kwargs):
+        self.count = count
+        self.shape = shape
+        super().__init__(**kwargs)
+
+    def _producer(self):
+        self._setReady(True)
+        for i in range(self.count):
+            self._put_nowait(np.full(self.shape, i % 251, np.uint8))
+        self._wait_closed()
+
+
+class Echo(ProcessSubscriptionProducerConsumer):
+    """Sends back what it gets, tagged with a setting chosen after super().__init__()."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.tag = "late attribute"
+
+    def _producerConsumer(self):
+        self._setReady(True)
+        while True:
+            self._put_nowait((self.tag, self._get()))
+
+
+class Crashes(ProcessSubscriptionProducer):
+    def _producer(self):
+        self._put_nowait("made before the crash")
+        raise ValueError("motor driver on fire")
+
+
+class Finishes(ProcessSubscriptionProducer):
+    def _producer(self):
+        for i in range(3):
+            self._put_nowait(i)
+
+
+class Stuck(ProcessSubscriptionConsumer):
+    def _consumer(self):
+        self._setReady(True)
+        threading.Event().wait(30)  # a blocking device call that never checks for close
+
+
+class ClosedInGet(ProcessSubscriptionProducerConsumer):
+    def _producerConsumer(self):
+        self._setReady(True)
+        try:
+            self._get()
+        except SubscriptionClosed:
+            self._put_nowait("worker saw SubscriptionClosed")
+            raise
+
+
+class Pid(ProcessSubscriptionProducer):
+    def _producer(self):
+        self._put_nowait(os.getpid())
+        self._setReady(True)
+        self._wait_closed()
+
+
+class HoldsALock(ProcessSubscriptionProducer):
+    def __init__(self):
+        self.lock = threading.Lock()
+        super().__init__()
+
+
+@pytest.mark.parametrize("method", START_METHODS)
+def test_items_cross_both_ways_under_every_start_method(method, no_leaks):
+    async def main():
+        with Squarer(start_method=method) as sq:
+            out = sq.subscribe()
+            await asyncio.wait_for(sq.onReady(), 10)
+            for x in range(5):
+                sq.put_nowait(x)
+            assert [await next_item(out) for _ in range(5)] == [0, 1, 4, 9, 16]
+        assert sq.closed
+
+    run(main())
+
+
+@pytest.mark.parametrize("method", START_METHODS)
+def test_frames_arrive_complete_and_in_order(method, no_leaks):
+    async def main():
+        with FrameSource(30, (480, 640, 3), start_method=method) as src:
+            frames = src.subscribe()
+            got = [await next_item(frames) for _ in range(30)]
+        assert all(f.shape == (480, 640, 3) and f.dtype == np.uint8 for f in got)
+        assert [int(f[0, 0, 0]) for f in got] == list(range(30))
+        assert all((f == f[0, 0, 0]).all() for f in got)  # a kept frame is never overwritten
+
+    run(main())
+
+
+def test_worker_sees_attributes_set_after_super_init(no_leaks):
+    async def main():
+        with Echo() as e:
+            out = e.subscribe()
+            e.put_nowait(1)
+            assert await next_item(out) == ("late attribute", 1)
+
+    run(main())
+
+
+def test_consumer_side_switches_subscriptions(no_leaks):
+    async def main():
+        with Echo() as e:
+            out = e.subscribe()
+            q1, q2 = asyncio.Queue(), asyncio.Queue()
+            e.putSubscription(q1)
+            q1.put_nowait("a")
+            assert (await next_item(out))[1] == "a"
+            e.putSubscription(q2)
+            q2.put_nowait("b")
+            assert (await next_item(out))[1] == "b"
+            assert e.subscription is q2
+
+    run(main())
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_a_worker_exception_fires_on_error_and_earlier_items_are_delivered(method, no_leaks, caplog):
+    async def main():
+        c = Crashes(start_method=method)
+        out = c.subscribe()
+        err = await asyncio.wait_for(c.onError(), 10)
+        assert isinstance(err, ValueError) and "on fire" in str(err)
+        assert await next_item(out) == "made before the crash"
+        await asyncio.wait_for(c, 2)
+        assert c.closed
+
+    with caplog.at_level(logging.ERROR):
+        run(main())
+    assert "motor driver on fire" in caplog.text  # with the child's traceback
+
+
+def test_a_worker_that_returns_closes_the_object_after_its_items(no_leaks):
+    async def main():
+        f = Finishes()
+        out = f.subscribe()
+        await asyncio.wait_for(f, 10)
+        assert f.error is None
+        assert [await next_item(out) for _ in range(3)] == [0, 1, 2]
+
+    run(main())
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_a_killed_worker_fires_on_error_within_a_second(method, no_leaks):
+    async def main():
+        p = Pid(start_method=method)
+        out = p.subscribe()
+        pid = await next_item(out, timeout=10)
+        await asyncio.wait_for(p.onReady(), 5)
+        os.kill(pid, signal.SIGKILL)
+        err = await asyncio.wait_for(p.onError(), 1.0)
+        assert isinstance(err, WorkerDiedError)
+        assert "SIGKILL" in str(err)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        p.close()
+        assert loop.time() - start < 1.0
+
+    run(main())
+
+
+def test_close_while_the_worker_is_blocked_in_get(no_leaks):
+    async def main():
+        c = ClosedInGet(joinTimeout=5)
+        await asyncio.wait_for(c.onReady(), 10)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        c.close()  # the worker wakes from _get() with SubscriptionClosed and exits by itself
+        assert loop.time() - start < 2.0
+        assert c.closed and c.error is None
+
+    run(main())
+
+
+def test_close_terminates_a_stuck_worker_after_join_timeout(no_leaks, caplog):
+    async def main():
+        s = Stuck(joinTimeout=0.3)
+        await asyncio.wait_for(s.onReady(), 10)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        with caplog.at_level(logging.WARNING):
+            s.close()
+        assert loop.time() - start < 2.0
+        s.close()  # idempotent
+
+    run(main())
+    assert "did not stop" in caplog.text
+
+
+def test_unpicklable_state_gives_a_clear_error_naming_the_attribute(no_leaks):
+    async def main():
+        with pytest.raises(NotPicklableError, match=r"HoldsALock\.lock"):
+            HoldsALock()
+
+    run(main())
+
+
+def test_the_worker_ignores_sigint_so_ctrl_c_closes_through_close(no_leaks):
+    async def main():
+        with Pid() as p:
+            out = p.subscribe()
+            pid = await next_item(out, timeout=10)
+            await asyncio.wait_for(p.onReady(), 5)
+            os.kill(pid, signal.SIGINT)
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(p.onError()), 0.3)
+            assert not p.closed
+
+    run(main())
+
+
+def test_base_classes_can_be_constructed_directly(no_leaks):
+    async def main():
+        objs = [ProcessSubscriptionProducer(), ProcessSubscriptionConsumer(), ProcessSubscriptionProducerConsumer()]
+        for obj in objs:
+            await asyncio.wait_for(obj.onReady(), 10)
+        for obj in objs:
+            obj.close()
+            assert obj.closed
+
+    run(main())
+
+
+def test_a_bad_item_is_logged_and_the_consumer_keeps_working(no_leaks, caplog):
+    async def main():
+        with Echo() as e:
+            out = e.subscribe()
+            with caplog.at_level(logging.ERROR):
+                e.put_nowait(lambda: None)  # cannot be pickled
+                e.put_nowait("next good item")
+                assert await next_item(out) == ("late attribute", "next good item")
+
+    run(main())
+    assert "could not send a function" in caplog.text

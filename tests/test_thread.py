@@ -1,0 +1,231 @@
+"""The threaded flavour: _producer()/_consumer() in a worker thread, hand-off to the event loop, lifetimes."""
+import asyncio
+import logging
+import threading
+
+import pytest
+
+from rtcbot.base import SubscriptionClosed, ThreadedSubscriptionConsumer, ThreadedSubscriptionProducer
+from rtcbot.subscriptions import MostRecentSubscription
+from tests.helpers import next_item, run
+
+
+class Counter(ThreadedSubscriptionProducer):
+    """Produces 0..count-1 as fast as it can, then idles until closed."""
+
+    def __init__(self, count, **kwargs):
+        self.count = count
+        super().__init__(**kwargs)
+
+    def _producer(self):
+        self._setReady(True)
+        for i in range(self.count):
+            self._put_nowait(i)
+        self._wait_closed()
+
+
+class Recorder(ThreadedSubscriptionConsumer):
+    """Records every item in its worker thread; reports them through a thread-safe queue."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.seen = asyncio.Queue()
+        self.loopForTest = asyncio.get_running_loop()
+
+    def _consumer(self):
+        self._setReady(True)
+        try:
+            while True:
+                item = self._get()
+                self.loopForTest.call_soon_threadsafe(self.seen.put_nowait, item)
+        except SubscriptionClosed:
+            self.loopForTest.call_soon_threadsafe(self.seen.put_nowait, "<closed>")
+            raise
+
+
+def test_items_from_the_worker_arrive_in_order(no_leaks):
+    async def main():
+        with Counter(10000) as c:
+            s = c.subscribe()
+            await asyncio.wait_for(c.onReady(), 2)
+            items = [await next_item(s) for _ in range(10000)]
+            assert items == list(range(10000))
+
+    run(main())
+
+
+def test_a_worker_faster_than_the_loop_waits_instead_of_losing_items(no_leaks):
+    async def main():
+        with Counter(5000) as c:
+            s = c.subscribe()
+            # 5000 items against a hand-off limit of 1024: the worker must wait for the loop at times.
+            assert c._handoff._limit < 5000
+            assert [await next_item(s) for _ in range(5000)] == list(range(5000))
+            assert c._handoff.dropped == 0
+
+    run(main())
+
+
+def test_worker_sees_attributes_set_after_super_init(no_leaks):
+    class Late(ThreadedSubscriptionProducer):
+        def __init__(self):
+            super().__init__()
+            self.greeting = "set after super().__init__()"
+
+        def _producer(self):
+            self._put_nowait(self.greeting)
+            self._wait_closed()
+
+    async def main():
+        with Late() as late:
+            s = late.subscribe()
+            assert await next_item(s) == "set after super().__init__()"
+
+    run(main())
+
+
+def test_an_init_that_raises_starts_no_thread(no_leaks):
+    class Broken(ThreadedSubscriptionProducer):
+        def __init__(self):
+            super().__init__()
+            raise OSError("no such device")
+
+    async def main():
+        before = threading.active_count()
+        with pytest.raises(OSError):
+            Broken()
+        assert threading.active_count() == before
+
+    run(main())
+
+
+def test_a_worker_exception_fires_on_error_and_closes(no_leaks):
+    class Failing(ThreadedSubscriptionProducer):
+        def _producer(self):
+            self._put_nowait("before the crash")
+            raise RuntimeError("sensor unplugged")
+
+    async def main():
+        f = Failing()
+        s = f.subscribe()
+        err = await asyncio.wait_for(f.onError(), 1)
+        assert isinstance(err, RuntimeError) and "unplugged" in str(err)
+        assert await next_item(s) == "before the crash"  # delivered, not dropped
+        await asyncio.wait_for(f, 1)
+        assert f.closed and f.error is err
+
+    run(main())
+
+
+def test_a_producer_that_returns_closes_the_object(no_leaks):
+    class Finite(ThreadedSubscriptionProducer):
+        def _producer(self):
+            self._setReady(True)
+            self._put_nowait("only item")
+
+    async def main():
+        f = Finite()
+        s = f.subscribe()
+        await asyncio.wait_for(f, 2)
+        assert f.closed and f.error is None
+        assert await next_item(s) == "only item"
+
+    run(main())
+
+
+def test_close_abandons_a_stuck_worker_after_the_join_timeout(caplog):
+    release = threading.Event()
+
+    class Stuck(ThreadedSubscriptionProducer):
+        joinTimeout = 0.2
+
+        def _producer(self):
+            release.wait(10)  # a device call that ignores close()
+
+    async def main():
+        s = Stuck()
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        with caplog.at_level(logging.WARNING):
+            s.close()
+        assert loop.time() - start < 1.0
+        assert s.closed
+
+    run(main())
+    release.set()
+    assert "did not stop" in caplog.text
+
+
+def test_base_classes_can_be_constructed_directly(no_leaks):
+    async def main():
+        p = ThreadedSubscriptionProducer()
+        c = ThreadedSubscriptionConsumer()
+        await asyncio.wait_for(p.onReady(), 2)
+        await asyncio.wait_for(c.onReady(), 2)
+        p.close()
+        c.close()
+        assert p.closed and c.closed
+
+    run(main())
+
+
+def test_consumer_get_blocks_in_the_worker_and_switches_subscriptions(no_leaks):
+    async def main():
+        r = Recorder()
+        q1, q2 = asyncio.Queue(), asyncio.Queue()
+        r.putSubscription(q1)
+        q1.put_nowait("one")
+        assert await next_item(r.seen) == "one"
+        r.putSubscription(q2)
+        q1.put_nowait("stale")
+        q2.put_nowait("two")
+        assert await next_item(r.seen) == "two"
+        r.put_nowait("three")
+        assert await next_item(r.seen) == "three"
+        r.close()
+        assert await next_item(r.seen) == "<closed>"
+
+    run(main())
+
+
+def test_close_while_blocked_in_get_raises_subscription_closed_in_the_worker(no_leaks):
+    async def main():
+        r = Recorder()
+        await asyncio.wait_for(r.onReady(), 2)
+        r.close()  # the worker is blocked in _get(): it must wake, not hang
+        assert await next_item(r.seen) == "<closed>"
+        assert r.error is None
+
+    run(main())
+
+
+def test_consumer_reads_a_producer_through_most_recent(no_leaks):
+    async def main():
+        c = Counter(50, defaultSubscriptionType=MostRecentSubscription)
+        r = Recorder()
+        r.putSubscription(c)
+        assert isinstance(r._source, MostRecentSubscription)
+        seen = await next_item(r.seen)
+        assert 0 <= seen < 50
+        c.close()
+        r.close()
+
+    run(main())
+
+
+def test_thread_safe_events_reach_the_loop(no_leaks):
+    class SlowStart(ThreadedSubscriptionProducer):
+        def _producer(self):
+            self._setReady(True)
+            self._wait_closed(timeout=5)
+            self._setReady(False)
+
+    async def main():
+        s = SlowStart()
+        assert not s.ready
+        await asyncio.wait_for(s.onReady(), 2)
+        assert s.ready
+        s.close()
+        assert not s.ready
+
+    run(main())
