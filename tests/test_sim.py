@@ -11,7 +11,8 @@ import pytest
 from rtcbot.devices import sim
 from rtcbot.devices.audio_blocks import AudioBlock
 from rtcbot.devices.camera import Frame
-from rtcbot.devices.sim import SimCamera, SimMicrophone, render_test_pattern, tone_block
+from rtcbot.devices.sim import SimCamera, SimMicrophone, SimSpeaker, render_test_pattern, tone_block
+from rtcbot.errors import InvalidItemError
 from tests.helpers import next_item, run
 
 # ------------------------------------------------------------------------------------------ test pattern
@@ -216,3 +217,39 @@ def test_sim_microphone_blocks_continue_the_tone():
 def test_sim_microphone_rejects_a_zero_blocksize():
     with pytest.raises(ValueError, match="blocksize=0"):
         SimMicrophone(blocksize=0)
+
+
+# ------------------------------------------------------------------------------------------ SimSpeaker
+
+
+def test_sim_speaker_measures_what_it_is_given(no_leaks):
+    async def main():
+        with SimSpeaker(samplerate=8000) as speaker:
+            speaker.put_nowait(tone_block(0, 4000, samplerate=8000, amplitude=0.5, noise=0))
+            speaker.put_nowait((np.ones(4000) * 0.5 * 32767).astype(np.int16) * 0)  # int16 silence
+            await asyncio.wait_for(speaker.received(8000), 5)
+            return speaker.frames, speaker.level_dbfs
+
+    frames, level = run(main())
+    assert frames == 8000
+    # half the time a -9 dBFS tone, half silence: 3 dB lower
+    assert level == pytest.approx(20 * math.log10(0.5 / math.sqrt(2)) - 3.01, abs=0.1)
+
+
+def test_sim_speaker_refuses_what_a_speaker_cannot_play():
+    async def main():
+        with SimSpeaker(channels=2) as speaker:
+            with pytest.raises(InvalidItemError, match="3 channels"):
+                speaker.put_nowait(np.zeros((10, 3), np.float32))
+
+    run(main())
+
+
+def test_sim_speaker_plays_a_producer_through_putsubscription():
+    async def main():
+        with SimMicrophone(samplerate=8000, blocksize=400) as mic, SimSpeaker(samplerate=8000) as speaker:
+            speaker.putSubscription(mic)
+            await asyncio.wait_for(speaker.received(1200), 5)
+            return speaker.level_dbfs
+
+    assert run(main()) == pytest.approx(-9.0, abs=0.5)

@@ -2,7 +2,8 @@
 
 :class:`SimCamera` produces moving colour bars with the frame counter drawn in, at the asked size and rate;
 :class:`SimMicrophone` produces a sine tone plus a little noise, in real time, in blocks like
-:class:`rtcbot.Microphone`. Both run anywhere (numpy only; OpenCV is used for the counter text when it is
+:class:`rtcbot.Microphone`; :class:`SimSpeaker` takes what a :class:`rtcbot.Speaker` takes and measures it
+instead of playing it. All run anywhere (numpy only; OpenCV is used for the counter text when it is
 installed)::
 
     import asyncio
@@ -25,18 +26,19 @@ import importlib.util
 import logging
 import math
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Callable, List, Optional
 
 import numpy as np
 
-from ..base import ThreadedSubscriptionProducer
+from ..base import SubscriptionClosed, ThreadedSubscriptionConsumer, ThreadedSubscriptionProducer
+from ..errors import DeviceClosedError
 from ..subscriptions import MostRecentSubscription
-from .audio_blocks import AudioBlock
+from .audio_blocks import AudioBlock, as_playable, check_playable
 from .camera import Frame
 
 logger = logging.getLogger("rtcbot.devices.sim")
 
-__all__ = ["SimCamera", "SimMicrophone", "render_test_pattern", "tone_block"]
+__all__ = ["SimCamera", "SimMicrophone", "SimSpeaker", "render_test_pattern", "tone_block"]
 
 # The eight classic colour bars, in BGR order (the channel order OpenCV and CVCamera use).
 _BARS_BGR = np.array(
@@ -303,3 +305,83 @@ class SimMicrophone(ThreadedSubscriptionProducer):
             if index == 0:
                 self._setReady(True)
             deadline += period
+
+
+class SimSpeaker(ThreadedSubscriptionConsumer):
+    """A speaker with Speaker's interface that plays to nowhere: it takes the same blocks (float or int16,
+    mono or ``channels`` wide), checks them as a Speaker does, and measures them::
+
+        with SimSpeaker(samplerate=48000) as speaker:
+            speaker.put_nowait(0.3 * np.sin(2 * np.pi * 440 * np.arange(48000) / 48000))
+            ...
+            print(speaker.frames, speaker.level_dbfs)   # 48000  -13.5
+
+    ``frames`` counts the sample frames received and ``await speaker.received(n)`` waits until ``n`` were;
+    ``level_dbfs`` is the RMS level of everything received (-inf before anything arrived). Items it cannot
+    play raise InvalidItemError from ``put_nowait``.
+    """
+
+    def __init__(
+        self,
+        samplerate: int = 48000,
+        channels: int = 1,
+        blocksize: int = 1024,
+        loop: Optional[asyncio.AbstractEventLoop] = None,
+    ) -> None:
+        if samplerate <= 0 or channels <= 0 or blocksize <= 0:
+            raise ValueError(
+                f"SimSpeaker needs positive samplerate, channels and blocksize, got "
+                f"samplerate={samplerate} channels={channels} blocksize={blocksize}"
+            )
+        self.samplerate = int(samplerate)
+        self.channels = int(channels)
+        self.blocksize = int(blocksize)
+        self.device_name = "simulated speaker"
+        self.frames = 0
+        self._sum_squares = 0.0
+        self._waiters: List[asyncio.Future] = []
+        super().__init__(logger=logger, loop=loop)
+
+    async def received(self, frames: int) -> None:
+        """Wait until at least ``frames`` sample frames have been taken in (wrap in wait_for for a timeout)."""
+        while self.frames < frames:
+            if self.closed:
+                raise DeviceClosedError(f"SimSpeaker closed after {self.frames} of {frames} frames")
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            await waiter
+
+    def _wake_waiters(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _closeNow(self) -> None:
+        super()._closeNow()
+        self._wake_waiters()
+
+    @property
+    def level_dbfs(self) -> float:
+        """RMS level of all audio received, in dB relative to full scale."""
+        count = self.frames * self.channels
+        if count == 0 or self._sum_squares <= 0:
+            return -math.inf
+        return 10 * math.log10(self._sum_squares / count)
+
+    def put_nowait(self, data: Any) -> None:
+        """Queue a block; InvalidItemError (a ValueError) if a Speaker could not play it."""
+        check_playable(data, self.channels)
+        super().put_nowait(data)
+
+    def _consumer(self) -> None:
+        self._setReady(True)
+        while True:
+            try:
+                item = self._get()
+            except SubscriptionClosed:
+                return
+            block = as_playable(item, self.channels)
+            self._sum_squares += float(np.square(block, dtype=np.float64).sum())
+            self.frames += len(block)
+            self._handoff.call(self._wake_waiters)  # runs on the event loop
