@@ -202,7 +202,7 @@ def test_preprocessframe_returning_none_skips_the_frame(video):
     assert [f.index for f in run(main())] == [1, 3, 5]
 
 
-def test_an_exception_in_preprocessframe_fires_on_error_with_it(video):
+def test_an_exception_in_preprocessframe_fires_on_error_with_it(video, no_leaks):
     class Boom(Exception):
         pass
 
@@ -250,7 +250,7 @@ def test_a_slow_reader_gets_the_newest_frame(video):
     assert max(ages) <= 1, ages
 
 
-def test_the_end_of_a_file_closes_the_camera_without_error(video):
+def test_the_end_of_a_file_closes_the_camera_without_error(video, no_leaks):
     async def main():
         camera = CVCamera(cameranumber=video(5), pace=False)
         await asyncio.wait_for(camera, WAIT)
@@ -281,7 +281,7 @@ def test_repeat_plays_the_file_again_with_indices_going_on(video):
     assert [f.index for f in frames] == list(range(12))
 
 
-def test_closing_while_capturing_stops_the_thread(video):
+def test_closing_while_capturing_stops_the_thread(video, no_leaks):
     async def main():
         camera = CVCamera(cameranumber=video(200), repeat=True)
         await asyncio.wait_for(camera.onReady(), WAIT)
@@ -299,7 +299,7 @@ def test_closing_while_capturing_stops_the_thread(video):
 
 
 @pytest.mark.parametrize("device", ["/dev/video57", 57])
-def test_a_camera_that_cannot_be_opened_fails_at_once_saying_what_to_check(device):
+def test_a_camera_that_cannot_be_opened_fails_at_once_saying_what_to_check(device, no_leaks):
     async def main():
         with pytest.raises(DeviceOpenError) as info:
             CVCamera(cameranumber=device)
@@ -344,7 +344,7 @@ class FailingCapture:
         return getattr(self._cap, name)
 
 
-def test_reads_failing_in_a_row_fire_device_lost_and_release_the_camera(video, monkeypatch):
+def test_reads_failing_in_a_row_fire_device_lost_and_release_the_camera(video, monkeypatch, no_leaks):
     path = video(10)
     captures = []
 
@@ -383,3 +383,16 @@ def test_a_failed_read_between_good_ones_is_not_fatal(video, monkeypatch):
 
     got, error = run(main())
     assert [f.index for f in got] == [0, 1, 2, 3, 4] and error is None
+
+
+def test_a_device_giving_another_size_than_asked_reports_it_and_warns(video, monkeypatch, caplog):
+    path = video(30)  # 64x48 at 30 fps, opened as if it were a camera that ignores the size asked
+    monkeypatch.setattr(camera_module, "_video_capture", lambda cv2_module, source, api: cv2.VideoCapture(path))
+
+    async def main():
+        with CVCamera(cameranumber="/dev/video-fake", width=320, height=240, fps=30) as camera:
+            return camera.width, camera.height, camera.fps
+
+    assert run(main()) == (WIDTH, HEIGHT, pytest.approx(30))
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("gives 64x48" in m and "320x240 at 30 fps was asked" in m for m in warnings), warnings

@@ -197,7 +197,7 @@ def test_a_camera_held_by_another_user_says_so(picamera):
     run(main())
 
 
-def test_a_camera_that_stops_sending_frames_fires_device_lost(picamera, monkeypatch):
+def test_a_camera_that_stops_sending_frames_fires_device_lost(picamera, monkeypatch, no_leaks):
     picamera.frames_before_hang = 2
     monkeypatch.setattr(PiCamera2, "frame_timeout", 0.05)
 
