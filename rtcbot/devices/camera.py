@@ -37,7 +37,7 @@ class Frame(np.ndarray):
     """A camera image: a numpy array that also knows when it was captured and which frame it is.
 
     ``frame.timestamp`` is the capture time in seconds on the ``time.monotonic()`` clock, and
-    ``frame.index`` counts the frames the camera delivered, from 0 (a gap means frames were skipped). Use
+    ``frame.index`` counts the frames the camera captured, from 0 (a gap means a reader skipped some). Use
     a frame as any array; the two attributes ride along where it makes sense::
 
         frame = await camera.get()
