@@ -18,7 +18,7 @@ import asyncio
 import logging
 import queue
 import threading
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from .base import BaseSubscriptionConsumer, BaseSubscriptionProducer, SubscriptionClosed
 from .events import threadedEventHandler
@@ -37,16 +37,20 @@ class _ThreadedWorker(StartsWorkerAfterInit, threadedEventHandler):
     # (True, nothing lost) or the oldest waiting item is dropped (False: right for a camera).
     _handoff_block = True
     _thread: Optional[threading.Thread] = None
+    _workerIdent: Optional[int] = None
     _closeRequested: Optional[threading.Event] = None
 
-    def _initWorker(self, loop: Optional[asyncio.AbstractEventLoop], daemonThread: bool) -> None:
+    def _initWorker(
+        self,
+        loop: Optional[asyncio.AbstractEventLoop],
+        daemonThread: bool,
+        deliver: Callable[[Any], None] = lambda item: None,
+    ) -> None:
         self._bindLoop(loop)
         self._daemonThread = daemonThread
         self._closeRequested = threading.Event()
-        self._handoff = LoopHandoff(self._loop, self._deliver, block=self._handoff_block)
-
-    def _deliver(self, item: Any) -> None:  # pragma: no cover - producers override
-        pass
+        self._handoff = LoopHandoff(self._loop, deliver, block=self._handoff_block)
+        self._handoffPut = self._handoff.put
 
     def _startWorker(self) -> None:
         self._thread = threading.Thread(
@@ -58,6 +62,7 @@ class _ThreadedWorker(StartsWorkerAfterInit, threadedEventHandler):
         raise NotImplementedError
 
     def _runWorker(self) -> None:
+        self._workerIdent = threading.get_ident()
         try:
             self._workerMain()
         except SubscriptionClosed:
@@ -137,7 +142,8 @@ class ThreadedSubscriptionProducer(_ThreadedWorker, BaseSubscriptionProducer):
         daemonThread: bool = True,
     ) -> None:
         BaseSubscriptionProducer.__init__(self, defaultSubscriptionType, logger=logger, ready=False)
-        self._initWorker(loop, daemonThread)
+        # The hand-off delivers straight to the fan-out, bound once rather than looked up per item.
+        self._initWorker(loop, daemonThread, deliver=BaseSubscriptionProducer._put_nowait.__get__(self))
 
     def _producer(self) -> None:
         """Runs in the worker thread. Override it; the default sets ready and waits for close()."""
@@ -149,13 +155,12 @@ class ThreadedSubscriptionProducer(_ThreadedWorker, BaseSubscriptionProducer):
 
     def _put_nowait(self, element: Any) -> None:
         """Give an item to every subscription; callable from the worker thread and the event loop."""
-        if self._onLoopThread():
+        if threading.get_ident() == self._workerIdent:  # the hot path: checked first, and cheaply
+            self._handoffPut(element)
+        elif self._onLoopThread():
             BaseSubscriptionProducer._put_nowait(self, element)
         else:
             self._handoff.put(element)
-
-    def _deliver(self, item: Any) -> None:
-        BaseSubscriptionProducer._put_nowait(self, item)
 
     def _closeNow(self) -> None:
         BaseSubscriptionProducer.close(self)
