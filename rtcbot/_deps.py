@@ -16,6 +16,11 @@ _ADVICE = {
         "python3-picamera2",
         "Raspberry Pi CSI cameras",
     ),
+    "libcamera": (
+        "on Raspberry Pi OS it comes from apt, not pip",
+        "python3-libcamera",
+        "Raspberry Pi CSI cameras",
+    ),
     "zenoh": ("pip install 'rtcbot[net]' (eclipse-zenoh)", None, "streaming between hosts"),
 }
 

@@ -36,6 +36,7 @@ class _ThreadedWorker(StartsWorkerAfterInit, threadedEventHandler):
     # When the event loop falls behind by more than the hand-off's limit, the worker's _put_nowait waits
     # (True, nothing lost) or the oldest waiting item is dropped (False: right for a camera).
     _handoff_block = True
+    _handoff_limit = 1024  # items waiting for the loop at most (a camera wants only a couple of frames)
     _thread: Optional[threading.Thread] = None
     _workerIdent: Optional[int] = None
     _closeRequested: Optional[threading.Event] = None
@@ -49,7 +50,7 @@ class _ThreadedWorker(StartsWorkerAfterInit, threadedEventHandler):
         self._bindLoop(loop)
         self._daemonThread = daemonThread
         self._closeRequested = threading.Event()
-        self._handoff = LoopHandoff(self._loop, deliver, block=self._handoff_block)
+        self._handoff = LoopHandoff(self._loop, deliver, limit=self._handoff_limit, block=self._handoff_block)
         self._handoffPut = self._handoff.put
 
     def _startWorker(self) -> None:

@@ -86,6 +86,9 @@ class _FrameEmitter:
 
     _preprocessframe: Callable[[Frame], Any]
     _frame_count: int
+    # If the event loop stalls, at most two frames wait for it and the capture thread waits too: memory stays
+    # bounded, a queue subscriber loses nothing, and the driver's one-frame buffer keeps the next read fresh.
+    _handoff_limit = 2
 
     @property
     def frame_count(self) -> int:
