@@ -257,9 +257,7 @@ def _decode_jpeg(payload: bytes, max_bytes: int) -> np.ndarray:
     if components not in (1, 3) or height == 0 or width == 0:
         raise DecodeError(f"{JPEG} sample is {width}x{height} with {components} components; want 1 or 3")
     if height * width * components > max_bytes:
-        raise SampleTooLargeError(
-            f"{JPEG} sample decodes to {width}x{height}x{components}, over {max_bytes} bytes"
-        )
+        raise SampleTooLargeError(f"{JPEG} sample decodes to {width}x{height}x{components}, over {max_bytes} bytes")
     cv2 = _cv2()
     flag = cv2.IMREAD_GRAYSCALE if components == 1 else cv2.IMREAD_COLOR
     try:

@@ -32,7 +32,6 @@ JPEG frames, bytes, str and JSON without being told. A sample that does not deco
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
 import os
 import struct
@@ -45,6 +44,7 @@ from ..base.events import resolve_loop
 from ..base.worker import LoopHandoff
 from ..errors import DeviceOpenError, EncodeError
 from ..subscriptions import MostRecentSubscription
+from ._send_queue import QueueClosed, SendQueue
 from .codec import DEFAULT_MAX_BYTES, DecodeError, SampleTooLargeError, decode, encode, is_frame
 from .session import SessionLease, SessionOptions, acquire_session, default_options
 
@@ -56,6 +56,7 @@ DELIVERIES = ("auto", "latest", "reliable")
 _HEADER = struct.Struct("<4sIQq")
 _MAGIC = b"rtc1"
 _MAX_TRACKED_PUBLISHERS = 256
+_RELIABLE_DEPTH = 8  # items a reliable publisher keeps queued for its sending thread
 _LOG_EVERY = 5.0  # seconds between repeated warnings about bad items
 
 
@@ -143,17 +144,17 @@ class ZenohPublisher(BaseSubscriptionConsumer):
     :param jpeg_quality: 1-100 to send frames as JPEG (other arrays still go raw); None sends them raw.
     :param mode, connect, listen, multicast, config_file: the Zenoh session (see :mod:`rtcbot.net.session`);
         ``session`` takes a whole :class:`SessionOptions`. Unset ones come from ``rtcbot.net.configure()``.
-    :param joinTimeout: seconds ``close()`` waits for a sample being sent.
+    :param joinTimeout: seconds ``close()`` waits for items already put to be sent.
 
     Encoding and sending run in a worker thread, so a JPEG encode or a blocked ``reliable`` send never
     stalls the event loop. An item with no encoding (e.g. a set) is skipped, counted in
-    ``stats.encode_errors`` and logged.
+    ``stats.encode_errors`` and logged. ``await pub.flush()`` waits until everything put was sent.
     """
 
     _lease: Optional[SessionLease] = None
     _task: Optional[asyncio.Task[None]] = None
-    _executor: Optional[concurrent.futures.ThreadPoolExecutor] = None
-    _inflight: Optional[concurrent.futures.Future[None]] = None
+    _queue: Optional[SendQueue] = None
+    _thread: Optional[threading.Thread] = None
     _publisher: Any = None
 
     def __init__(
@@ -198,9 +199,9 @@ class ZenohPublisher(BaseSubscriptionConsumer):
         except BaseException:
             self.close()
             raise
-        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="rtcbot-zenoh-pub")
-        self._busy = False
-        self._progress = asyncio.Event()
+        self._queue = SendQueue(self._loop, depth=1 if delivery == "latest" else _RELIABLE_DEPTH)
+        self._thread = threading.Thread(target=self._sender, name=f"rtcbot-zenoh-pub-{key}", daemon=True)
+        self._thread.start()
         self._task = self._loop.create_task(self._run())
         self._task.add_done_callback(self._runEnded)
         self._setReady(True)
@@ -215,52 +216,46 @@ class ZenohPublisher(BaseSubscriptionConsumer):
         return publisher
 
     async def _run(self) -> None:
+        """On the loop: moves items from the active subscription to the sending thread."""
+        queue = self._queue
+        assert queue is not None
         while True:
             try:
                 item = await self._get()
             except SubscriptionClosed:
                 return
-            if self._shouldClose or self._executor is None:
-                return
-            self._busy = True
-            try:
-                self._inflight = self._executor.submit(self._send, item)
-                await asyncio.wrap_future(self._inflight)
-            finally:
-                self._busy = False
-                self._progress.set()
-
-    def _idle(self) -> bool:
-        pending = self._pendingGet  # an item handed over by _get(), not yet picked up by _run()
-        return (
-            not self._busy
-            and not self._directPutSubscription.qsize()
-            and (pending is None or not pending.done())
-        )
-
-    async def flush(self, timeout: float = 5.0) -> bool:
-        """Waits until every item given so far has been sent (nothing queued, no send in progress); False
-        if that did not happen within ``timeout`` seconds. Use it before closing a script that just put its
-        last command::
-
-            cmd.put_nowait({"left": 0, "right": 0})
-            await cmd.flush()
-            cmd.close()
-        """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while not self._idle():
             if self._shouldClose:
-                return False
-            self._progress.clear()
+                return
+            if self.delivery == "auto":
+                self.delivery = "latest" if is_frame(item) else "reliable"
+                queue.depth = 1 if self.delivery == "latest" else _RELIABLE_DEPTH
+            queue.put(item)
+            if queue.pending >= queue.depth:
+                # Video (depth 1) waits for each send, so the next frame taken is the newest; reliable
+                # streams refill once half the queue is sent, waking the loop once per few items.
+                await queue.wait_below(max(1, queue.depth // 2))
+
+    def _sender(self) -> None:
+        """The sending thread: encode and put each item, in order, until closed."""
+        queue = self._queue
+        assert queue is not None
+        while True:
             try:
-                await asyncio.wait_for(self._progress.wait(), max(0.0, deadline - loop.time()))
-            except asyncio.TimeoutError:
-                return self._idle()
-        return True
+                item = queue.get()
+            except QueueClosed:
+                return
+            try:
+                self._send(item)
+            except Exception as e:
+                if self._shouldClose:
+                    return  # the publisher was undeclared under a late send
+                self._log.error("%s %r stopped: %s", type(self).__name__, self.key, e, exc_info=True)
+                queue.close(drain=False)
+                queue.done()
+                self._callOnLoop(self._sendFailed, e)
+                return
 
     def _send(self, item: Any) -> None:
-        """In the worker thread: encode the item and put it."""
         try:
             encoded = encode(item, self.jpeg_quality)
         except EncodeError as e:
@@ -269,21 +264,27 @@ class ZenohPublisher(BaseSubscriptionConsumer):
             if now - self._lastEncodeLog >= _LOG_EVERY:
                 self._lastEncodeLog = now
                 self._log.error(
-                    "%s %r: item skipped (%d so far): %s",
-                    type(self).__name__,
-                    self.key,
-                    self.stats.encode_errors,
-                    e,
+                    "%s %r: item skipped (%d so far): %s", type(self).__name__, self.key, self.stats.encode_errors, e
                 )
             return
         publisher = self._publisher
-        if publisher is None:
-            self.delivery = "latest" if is_frame(item) else "reliable"
+        if publisher is None:  # "auto": _run() chose the delivery from the first item
             publisher = self._publisher = self._declare(self.delivery)
         self._seq += 1
         attachment = _HEADER.pack(_MAGIC, self._pid, self._seq, time.time_ns())
         publisher.put(encoded.payload, encoding=encoded.encoding, attachment=attachment)
         self.stats.sent += 1
+
+    def _callOnLoop(self, fn: Any, *args: Any) -> None:
+        try:
+            self._loop.call_soon_threadsafe(fn, *args)
+        except RuntimeError:  # the loop is closed: nobody is left to tell
+            pass
+
+    def _sendFailed(self, err: Exception) -> None:
+        if not self._shouldClose:
+            self._setError(err)
+            self.close()
 
     def _runEnded(self, task: asyncio.Task[None]) -> None:
         if task.cancelled():
@@ -294,25 +295,63 @@ class ZenohPublisher(BaseSubscriptionConsumer):
             self._setError(err)
             self.close()
 
+    def _idle(self) -> bool:
+        pending = self._pendingGet  # an item handed over by _get(), not yet picked up by _run()
+        queue = self._queue
+        return (
+            (queue is None or queue.pending == 0)
+            and not self._directPutSubscription.qsize()
+            and (pending is None or not pending.done())
+        )
+
+    async def flush(self, timeout: float = 5.0) -> bool:
+        """Waits until every item given so far has been sent (nothing queued, no send in progress); False
+        if that did not happen within ``timeout`` seconds::
+
+            cmd.put_nowait({"left": 0, "right": 0})
+            await cmd.flush()
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not self._idle():
+            queue = self._queue
+            if self._shouldClose or queue is None:
+                return False
+            try:
+                if queue.pending:
+                    await asyncio.wait_for(queue.wait_below(1), max(0.0, deadline - loop.time()))
+                else:  # the item is on its way from the subscription to the queue: let _run() move it
+                    await asyncio.sleep(0)
+            except asyncio.TimeoutError:
+                return self._idle()
+            if loop.time() > deadline:
+                return self._idle()
+        return True
+
     def close(self) -> None:
-        """Stops publishing, undeclares the publisher and releases the session (idempotent)."""
+        """Stops publishing: items already put are still sent (for at most ``joinTimeout`` seconds), then the
+        publisher is undeclared and the session released. Idempotent."""
         self._shouldClose = True
         task, self._task = self._task, None
         if task is not None and not task.done():
             task.cancel()
-        executor, self._executor = self._executor, None
-        if executor is not None:
-            executor.shutdown(wait=False, cancel_futures=True)
-            inflight = self._inflight
-            if inflight is not None:
-                done, _ = concurrent.futures.wait([inflight], timeout=self.joinTimeout)
-                if not done:
-                    self._log.warning(
-                        "%s %r: a send did not finish within %.1f s; closing anyway",
-                        type(self).__name__,
-                        self.key,
-                        self.joinTimeout,
-                    )
+        queue, thread = self._queue, self._thread
+        self._thread = None
+        if queue is not None:
+            direct = getattr(self, "_directPutSubscription", None)
+            while direct is not None and not direct.empty():  # put_nowait() then close(): still send it
+                queue.put(direct.get_nowait())
+            queue.close(drain=True)
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(self.joinTimeout)
+            if thread.is_alive():
+                self._log.warning(
+                    "%s %r: sends did not finish within %.1f s (network blocked?); closing anyway",
+                    type(self).__name__,
+                    self.key,
+                    self.joinTimeout,
+                )
+                queue.close(drain=False)  # type: ignore[union-attr]
         publisher, self._publisher = self._publisher, None
         if publisher is not None:
             publisher.undeclare()
