@@ -20,7 +20,9 @@ import json
 import logging
 import math
 import os
+import re
 import sys
+import textwrap
 import time
 import wave
 from dataclasses import dataclass
@@ -60,20 +62,24 @@ def _open_camera(camera: Optional[Camera]) -> Any:
     return CVCamera(cameranumber=camera.id)
 
 
-def _open_microphone(device: Optional[AudioDevice]) -> Any:
-    if device is None:
-        from .devices.sim import SimMicrophone
-
-        return SimMicrophone()
+def _open_microphone(index: Optional[int]) -> Any:
+    """A Microphone on the PortAudio device ``index`` (None: the default input)."""
     from .devices.audio import Microphone
 
-    return Microphone(device=device.index)
+    return Microphone(device=index)
 
 
-def _open_speaker(device: AudioDevice) -> Any:
+def _open_sim_microphone() -> Any:
+    from .devices.sim import SimMicrophone
+
+    return SimMicrophone()
+
+
+def _open_speaker(index: Optional[int]) -> Any:
+    """A Speaker on the PortAudio device ``index`` (None: the default output)."""
     from .devices.audio import Speaker
 
-    return Speaker(device=device.index)
+    return Speaker(device=index)
 
 
 def _open_serial(port: str, **options: Any) -> Any:
@@ -103,10 +109,21 @@ class _Progress:
             self.out.flush()
 
     def done(self, label: str, ok: bool, text: str) -> None:
-        status = "ok" if ok else "FAIL"
         if self.tty:
             self.out.write("\r\x1b[K")
-        print(f"  {status:<4}  {label}  {text}", file=self.out, flush=True)
+        if ok:
+            print(f"  ok    {label}  {text}", file=self.out, flush=True)
+            return
+        # A failure's message (the library's error, with what to check) goes below, wrapped to be read.
+        wrapped = textwrap.fill(
+            text,
+            width=100,
+            initial_indent=" " * 8,
+            subsequent_indent=" " * 10,
+            break_long_words=False,
+            break_on_hyphens=False,
+        )
+        print(f"  FAIL  {label}\n{wrapped}", file=self.out, flush=True)
 
 
 @dataclass
@@ -138,9 +155,7 @@ async def _wait_closed(obj: Any) -> None:
     await obj
 
 
-async def _run_for(
-    obj: Any, seconds: float, tick: Callable[[float], None], started: Callable[[], bool]
-) -> None:
+async def _run_for(obj: Any, seconds: float, tick: Callable[[float], None], started: Callable[[], bool]) -> None:
     """Let ``obj`` run for ``seconds`` after it started (``started()``), calling ``tick(elapsed)`` a few
     times a second; returns early if the object closes (an error). Raises TimeoutError if it never starts."""
     closed = asyncio.ensure_future(_wait_closed(obj))
@@ -207,9 +222,7 @@ async def _check_camera(label: str, make: Callable[[], Any], seconds: float, pro
     return _Result(label, True, f"{fps():5.1f} fps{asked}  {size()}  {len(times)} frames")
 
 
-async def _check_microphone(
-    label: str, make: Callable[[], Any], seconds: float, progress: _Progress
-) -> _Result:
+async def _check_microphone(label: str, make: Callable[[], Any], seconds: float, progress: _Progress) -> _Result:
     level = {"sum": 0.0, "count": 0, "blocks": 0, "zeros": True}
     fmt: List[str] = [""]
 
@@ -304,9 +317,7 @@ async def _check_serial(label: str, make: Callable[[], Any], seconds: float, pro
         port.close()
     if port.error is not None:
         return _Result(label, False, _error_text(port.error))
-    rate = (
-        f" ({received[0] / seconds:.1f}/s)" if received[0] else " (it sent nothing: is it running a sketch?)"
-    )
+    rate = f" ({received[0] / seconds:.1f}/s)" if received[0] else " (it sent nothing: is it running a sketch?)"
     return _Result(label, True, f"open, {received[0]} messages received{rate}")
 
 
@@ -325,13 +336,9 @@ class _Target:
 def _sim_targets(wanted: Sequence[str] = (SIM_CAMERA, SIM_MIC, SIM_SERIAL)) -> List[_Target]:
     targets = []
     if SIM_CAMERA in wanted:
-        targets.append(
-            _Target(f"{SIM_CAMERA:<14} SimCamera 320x240", _check_camera, lambda: _open_camera(None))
-        )
+        targets.append(_Target(f"{SIM_CAMERA:<14} SimCamera 320x240", _check_camera, lambda: _open_camera(None)))
     if SIM_MIC in wanted:
-        targets.append(
-            _Target(f"{SIM_MIC:<14} SimMicrophone 440 Hz", _check_microphone, lambda: _open_microphone(None))
-        )
+        targets.append(_Target(f"{SIM_MIC:<14} SimMicrophone 440 Hz", _check_microphone, _open_sim_microphone))
     if SIM_SERIAL in wanted:
         targets.append(_sim_serial_target())
     return targets
@@ -371,50 +378,66 @@ def _matches(name: str, ids: Sequence[str], title: str) -> bool:
     return name in ids or (len(name) > 2 and name_l in title.lower())
 
 
-def _targets_for(inv: Inventory, names: Sequence[str]) -> tuple[List[_Target], List[str]]:
-    """The devices to check: those named (by id, stable path or part of the name), or everything found."""
-    targets: List[_Target] = []
-    unmatched = []
-    everything = not names
-    for name in names or [""]:
-        found = False
-        for c in inv.usable_cameras if everything else inv.cameras:
-            if everything or _matches(name, (c.id, c.stable_path, str(c.index)), c.name):
-                targets.append(_Target(_camera_label(c), _check_camera, functools.partial(_open_camera, c)))
-                found = True
-        for a in inv.audio:
-            if not everything and not _matches(name, (a.id, str(a.index)), a.name):
-                continue
-            if a.inputs > 0 and (a.hardware or not everything):
+_SOUND_SERVERS = ("pulse", "pipewire", "jack")
+
+
+def _audio_targets(inv: Inventory) -> List[_Target]:
+    """The audio devices ``check`` tries by default. Where a sound server (PulseAudio, PipeWire) runs, it
+    owns the cards, so the default input and output are checked through it; otherwise each card directly."""
+    server = next((a.name for a in inv.audio if a.name.split(" ")[0].lower() in _SOUND_SERVERS), None)
+    targets = []
+    for kind, devices, check, opener in (
+        ("in", inv.microphones, _check_microphone, _open_microphone),
+        ("out", inv.speakers, _check_speaker, _open_speaker),
+    ):
+        if devices and server is not None:
+            label = f"{'default ' + kind:<14} via {server}"
+            targets.append(_Target(label, check, functools.partial(opener, None)))
+        else:
+            for a in devices:
+                targets.append(_Target(_audio_label(a, kind), check, functools.partial(opener, a.index)))
+    return targets
+
+
+def _default_targets(inv: Inventory) -> List[_Target]:
+    """Everything found: capture cameras, hardware audio, USB serial ports (on-board UARTs only by name)."""
+    targets = [_Target(_camera_label(c), _check_camera, functools.partial(_open_camera, c)) for c in inv.usable_cameras]
+    targets += _audio_targets(inv)
+    targets += [
+        _Target(_serial_label(p), _check_serial, functools.partial(_open_serial, p.device)) for p in inv.usb_serial
+    ]
+    return targets
+
+
+def _named_targets(inv: Inventory, name: str) -> List[_Target]:
+    """The devices ``name`` designates: an id, a /dev path or link, an index, or part of a device's name."""
+    targets = []
+    if name in (SIM_CAMERA, SIM_MIC, SIM_SERIAL):
+        return _sim_targets([name])
+    for c in inv.cameras:
+        if _matches(name, (c.id, c.stable_path, str(c.index)), c.name):
+            targets.append(_Target(_camera_label(c), _check_camera, functools.partial(_open_camera, c)))
+    for a in inv.audio:
+        if _matches(name, (a.id, str(a.index)), a.name):
+            if a.inputs > 0:
                 targets.append(
-                    _Target(_audio_label(a, "in"), _check_microphone, functools.partial(_open_microphone, a))
+                    _Target(_audio_label(a, "in"), _check_microphone, functools.partial(_open_microphone, a.index))
                 )
-                found = True
-            if a.outputs > 0 and (a.hardware or not everything):
+            if a.outputs > 0:
                 targets.append(
-                    _Target(_audio_label(a, "out"), _check_speaker, functools.partial(_open_speaker, a))
+                    _Target(_audio_label(a, "out"), _check_speaker, functools.partial(_open_speaker, a.index))
                 )
-                found = True
-        for p in inv.serial:
-            if everything and not p.vid_pid:
-                continue  # on-board UARTs: checked only when named
-            if everything or _matches(name, (p.device, p.by_id, *p.links), p.description):
-                targets.append(
-                    _Target(_serial_label(p), _check_serial, functools.partial(_open_serial, p.device))
-                )
-                found = True
-        if name in (SIM_CAMERA, SIM_MIC, SIM_SERIAL):
-            targets.extend(_sim_targets([name]))
-            found = True
-        elif name.startswith("/dev/") and not found:
-            # a port pyserial does not list (a pty, a symlink): try it as a serial port
-            targets.append(
-                _Target(f"{name:<14} serial port", _check_serial, functools.partial(_open_serial, name))
-            )
-            found = True
-        if not found and name:
-            unmatched.append(name)
-    return targets, unmatched
+    for p in inv.serial:
+        if _matches(name, (p.device, p.by_id, *p.links), p.description):
+            targets.append(_Target(_serial_label(p), _check_serial, functools.partial(_open_serial, p.device)))
+    if not targets and re.fullmatch(r"/dev/video\d+|/dev/v4l/.+", name):
+        # a camera node discovery did not list (e.g. unplugged): let CVCamera say what is wrong
+        camera = Camera(id=name, kind="v4l2", name=name, index=-1)
+        targets.append(_Target(f"{name:<14} camera", _check_camera, functools.partial(_open_camera, camera)))
+    elif not targets and name.startswith("/dev/"):
+        # a port pyserial does not list (a pty, a symlink): try it as a serial port
+        targets.append(_Target(f"{name:<14} serial port", _check_serial, functools.partial(_open_serial, name)))
+    return targets
 
 
 async def _run_checks(targets: List[_Target], seconds: float, out: TextIO) -> List[_Result]:
@@ -444,17 +467,19 @@ def _cmd_check(args: argparse.Namespace, out: TextIO) -> int:
         print("Checking the simulated devices (--sim).", file=out)
     else:
         inv = discover()
-        targets, unmatched = _targets_for(inv, args.names)
+        targets = _default_targets(inv) if not args.names else []
+        unmatched = []
+        for name in args.names:
+            named = _named_targets(inv, name)
+            targets += named
+            if not named:
+                unmatched.append(name)
         if unmatched:
             print(f"rtcbot check: no device matches {', '.join(unmatched)} (see `rtcbot devices`)", file=out)
             return 2
         if not targets:
             skipped = [p.device for p in inv.serial if not p.vid_pid]
-            why = (
-                f" (on-board serial ports {', '.join(skipped)} are checked only when named)"
-                if skipped
-                else ""
-            )
+            why = f" (on-board serial ports like {skipped[0]} are checked only when named)" if skipped else ""
             print(f"No cameras, microphones or USB serial ports found{why}.", file=out)
             print("Checking the simulated devices instead (they need no hardware).", file=out)
             targets = _sim_targets()
@@ -499,9 +524,12 @@ def _print_inventory(inv: Inventory, out: TextIO) -> None:
         print("  none found", file=out)
     for p in inv.serial:
         path = "  ".join(x for x in (*p.links, p.by_id) if x)
-        print(f"  {p.device:<14} {p.vid_pid or '-':<10} {p.description or '-':<32} {path}".rstrip(), file=out)
+        what = p.description or ("on-board UART" if not p.vid_pid else "-")
+        print(f"  {p.device:<14} {p.vid_pid or '-':<10} {what:<32} {path}".rstrip(), file=out)
     for note in inv.notes:
         print(f"note: {note}", file=out)
+    if not inv.has_hardware:
+        print("No hardware found: `rtcbot check --sim` runs the simulated camera, microphone and Arduino.", file=out)
 
 
 def _cmd_devices(args: argparse.Namespace, out: TextIO) -> int:
@@ -585,9 +613,7 @@ async def _snapshot(args: argparse.Namespace, out: TextIO) -> int:
     finally:
         camera.close()
     if not cv2.imwrite(args.file, np.asarray(frame)):
-        raise _UsageError(
-            f"OpenCV could not write {args.file!r}: use a .png or .jpg name in a writable folder"
-        )
+        raise _UsageError(f"OpenCV could not write {args.file!r}: use a .png or .jpg name in a writable folder")
     h, w = np.asarray(frame).shape[:2]
     print(f"saved {w}x{h} frame to {args.file}", file=out)
     return 0
@@ -636,7 +662,8 @@ async def _record_video(args: argparse.Namespace, out: TextIO) -> int:
 
 
 async def _record_wav(args: argparse.Namespace, out: TextIO) -> int:
-    mic = _open_microphone(_pick_microphone(args))
+    device = _pick_microphone(args)
+    mic = _open_sim_microphone() if device is None else _open_microphone(device.index)
     samplerate, channels = int(mic.samplerate), int(mic.channels)
     wanted = int(args.seconds * samplerate)
     written = 0
@@ -658,9 +685,7 @@ async def _record_wav(args: argparse.Namespace, out: TextIO) -> int:
                 written += len(samples)
     finally:
         mic.close()
-    print(
-        f"saved {written / samplerate:g} s of sound ({samplerate} Hz, {channels} ch) to {args.file}", file=out
-    )
+    print(f"saved {written / samplerate:g} s of sound ({samplerate} Hz, {channels} ch) to {args.file}", file=out)
     return 0
 
 
@@ -686,9 +711,7 @@ def _sim_serial(argv: List[str]) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="rtcbot", description="Find and test robot hardware: cameras, audio, serial."
-    )
+    p = argparse.ArgumentParser(prog="rtcbot", description="Find and test robot hardware: cameras, audio, serial.")
     p.add_argument("--version", action="version", version=f"rtcbot {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
@@ -724,9 +747,7 @@ def _parser() -> argparse.ArgumentParser:
     r.set_defaults(func=_cmd_record)
 
     # Only for the help text: main() hands `sim-serial ...` to the simulator's own argument parser.
-    sub.add_parser(
-        "sim-serial", help="serve a simulated Arduino on a pty (prints its path; --help for options)"
-    )
+    sub.add_parser("sim-serial", help="serve a simulated Arduino on a pty (prints its path; --help for options)")
     return p
 
 
@@ -739,6 +760,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
+    if not args.verbose:
+        # OpenCV logs its own warnings to stderr (e.g. when a camera fails to open); the CLI reports the
+        # failure itself, with rtcbot's advice, so keep OpenCV's noise out unless asked for.
+        os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
     out = sys.stdout
     try:
         return int(args.func(args, out))

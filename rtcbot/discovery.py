@@ -120,8 +120,14 @@ class Inventory:
         return [a for a in self.audio if a.outputs > 0 and a.hardware]
 
     @property
+    def usb_serial(self) -> List[SerialPort]:
+        """Serial ports with a USB id (Arduinos, USB-serial adapters), not the on-board UARTs."""
+        return [p for p in self.serial if p.vid_pid]
+
+    @property
     def has_hardware(self) -> bool:
-        return bool(self.usable_cameras or self.microphones or self.speakers or self.serial)
+        """Whether anything ``rtcbot check`` would check by default was found."""
+        return bool(self.usable_cameras or self.microphones or self.speakers or self.usb_serial)
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)

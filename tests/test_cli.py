@@ -1,4 +1,5 @@
 """The ``rtcbot`` command and device discovery, on this machine (no camera, sound card or USB serial)."""
+
 from __future__ import annotations
 
 import io
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 
 from rtcbot import cli, discovery
-from rtcbot.discovery import Camera, Inventory
+from rtcbot.discovery import AudioDevice, Camera, Inventory
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -91,7 +92,10 @@ def test_serial_ports_get_vid_pid_and_by_id_path(tmp_path, monkeypatch):
     monkeypatch.setattr(list_ports, "comports", lambda: [info])
     [port] = discovery.list_serial_ports(dev_root=str(tmp_path))
     assert (port.device, port.vid_pid, port.description, port.by_id) == (
-        str(device), "2341:0043", "Arduino Uno", str(link)
+        str(device),
+        "2341:0043",
+        "Arduino Uno",
+        str(link),
     )
 
 
@@ -168,8 +172,9 @@ def test_check_a_failing_device_prints_the_library_error_and_exits_nonzero(capsy
     only(Inventory(cameras=[Camera(id="/dev/video99", kind="v4l2", name="Ghost cam", index=99, capture=True)]))
     code, out, _ = run_cli(capsys, "check", "--seconds", "1")
     assert code == 1
-    assert re.search(r"FAIL\s+/dev/video99 .*DeviceOpenError: CVCamera could not open", out)
-    assert "video' group" in out  # the library's advice comes through
+    assert "FAIL  /dev/video99" in out
+    assert "DeviceOpenError: CVCamera could not open" in out
+    assert "'video' group" in " ".join(out.split())  # the library's advice comes through (wrapped)
     assert "1 of 1 devices FAILED" in out
 
 
@@ -194,6 +199,33 @@ def test_check_a_serial_port_by_path(capsys, nothing_found):
     assert re.search(r"ok\s+" + re.escape(arduino.port), out)
 
 
+def hw_mic(index: int, name: str) -> AudioDevice:
+    return AudioDevice(
+        id=f"audio:{index}", index=index, name=name, hostapi="ALSA", inputs=1, outputs=0, samplerate=48000
+    )
+
+
+def test_check_goes_through_the_sound_server_when_one_owns_the_cards():
+    server = AudioDevice(
+        id="audio:5", index=5, name="pulse", hostapi="ALSA", inputs=32, outputs=32, samplerate=44100, hardware=False
+    )
+    inv = Inventory(audio=[hw_mic(1, "USB Mic: Audio (hw:1,0)"), hw_mic(2, "Other: Audio (hw:2,0)"), server])
+    [target] = cli._audio_targets(inv)
+    assert target.label.startswith("default in") and "via pulse" in target.label
+    assert target.make.args == (None,)  # the default input, through the server
+
+
+def test_check_opens_each_card_directly_without_a_sound_server():
+    inv = Inventory(audio=[hw_mic(1, "USB Mic: Audio (hw:1,0)"), hw_mic(2, "Other: Audio (hw:2,0)")])
+    assert [t.make.args for t in cli._audio_targets(inv)] == [(1,), (2,)]
+
+
+def test_check_a_missing_serial_port_fails_with_the_library_advice(capsys, nothing_found):
+    code, out, _ = run_cli(capsys, "check", "--seconds", "1", "/dev/ttyNOPE0")
+    assert code == 1
+    assert "FAIL  /dev/ttyNOPE0  serial port\n        DeviceOpenError: " in out
+
+
 def test_check_progress_is_rewritten_in_place_on_a_terminal():
     class Terminal(io.StringIO):
         def isatty(self) -> bool:
@@ -214,7 +246,44 @@ def test_check_progress_is_plain_lines_when_piped():
     progress.update("cam", "0.5 s  15 frames")
     progress.done("cam", False, "DeviceOpenError: ...")
     assert "\r" not in out.getvalue() and "\x1b" not in out.getvalue()
-    assert out.getvalue().splitlines() == ["  ..    cam  checking for 1 s", "  FAIL  cam  DeviceOpenError: ..."]
+    assert out.getvalue().splitlines() == [
+        "  ..    cam  checking for 1 s",
+        "  FAIL  cam",
+        "        DeviceOpenError: ...",
+    ]
+
+
+@pytest.fixture(scope="module")
+def pulse():
+    """A private PulseAudio server with a null sink (tests/pulse.py): real PortAudio devices, no sound card."""
+    from tests.pulse import missing_reason, pulseaudio_server
+
+    reason = missing_reason()
+    if reason is not None:
+        pytest.skip(f"needs PulseAudio: {reason}")
+    with pulseaudio_server() as info:
+        yield info
+
+
+def test_check_a_real_audio_device_through_microphone_and_speaker(capsys, pulse):
+    code, out, _ = run_cli(capsys, "check", "--seconds", "1", pulse["device"])
+    assert code == 0, out
+    assert re.search(r"ok\s+audio:\d+ in .*dBFS\s+48000 Hz 2 ch\s+\d+ blocks\s+0 overflows", out), out
+    assert re.search(r"ok\s+audio:\d+ out .*played 1 s of silence", out), out
+
+
+def test_record_wav_from_a_real_audio_device(capsys, tmp_path, pulse):
+    path = tmp_path / "rec.wav"
+    code, _, err = run_cli(capsys, "record", str(path), "--seconds", "0.5", "--device", pulse["device"])
+    assert code == 0, err
+    with wave.open(str(path)) as w:
+        assert w.getnframes() == 24000
+
+
+def test_sound_server_devices_are_listed_as_virtual(capsys, pulse):
+    code, out, _ = run_cli(capsys, "devices", "--json")
+    [device] = [a for a in json.loads(out)["audio"] if a["name"] == "pulse"]
+    assert device["hardware"] is False and device["inputs"] > 0
 
 
 # ------------------------------------------------------------------------------------------ snapshot, record

@@ -1,4 +1,5 @@
 """Every example runs in --sim mode on a machine without hardware, stops by itself and prints what it should."""
+
 from __future__ import annotations
 
 import os
@@ -17,7 +18,12 @@ def run_example(*argv: str, stdin: str = "", timeout: float = 45) -> str:
     """Run ``python examples/<argv>`` from a scratch directory; its stdout, after asserting exit code 0."""
     env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
     result = subprocess.run(
-        [sys.executable, *argv], input=stdin, capture_output=True, text=True, env=env, timeout=timeout,
+        [sys.executable, *argv],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
         cwd=REPO,
     )
     assert result.returncode == 0, f"exit code {result.returncode}\n{result.stdout}\n{result.stderr}"
@@ -78,7 +84,11 @@ def test_hardware_in_the_loop_tests_pass_against_the_simulated_arduino():
     env.pop("RTCBOT_PORT", None)
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(EXAMPLES / "hil")],
-        capture_output=True, text=True, env=env, timeout=90, cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=90,
+        cwd=REPO,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert re.search(r"\b5 passed\b", result.stdout)

@@ -1,4 +1,5 @@
 """The simulated camera and microphone: their pure generators, then the devices in real time."""
+
 from __future__ import annotations
 
 import asyncio
