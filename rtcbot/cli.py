@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
+import importlib.util
 import json
 import logging
 import math
@@ -336,7 +337,9 @@ class _Target:
 def _sim_targets(wanted: Sequence[str] = (SIM_CAMERA, SIM_MIC, SIM_SERIAL)) -> List[_Target]:
     targets = []
     if SIM_CAMERA in wanted:
-        targets.append(_Target(f"{SIM_CAMERA:<14} SimCamera 320x240", _check_camera, lambda: _open_camera(None)))
+        targets.append(
+            _Target(f"{SIM_CAMERA:<14} SimCamera 320x240", _check_camera, functools.partial(_open_camera, None))
+        )
     if SIM_MIC in wanted:
         targets.append(_Target(f"{SIM_MIC:<14} SimMicrophone 440 Hz", _check_microphone, _open_sim_microphone))
     if SIM_SERIAL in wanted:
@@ -474,6 +477,8 @@ def _cmd_check(args: argparse.Namespace, out: TextIO) -> int:
             targets += named
             if not named:
                 unmatched.append(name)
+        for note in inv.notes:  # e.g. a library missing, so a kind of device could not even be listed
+            print(f"note: {note}", file=out)
         if unmatched:
             print(f"rtcbot check: no device matches {', '.join(unmatched)} (see `rtcbot devices`)", file=out)
             return 2
@@ -482,7 +487,12 @@ def _cmd_check(args: argparse.Namespace, out: TextIO) -> int:
             why = f" (on-board serial ports like {skipped[0]} are checked only when named)" if skipped else ""
             print(f"No cameras, microphones or USB serial ports found{why}.", file=out)
             print("Checking the simulated devices instead (they need no hardware).", file=out)
-            targets = _sim_targets()
+            wanted = [SIM_CAMERA, SIM_MIC]
+            if importlib.util.find_spec("serial") is not None:
+                wanted.append(SIM_SERIAL)
+            else:  # not a failure of this machine: only the simulated Arduino's client library is missing
+                print("  skip  sim-serial: pyserial is not installed (pip install 'rtcbot[serial]')", file=out)
+            targets = _sim_targets(wanted)
     results = asyncio.run(_run_checks(targets, args.seconds, out))
     failed = [r for r in results if not r.ok]
     if failed:
@@ -559,6 +569,8 @@ def _pick_camera(args: argparse.Namespace) -> Optional[Camera]:
     for c in cameras:
         if args.device in (c.id, c.stable_path, str(c.index)):
             return c
+    if os.path.isfile(args.device):  # a video file: CVCamera plays it like a camera
+        return Camera(id=args.device, kind="file", name=args.device, index=-1)
     if args.device.startswith("/dev/video") and args.device[10:].isdigit():
         return Camera(id=args.device, kind="v4l2", name=args.device, index=int(args.device[10:]))
     raise _UsageError(f"no camera {args.device!r} (see `rtcbot devices`)")
@@ -734,7 +746,7 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("snapshot", help="save one camera frame (.png, .jpg)")
     s.add_argument("file")
-    s.add_argument("--device", help="camera id from `rtcbot devices` (/dev/video0, csi:0) or 'sim'")
+    s.add_argument("--device", help="camera id from `rtcbot devices` (/dev/video0, csi:0), a video file, or 'sim'")
     s.add_argument("--sim", action="store_true", help="use the simulated camera")
     s.add_argument("--skip", type=int, default=10, help="frames to skip while exposure settles (default 10)")
     s.set_defaults(func=_cmd_snapshot)

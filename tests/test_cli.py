@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import os
@@ -158,6 +159,18 @@ def test_check_without_hardware_says_so_and_checks_the_simulated_devices(capsys,
     assert reported_dbfs(out, "sim-mic") > -20  # a -9 dBFS tone
     assert re.search(r"ok\s+sim-serial .*open, \d+ messages received", out)
     assert "All 3 devices OK." in out
+
+
+def test_check_without_hardware_or_pyserial_skips_the_simulated_arduino(capsys, nothing_found, monkeypatch):
+    monkeypatch.setitem(sys.modules, "serial", None)
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "serial" else real_find_spec(name, *a)
+    )
+    code, out, _ = run_cli(capsys, "check", "--seconds", "0.5")
+    assert code == 0, out
+    assert "skip  sim-serial: pyserial is not installed" in out
+    assert "All 2 devices OK." in out
 
 
 def test_check_sim_forces_the_simulated_devices(capsys, only):
@@ -329,6 +342,15 @@ def test_record_sim_video_is_playable(capsys, tmp_path):
         cap.release()
     assert 30 <= frames <= 50  # 1.5 s at 30 fps
     assert 20 <= fps <= 40  # measured, so the clip plays at the right speed
+
+
+def test_snapshot_reads_a_video_file_through_cvcamera(capsys, tmp_path):
+    cv2 = pytest.importorskip("cv2")
+    clip, still = tmp_path / "clip.avi", tmp_path / "still.jpg"
+    assert run_cli(capsys, "record", str(clip), "--seconds", "1.2", "--sim")[0] == 0
+    code, out, err = run_cli(capsys, "snapshot", str(still), "--device", str(clip), "--skip", "3")
+    assert code == 0, err
+    assert cv2.imread(str(still)).shape == (240, 320, 3)
 
 
 def test_record_unknown_file_type_is_a_usage_error(capsys, tmp_path):
