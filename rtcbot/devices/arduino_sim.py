@@ -37,6 +37,7 @@ import struct
 import threading
 import time
 import tty
+import weakref
 from typing import Any, List, Optional, Tuple
 
 from .framing import FramedDecoder, encode_frame
@@ -69,6 +70,26 @@ SERIAL_OPTIONS = {
     "baudrate": 115200,
 }
 """The SerialConnection keyword arguments that speak the example sketch's protocol."""
+
+
+_live_devices: weakref.WeakSet[PtyDevice] = weakref.WeakSet()
+
+
+def _close_device_ends_after_fork() -> None:
+    # A process forked while a simulated device runs (a SerialConnection worker, under the "fork" start
+    # method) must not keep the device's end of the pty open: unplug() could not close the pty then.
+    for device in list(_live_devices):
+        for fd in (device._master, device._slave, device._wake_r, device._wake_w):
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        device._master = device._slave = None
+        device._closed = True
+
+
+os.register_at_fork(after_in_child=_close_device_ends_after_fork)
 
 
 class PtyDevice:
@@ -104,6 +125,7 @@ class PtyDevice:
         self._closed = False
         self.error: Optional[BaseException] = None
         self.plugged = threading.Event()
+        _live_devices.add(self)
         self._plug()
 
     # -- the pty ----------------------------------------------------------------------------------------

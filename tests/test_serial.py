@@ -1,0 +1,405 @@
+"""SerialConnection on real pyserial: loop:// and pty pairs with a simulated device on the other end."""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import struct
+import subprocess
+import sys
+import time
+from typing import Any, Awaitable, List
+
+import pytest
+
+serial = pytest.importorskip("serial")
+
+from rtcbot import SerialConnection  # noqa: E402
+from rtcbot.devices.arduino_sim import SERIAL_OPTIONS, SimulatedArduino  # noqa: E402
+from rtcbot.devices.framing import FramedDecoder, StructDecoder, encode_frame  # noqa: E402
+from rtcbot.devices.serial import _open_error  # noqa: E402
+from rtcbot.errors import DeviceLostError, DeviceOpenError, EncodeError  # noqa: E402
+from tests.fakes.serial_peer import SerialPeer  # noqa: E402
+
+TIMEOUT = 10
+
+
+def run(coro: Awaitable[Any], timeout: float = 40) -> Any:
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+async def ready(conn: SerialConnection) -> SerialConnection:
+    await asyncio.wait_for(conn.onReady(), TIMEOUT)
+    return conn
+
+
+async def get(conn_or_sub: Any) -> Any:
+    return await asyncio.wait_for(conn_or_sub.get(), TIMEOUT)
+
+
+async def in_thread(fn: Any, *args: Any) -> Any:
+    """Block on a peer's condition without blocking the loop (which feeds the worker)."""
+    return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+
+@pytest.fixture
+def peer():
+    with SerialPeer() as p:
+        yield p
+
+
+@pytest.fixture
+def arduino():
+    with SimulatedArduino(period=None) as a:
+        yield a
+
+
+# ------------------------------------------------------------------------------------------- loop://
+
+
+def test_lines_come_back_without_the_newline_over_loop_url(no_leaks):
+    async def main():
+        with SerialConnection("loop://") as conn:
+            await ready(conn)
+            conn.put_nowait("hello\nwor")
+            conn.put_nowait(b"ld\n")
+            assert [await get(conn), await get(conn)] == [b"hello", b"world"]
+
+    run(main())
+
+
+def test_raw_read_format_gives_every_byte_in_order():
+    async def main():
+        with SerialConnection("loop://", readFormat=None) as conn:
+            await ready(conn)
+            conn.put_nowait(b"\x00\x01\n\xff")
+            got = b""
+            while len(got) < 4:
+                got += await get(conn)
+            assert got == b"\x00\x01\n\xff"
+
+    run(main())
+
+
+def test_struct_dicts_are_packed_and_unpacked_with_keys():
+    async def main():
+        opts = dict(readFormat="<hhB", readKeys=["a", "b", "c"], writeFormat="<hhB", writeKeys=["a", "b", "c"])
+        with SerialConnection("loop://", **opts) as conn:
+            await ready(conn)
+            conn.put_nowait({"a": -1, "b": 2, "c": 3})
+            conn.put_nowait((4, 5, 6))
+            assert await get(conn) == {"a": -1, "b": 2, "c": 3}
+            assert await get(conn) == {"a": 4, "b": 5, "c": 6}
+
+    run(main())
+
+
+def test_framed_mode_round_trips_struct_messages():
+    async def main():
+        with SerialConnection("loop://", readFormat="<hh", writeFormat="<hh", framed=True) as conn:
+            await ready(conn)
+            conn.put_nowait((1, -1))
+            assert await get(conn) == (1, -1)
+
+    run(main())
+
+
+def test_a_message_that_does_not_fit_raises_at_put_nowait_and_nothing_is_sent():
+    async def main():
+        with SerialConnection("loop://", readFormat="<hh", writeFormat="<hh", writeKeys=["left", "right"]) as conn:
+            await ready(conn)
+            with pytest.raises(EncodeError, match="'right'"):
+                conn.put_nowait({"left": 1, "right": 40000})
+            with pytest.raises(EncodeError, match="missing key 'right'"):
+                conn.put_nowait({"left": 1})
+            with pytest.raises(EncodeError, match="3 values"):
+                conn.put_nowait((1, 2, 3))
+            conn.put_nowait({"left": 7, "right": 8})  # still running; only this one went out
+            assert await get(conn) == (7, 8)
+            assert conn.writes_dropped == 0
+
+    run(main())
+
+
+def test_a_bad_item_from_a_put_subscription_is_skipped_and_counted():
+    async def main():
+        with SerialConnection("loop://", readFormat="<h", writeFormat="<h") as conn:
+            await ready(conn)
+            q: asyncio.Queue = asyncio.Queue()
+            conn.putSubscription(q)
+            for item in [(1,), (70000,), (2,)]:
+                q.put_nowait(item)
+            assert [await get(conn), await get(conn)] == [(1,), (2,)]
+            assert conn.writes_dropped == 1
+
+    run(main())
+
+
+def test_bad_formats_fail_at_construction():
+    with pytest.raises(ValueError, match="2 fields but 1 keys"):
+        SerialConnection("loop://", readFormat="<hh", readKeys=["a"])
+    with pytest.raises(ValueError, match="writeFormat"):
+        SerialConnection("loop://", writeFormat="\n")
+
+
+# --------------------------------------------------------------------------------------- open errors
+
+
+def test_a_missing_port_fails_at_construction_naming_it_and_what_to_check(tmp_path):
+    path = str(tmp_path / "ttyACM9")
+    with pytest.raises(DeviceOpenError, match="ttyACM9.*plugged in"):
+        SerialConnection(path)
+
+
+def test_a_file_that_is_not_a_serial_port_fails_at_construction(tmp_path):
+    path = tmp_path / "notaport"
+    path.write_text("")
+    with pytest.raises(DeviceOpenError, match="not a serial port"):
+        SerialConnection(str(path))
+
+
+def test_an_unknown_url_scheme_fails_at_construction():
+    with pytest.raises(DeviceOpenError, match="lopp://"):
+        SerialConnection("lopp://")
+
+
+def test_permission_denied_advice_names_the_dialout_group_and_udev_rules():
+    err = _open_error("/dev/ttyACM0", PermissionError(13, "Permission denied"))
+    assert isinstance(err, DeviceOpenError) and "dialout" in str(err) and "udev" in str(err)
+
+
+def test_a_port_held_by_another_program_fires_on_error_with_what_to_check(peer, no_leaks):
+    async def main():
+        holder = serial.serial_for_url(peer.port, exclusive=True)
+        try:
+            conn = SerialConnection(peer.port)
+            err = await asyncio.wait_for(conn.onError(), TIMEOUT)
+            assert isinstance(err, DeviceOpenError)
+            assert "another program" in str(err) and peer.port in str(err)
+            await asyncio.wait_for(conn, TIMEOUT)  # it closed itself
+            assert conn.closed
+        finally:
+            holder.close()
+
+    run(main())
+
+
+def test_the_port_is_opened_exclusively(peer):
+    async def main():
+        with SerialConnection(peer.port) as conn:
+            await ready(conn)
+            with pytest.raises(serial.SerialException, match="exclusively lock"):
+                serial.serial_for_url(peer.port, exclusive=True)
+        # and released on close
+        serial.serial_for_url(peer.port, exclusive=True).close()
+
+    run(main())
+
+
+# ------------------------------------------------------------------------------------------- on a pty
+
+
+def test_lines_from_the_device_arrive(peer):
+    async def main():
+        with SerialConnection(peer.port) as conn:
+            await ready(conn)
+            peer.send(b"temp 21\nhum")
+            peer.send(b"id 40\n")
+            assert [await get(conn), await get(conn)] == [b"temp 21", b"humid 40"]
+
+    run(main())
+
+
+def test_data_before_the_start_byte_is_ignored(peer):
+    async def main():
+        with SerialConnection(peer.port, readFormat="<h", startByte=b"\xff\x00") as conn:
+            await ready(conn)
+            peer.send(b"boot\x01\x02\xff")
+            peer.send(b"\x00" + struct.pack("<h", 300))
+            assert await get(conn) == (300,)
+            peer.send(struct.pack("<h", 301))  # counters travel after the messages of the same read
+            assert await get(conn) == (301,)
+            assert conn.discarded_bytes == len(b"boot\x01\x02")
+
+    run(main())
+
+
+def test_framed_messages_survive_line_noise_and_only_corrupt_ones_are_lost(peer):
+    async def main():
+        with SerialConnection(peer.port, readFormat="<hh", framed=True) as conn:
+            sub = conn.subscribe()
+            await ready(conn)
+            good = [encode_frame(struct.pack("<hh", i, -i)) for i in range(20)]
+            corrupt = bytearray(good[5])
+            corrupt[4] ^= 0xFF
+            stream = b"".join(
+                (b"\x00\xa5\x5a\x09noise" if i % 3 == 0 else b"") + (bytes(corrupt) if i == 5 else f)
+                for i, f in enumerate(good)
+            )
+            peer.send(stream + b"\x00" * 260)
+            got = [await get(sub) for _ in range(19)]
+            assert got == [(i, -i) for i in range(20) if i != 5]
+            peer.send(encode_frame(struct.pack("<hh", 100, 100)))  # arrives after the counters
+            assert await get(sub) == (100, 100)
+            assert conn.read_dropped >= 1
+
+    run(main())
+
+
+def test_delay_write_start_holds_writes_after_opening(peer):
+    async def main():
+        with SerialConnection(peer.port, delayWriteStart=0.4) as conn:
+            conn.put_nowait(b"go\n")
+            await ready(conn)
+            opened = time.monotonic()
+            assert await in_thread(peer.wait_for_bytes, 3)
+            assert peer.first_byte_at is not None and peer.first_byte_at - opened >= 0.3
+
+    run(main())
+
+
+def test_ten_thousand_struct_messages_each_way_arrive_complete_and_in_order(peer):
+    n = 10_000
+    fmt = "<IhB"
+
+    async def main():
+        with SerialConnection(peer.port, readFormat=fmt, writeFormat=fmt) as conn:
+            sub = conn.subscribe()
+            await ready(conn)
+            expected = [(i, (i * 7) % 65536 - 32768, i % 256) for i in range(n)]
+            peer.send(b"".join(struct.pack(fmt, *m) for m in expected))
+            for m in expected:
+                conn.put_nowait(m)
+            got: List[Any] = [await get(sub) for _ in range(n)]
+            assert got == expected
+            size = struct.calcsize(fmt)
+            assert await in_thread(peer.wait_for_bytes, n * size, 30)
+            assert StructDecoder(fmt).feed(bytes(peer.received)) == expected
+
+    run(main(), timeout=90)
+
+
+# --------------------------------------------------------------------------------- simulated Arduino
+
+
+def test_the_simulated_arduino_applies_commands_and_reports_them(arduino):
+    async def main():
+        with SerialConnection(arduino.port, **SERIAL_OPTIONS) as conn:
+            await ready(conn)
+            conn.put_nowait({"left": 300, "right": -100})
+            reading = await get(conn)
+            assert (reading["left"], reading["right"]) == (255, -100)  # clamped by the board
+            assert set(reading) == {"millis", "left", "right", "a0", "a1"}
+            assert arduino.commands == [(255, -100)]
+
+    run(main())
+
+
+def test_the_simulated_arduino_stops_the_motors_without_commands():
+    async def main():
+        with SimulatedArduino(period=0.02, watchdog=0.1) as arduino:
+            with SerialConnection(arduino.port, **SERIAL_OPTIONS) as conn:
+                sub = conn.subscribe()
+                await ready(conn)
+                conn.put_nowait({"left": 50, "right": 50})
+                while (await get(sub))["left"] != 50:
+                    pass
+                while (await get(sub))["left"] != 0:  # the watchdog stops them within ~0.1 s
+                    pass
+
+    run(main())
+
+
+def test_sim_serial_command_prints_the_port_and_stops_on_ctrl_c():
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rtcbot.devices.arduino_sim", "--period", "0.02"],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    )
+    try:
+        assert proc.stdout is not None
+        path = proc.stdout.readline().strip()
+        with serial.serial_for_url(path, timeout=TIMEOUT) as port:
+            dec = FramedDecoder(SERIAL_OPTIONS["readFormat"])  # type: ignore[arg-type]
+            readings: List[Any] = []
+            while not readings:
+                readings += dec.feed(port.read(port.in_waiting or 1))
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(TIMEOUT) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+# ------------------------------------------------------------------------------------ unplug/replug
+
+
+def test_unplug_sets_not_ready_and_replug_reconnects_the_same_path(tmp_path):
+    link = str(tmp_path / "arduino")
+
+    async def main():
+        with SimulatedArduino(period=None, link=link) as arduino:
+            with SerialConnection(link, **SERIAL_OPTIONS) as conn:
+                await ready(conn)
+                arduino.unplug()
+                await asyncio.wait_for(conn.wait_port(present=False), TIMEOUT)
+                assert not conn.ready
+                arduino.replug()
+                await asyncio.wait_for(conn.wait_port(), TIMEOUT)
+                assert conn.ready and conn.reconnects == 1
+                conn.put_nowait({"left": 20, "right": 20})
+                assert (await get(conn))["left"] == 20
+
+    run(main())
+
+
+def test_writes_while_unplugged_are_dropped_and_counted_not_replayed(tmp_path, no_leaks):
+    link = str(tmp_path / "arduino")
+
+    async def main():
+        with SimulatedArduino(period=None, link=link) as arduino:
+            with SerialConnection(link, **SERIAL_OPTIONS) as conn:
+                await ready(conn)
+                arduino.unplug()
+                await asyncio.wait_for(conn.wait_port(present=False), TIMEOUT)
+                for speed in (1, 2, 3):
+                    conn.put_nowait({"left": speed, "right": speed})
+                assert conn.writes_dropped == 3
+                arduino.replug()
+                await asyncio.wait_for(conn.wait_port(), TIMEOUT)
+                conn.put_nowait({"left": 99, "right": 99})
+                assert (await get(conn))["left"] == 99
+                assert arduino.commands == [(99, 99)]  # nothing from while it was gone
+
+    run(main())
+
+
+def test_without_reconnect_an_unplug_is_a_device_lost_error(peer):
+    async def main():
+        conn = SerialConnection(peer.port, reconnect=False)
+        await ready(conn)
+        peer.unplug()
+        err = await asyncio.wait_for(conn.onError(), TIMEOUT)
+        assert isinstance(err, DeviceLostError) and peer.pty_path in str(err)
+        await asyncio.wait_for(conn, TIMEOUT)
+
+    run(main())
+
+
+def test_close_is_prompt_while_waiting_for_an_unplugged_port(tmp_path, no_leaks):
+    link = str(tmp_path / "arduino")
+
+    async def main():
+        with SimulatedArduino(period=None, link=link) as arduino:
+            conn = SerialConnection(link, **SERIAL_OPTIONS)
+            await ready(conn)
+            arduino.unplug()
+            await asyncio.wait_for(conn.wait_port(present=False), TIMEOUT)
+            start = time.monotonic()
+            conn.close()
+            assert time.monotonic() - start < 1.0
+            assert conn.closed
+
+    run(main())
