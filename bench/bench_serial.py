@@ -1,0 +1,160 @@
+"""SerialConnection against a plain pyserial loop, on the same pty pair, in the same run.
+
+A simulated device serves the master end of a pty (a thread in this process: it echoes, records, or sends
+a burst). Struct messages ``<IhB`` (7 bytes):
+
+- read: the device sends N messages in one burst; messages/s until the last one is delivered to a
+  subscription, against ``struct.unpack(fmt, port.read(7))`` in a loop.
+- write: N ``put_nowait`` calls; messages/s until the device has received every byte, against
+  ``port.write(struct.pack(...))`` in a loop.
+- round trip: one message out, wait for its echo, repeat; p50/p99 latency, against ``port.write`` then
+  ``port.read(7)``.
+
+SerialConnection's figures include the hop to its worker process and back; the ratio shows that cost.
+"""
+from __future__ import annotations
+
+import asyncio
+import struct
+import threading
+import time
+from typing import Any, Dict, List
+
+from rtcbot.devices.arduino_sim import PtyDevice
+from rtcbot.devices.serial import SerialConnection
+
+from ._table import row
+
+FMT = "<IhB"
+SIZE = struct.calcsize(FMT)
+
+
+class _Device(PtyDevice):
+    """Echoes (when ``echo``) and counts the bytes it receives."""
+
+    def __init__(self) -> None:
+        self.echo = False
+        self.count = 0
+        self._cond = threading.Condition()
+        super().__init__()
+
+    def on_data(self, data: bytes) -> None:
+        if self.echo:
+            self.write(data)
+        with self._cond:
+            self.count += len(data)
+            self._cond.notify_all()
+
+    def reset_count(self) -> None:
+        with self._cond:
+            self.count = 0
+
+    def wait_count(self, n: int, timeout: float = 60.0) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: self.count >= n, timeout)
+
+
+def _messages(n: int) -> List[tuple]:
+    return [(i, i % 30000, i % 256) for i in range(n)]
+
+
+def _percentile(values: List[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+# -- plain pyserial ------------------------------------------------------------------------------------
+
+
+def _pyserial(dev: _Device, n: int, trips: int) -> Dict[str, Any]:
+    import serial
+
+    msgs = _messages(n)
+    with serial.serial_for_url(dev.port, baudrate=115200, timeout=10) as port:
+        dev.echo = False
+        burst = b"".join(struct.pack(FMT, *m) for m in msgs)
+        start = time.perf_counter()
+        dev.write(burst)
+        for _ in range(n):
+            struct.unpack(FMT, port.read(SIZE))
+        read_rate = n / (time.perf_counter() - start)
+
+        dev.reset_count()
+        start = time.perf_counter()
+        for m in msgs:
+            port.write(struct.pack(FMT, *m))
+        dev.wait_count(n * SIZE)
+        write_rate = n / (time.perf_counter() - start)
+
+        dev.echo = True
+        rtts = []
+        for m in msgs[:trips]:
+            start = time.perf_counter()
+            port.write(struct.pack(FMT, *m))
+            port.read(SIZE)
+            rtts.append(time.perf_counter() - start)
+        dev.echo = False
+    return {"read": read_rate, "write": write_rate, "rtts": rtts}
+
+
+# -- SerialConnection ----------------------------------------------------------------------------------
+
+
+def _rtcbot(dev: _Device, n: int, trips: int) -> Dict[str, Any]:
+    async def main() -> Dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        msgs = _messages(n)
+        with SerialConnection(dev.port, readFormat=FMT, writeFormat=FMT) as conn:
+            sub = conn.subscribe()
+            await asyncio.wait_for(conn.onReady(), 10)
+            dev.echo = False
+            burst = b"".join(struct.pack(FMT, *m) for m in msgs)
+            start = time.perf_counter()
+            dev.write(burst)
+            for _ in range(n):
+                await sub.get()
+            read_rate = n / (time.perf_counter() - start)
+
+            dev.reset_count()
+            start = time.perf_counter()
+            for m in msgs:
+                conn.put_nowait(m)
+            await loop.run_in_executor(None, dev.wait_count, n * SIZE)
+            write_rate = n / (time.perf_counter() - start)
+
+            dev.echo = True
+            rtts = []
+            for m in msgs[:trips]:
+                start = time.perf_counter()
+                conn.put_nowait(m)
+                await sub.get()
+                rtts.append(time.perf_counter() - start)
+            dev.echo = False
+        return {"read": read_rate, "write": write_rate, "rtts": rtts}
+
+    return asyncio.run(asyncio.wait_for(main(), 120))
+
+
+def run(quick: bool) -> List[Dict[str, Any]]:
+    n = 3000 if quick else 10000
+    trips = 300 if quick else 2000
+    with _Device() as dev:
+        plain = _pyserial(dev, n, trips)
+        ours = _rtcbot(dev, n, trips)
+    case = f"pty, {n} x '{FMT}' ({SIZE} B)"
+    rows = [
+        row("serial", case, "read", ours["read"], "msg/s", "pyserial loop", plain["read"]),
+        row("serial", case, "write", ours["write"], "msg/s", "pyserial loop", plain["write"]),
+    ]
+    rtt_case = f"pty echo, {trips} round trips"
+    for p in (50, 99):
+        ours_ms = _percentile(ours["rtts"], p) * 1000
+        plain_ms = _percentile(plain["rtts"], p) * 1000
+        rows.append(row("serial", rtt_case, f"round trip p{p}", ours_ms, "ms", "pyserial loop", plain_ms))
+    return rows
+
+
+if __name__ == "__main__":
+    from ._table import format_table
+
+    print(format_table(run(quick=True)))
