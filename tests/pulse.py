@@ -10,6 +10,7 @@ temporary directory (socket, runtime dir, state); the user's own PulseAudio, if 
 
 Used as a session fixture by ``tests/test_audio.py``; ``missing_reason()`` says why it cannot run (to skip).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -37,16 +38,14 @@ class PulseStartError(RuntimeError):
 
 def missing_reason() -> Optional[str]:
     """Why a private server cannot be started here (a reason to skip), or None when it can."""
-    for tool, package in (("pulseaudio", "pulseaudio"), ("pactl", "pulseaudio-utils")):
+    for tool, package in (("pulseaudio", "pulseaudio"), ("pactl", "pulseaudio-utils"), ("pacat", "pulseaudio-utils")):
         if shutil.which(tool) is None:
             return f"{tool} is not installed (apt install {package} libportaudio2 libasound2-plugins)"
     return None
 
 
 def _pactl(env: Dict[str, str], *args: str, timeout: float = 2.0) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        ["pactl", *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
-    )
+    return subprocess.run(["pactl", *args], env=env, capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def _wait_ready(proc: subprocess.Popen, env: Dict[str, str], log_path: str) -> None:
@@ -77,6 +76,47 @@ def _read(path: str) -> str:
             return f.read()[-4000:]
     except OSError as e:
         return f"(no log: {e})"
+
+
+def _start_latency_pin(env: Dict[str, str], log_path: str) -> subprocess.Popen:
+    """Keep the null sink at 10 ms latency with a low-latency recorder on its monitor.
+
+    An idle null sink is configured for 2 s of latency and renders in chunks that long, so a client that
+    joins it waits up to 2 s for its first audio; a real sound card does not. The recorder's data goes
+    nowhere; it only holds the sink's requested latency down.
+    """
+    pin = subprocess.Popen(
+        ["pacat", "--record", "--raw", "--latency-msec=10", "-d", f"{SINK}.monitor"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + READY_TIMEOUT
+    while _pactl(env, "list", "source-outputs", "short").stdout.strip() == "":
+        remaining = deadline - time.monotonic()
+        try:
+            code = pin.wait(timeout=max(0.0, min(0.05, remaining)))  # the pause between probes
+        except subprocess.TimeoutExpired:
+            if remaining > 0:
+                continue
+            pin.kill()
+            pin.wait(timeout=5)
+            raise PulseStartError(
+                f"pacat did not connect within {READY_TIMEOUT} s; log:\n{_read(log_path)}"
+            ) from None
+        raise PulseStartError(f"pacat exited with code {code}; log:\n{_read(log_path)}")
+    return pin
+
+
+def _stop(proc: Optional[subprocess.Popen]) -> None:
+    if proc is None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
 
 
 def _reinitialize_portaudio() -> None:
@@ -137,12 +177,14 @@ def pulseaudio_server() -> Iterator[Dict[str, str]]:
     saved = {name: os.environ.get(name) for name in _CLIENT_VARS}
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(command, env=server_env, stdout=log, stderr=subprocess.STDOUT)
+    pin: Optional[subprocess.Popen] = None
     try:
         _wait_ready(proc, server_env, log_path)
         for args in (("set-default-sink", SINK), ("set-default-source", f"{SINK}.monitor")):
             done = _pactl(server_env, *args)
             if done.returncode != 0:
                 raise PulseStartError(f"pactl {' '.join(args)} failed: {done.stderr.strip()}")
+        pin = _start_latency_pin(server_env, log_path)
         os.environ.update(client_env)
         _reinitialize_portaudio()
         yield {
@@ -155,12 +197,8 @@ def pulseaudio_server() -> Iterator[Dict[str, str]]:
             "log": log_path,
         }
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+        _stop(pin)
+        _stop(proc)
         if os.environ.get("PULSE_SERVER") == client_env["PULSE_SERVER"]:
             _reinitialize_portaudio()  # forget the server's devices while autospawn is still off
         for name, value in saved.items():

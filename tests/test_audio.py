@@ -14,8 +14,8 @@ from typing import Any, Iterator
 import numpy as np
 import pytest
 
-from rtcbot import DeviceLostError, DeviceOpenError, MissingDependencyError
-from rtcbot.devices.audio import Microphone
+from rtcbot import DeviceLostError, DeviceOpenError, InvalidItemError, MissingDependencyError
+from rtcbot.devices.audio import Microphone, Speaker
 from rtcbot.devices.audio_blocks import AudioBlock
 from tests.fakes import sounddevice as fake_sd
 from tests.helpers import run
@@ -229,9 +229,224 @@ def test_microphone_selects_channels_by_index(fake):
     np.testing.assert_allclose(block, 0.2)  # the fake's channel 1 reads 0.2
 
 
-def test_missing_portaudio_raises_missing_dependency_error_naming_the_package(tmp_path, monkeypatch):
+@pytest.mark.parametrize("device_class", [Microphone, Speaker])
+def test_missing_portaudio_raises_missing_dependency_error_naming_the_package(device_class, tmp_path, monkeypatch):
     (tmp_path / "sounddevice.py").write_text("raise OSError('PortAudio library not found')\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, "sounddevice", raising=False)
     with pytest.raises(MissingDependencyError, match="apt install libportaudio2"):
-        Microphone()
+        device_class()
+
+
+# -------------------------------------------------------------------------------------- Speaker, real audio
+
+WINDOW = 12  # blocks of 1024 frames (~0.26 s) analysed together when listening for a tone
+
+
+def rms(samples: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(samples, dtype=np.float64))))
+
+
+async def listen_for(subscription: Any, frequency: float, timeout: float = WAIT) -> float:
+    """Read microphone blocks until the last WINDOW of them hold a clear tone at ``frequency`` (within 5
+    Hz); return the timestamp of the newest block. Fails the test after ``timeout`` seconds."""
+
+    async def scan() -> float:
+        window: list = []
+        while True:
+            block = await subscription.get()
+            window = (window + [block])[-WINDOW:]
+            if len(window) < WINDOW:
+                continue
+            samples = np.concatenate(window)[:, 0]
+            if rms(samples) > 0.05 and abs(peak_frequency(samples) - frequency) < 5:
+                return float(block.timestamp)
+
+    return await asyncio.wait_for(scan(), timeout)
+
+
+def test_speaker_tone_is_recorded_by_the_microphone_at_its_frequency(pulse):
+    async def main():
+        with Speaker(channels=1, device="pulse") as speaker, Microphone(channels=1, device="pulse") as mic:
+            await asyncio.wait_for(speaker.onReady(), WAIT)
+            listening = mic.subscribe()
+            await asyncio.wait_for(listening.get(), WAIT)  # the microphone is running
+            speaker.put_nowait(tone(440, RATE * 2))
+            await listen_for(listening, 440)
+            recording = await record(mic, 0.5)
+        return recording[:, 0]
+
+    assert abs(peak_frequency(run(main())) - 440) < 5
+
+
+def test_speaker_plays_silence_once_its_audio_ran_out_never_a_repeat(pulse):
+    async def main():
+        with Speaker(channels=1, device="pulse") as speaker, Microphone(channels=1, device="pulse") as mic:
+            await asyncio.wait_for(speaker.onReady(), WAIT)
+            listening = mic.subscribe()
+            await asyncio.wait_for(listening.get(), WAIT)
+            speaker.put_nowait(tone(440, RATE // 2))  # 0.5 s
+            await listen_for(listening, 440)
+            mic.unsubscribe(listening)
+            recording = await record(mic, 1.5)
+            return recording[-RATE // 2 :, 0], speaker.underflows
+
+    tail, underflows = run(main())
+    assert rms(tail) < 1e-3
+    assert underflows == 1  # the end of the sound, once
+
+
+def test_speaker_switches_to_a_new_subscription_mid_stream(pulse):
+    from rtcbot.devices.sim import SimMicrophone
+
+    async def main():
+        with (
+            Speaker(channels=1, device="pulse") as speaker,
+            Microphone(channels=1, device="pulse") as mic,
+            SimMicrophone(frequency=440, noise=0) as low,
+            SimMicrophone(frequency=880, noise=0) as high,
+        ):
+            listening = mic.subscribe()
+            speaker.putSubscription(low)
+            await listen_for(listening, 440)
+            speaker.putSubscription(high)
+            await listen_for(listening, 880)
+            return speaker.subscription is high
+
+    assert run(main())
+
+
+def test_speaker_fed_faster_than_it_plays_drops_the_oldest_audio_not_adding_delay(pulse):
+    async def main():
+        with (
+            Speaker(channels=1, device="pulse", max_latency=0.2) as speaker,
+            Microphone(channels=1, device="pulse") as mic,
+        ):
+            await asyncio.wait_for(speaker.onReady(), WAIT)
+            listening = mic.subscribe()
+            await asyncio.wait_for(listening.get(), WAIT)
+            signal = tone(440, RATE * 3)
+            for start in range(0, len(signal), 1024):  # 3 s of blocks at once: all but 0.2 s must go
+                speaker.put_nowait(signal[start : start + 1024])
+            await listen_for(listening, 440)
+            mic.unsubscribe(listening)
+            recording = await record(mic, 1.0)
+            return recording[:, 0], speaker.dropped
+
+    recording, dropped = run(main())
+    assert dropped >= RATE * 3 - int(RATE * 0.2) - 1024
+    assert rms(recording[-RATE // 2 :]) < 1e-3  # long over: the 3 s were not all played
+
+
+def test_speaker_accepts_int16_stereo_blocks_of_any_length(pulse):
+    async def main():
+        with Speaker(channels=2, device="pulse") as speaker, Microphone(channels=1, device="pulse") as mic:
+            listening = mic.subscribe()
+            await asyncio.wait_for(speaker.onReady(), WAIT)
+            signal = (tone(440, RATE) * 32767).astype(np.int16)
+            stereo = np.stack([signal, signal], axis=1)
+            for start in range(0, RATE, 777):  # odd-sized pieces, re-chunked by the speaker
+                speaker.put_nowait(stereo[start : start + 777])
+            await listen_for(listening, 440)
+
+    run(main())
+
+
+def test_speaker_rejects_unplayable_items_in_put_nowait_and_keeps_playing(pulse):
+    async def main():
+        with Speaker(channels=2, device="pulse") as speaker, Microphone(channels=1, device="pulse") as mic:
+            listening = mic.subscribe()
+            for bad in ("hello", np.zeros((2, 2, 2, 2), np.float32), np.zeros((10, 3), np.float32)):
+                with pytest.raises(InvalidItemError):
+                    speaker.put_nowait(bad)
+            speaker.put_nowait(tone(440, RATE))
+            await listen_for(listening, 440)
+            return speaker.closed
+
+    assert run(main()) is False
+
+
+def test_speaker_skips_unplayable_items_from_a_subscription_and_keeps_playing(pulse):
+    async def main():
+        with Speaker(channels=1, device="pulse") as speaker, Microphone(channels=1, device="pulse") as mic:
+            listening = mic.subscribe()
+            source: asyncio.Queue = asyncio.Queue()
+            speaker.putSubscription(source)
+            source.put_nowait(np.zeros((4, 4, 4), np.float32))
+            source.put_nowait(tone(440, RATE))
+            await listen_for(listening, 440)
+            return speaker.skipped, speaker.closed
+
+    assert run(main()) == (1, False)
+
+
+def test_unknown_speaker_name_raises_device_open_error_listing_devices(pulse):
+    with pytest.raises(DeviceOpenError, match="no output device matches 'hdmi 7'") as info:
+        Speaker(device="hdmi 7")
+    assert "pulse" in str(info.value)
+
+
+def test_speaker_unsupported_sample_rate_raises_device_open_error(pulse):
+    with pytest.raises(DeviceOpenError, match="44100"):
+        Speaker(samplerate=1, device="pulse")
+
+
+def test_speaker_max_latency_must_be_positive(fake):
+    with pytest.raises(ValueError, match="max_latency"):
+        Speaker(max_latency=0)
+
+
+# ------------------------------------------------------------------------------------------ Speaker, faults
+
+
+class FakeSpeaker(Speaker):
+    """A Speaker whose child process imports the fake sounddevice (a module attribute cannot cross)."""
+
+    _sounddevice_module = fake_sd.__name__
+
+
+def test_speaker_lost_mid_stream_reports_device_lost_and_closes(fake):
+    fake(lose_after=3)
+
+    async def main():
+        speaker = FakeSpeaker(blocksize=256)
+        error = await asyncio.wait_for(speaker.onError(), WAIT)
+        await asyncio.wait_for(speaker.onClose(), WAIT)
+        return speaker, error
+
+    speaker, error = run(main())
+    assert isinstance(error, DeviceLostError) and "unplugged" in str(error)
+    assert speaker.closed
+
+
+def test_speaker_stream_error_at_start_reports_device_open_error(fake):
+    fake(start_error="Device unavailable [PaErrorCode -9985]")
+
+    async def main():
+        speaker = FakeSpeaker()
+        try:
+            return await asyncio.wait_for(speaker.onError(), WAIT)
+        finally:
+            speaker.close()
+
+    error = run(main())
+    assert isinstance(error, DeviceOpenError) and "Device unavailable" in str(error)
+
+
+def test_closing_while_playing_stops_the_stream_and_the_process_promptly(fake, tmp_path, no_leaks):
+    events = tmp_path / "events"
+    fake(events=str(events))
+
+    async def main():
+        speaker = FakeSpeaker(blocksize=256)
+        await asyncio.wait_for(speaker.onReady(), WAIT)
+        speaker.put_nowait(tone(440, RATE * 10))  # ten seconds to play
+        started = asyncio.get_running_loop().time()
+        speaker.close()
+        await asyncio.wait_for(speaker.onClose(), WAIT)
+        return speaker, asyncio.get_running_loop().time() - started
+
+    speaker, took = run(main())
+    assert speaker.closed and speaker.error is None
+    assert took < 2.0
+    assert events.read_text().splitlines()[-1] == "close"

@@ -183,13 +183,23 @@ def test_writing_past_the_bound_drops_the_oldest_frames():
     assert buf.dropped == 4
 
 
-def test_a_block_longer_than_the_bound_keeps_only_its_newest_frames():
+def test_a_block_longer_than_the_bound_plays_whole_and_drops_everything_before_it():
     buf = PlaybackBuffer(capacity=4, channels=1)
     buf.write(_ramp(100, 2))
-    assert buf.write(_ramp(0, 10)) == 8
+    assert buf.write(_ramp(0, 10)) == 2
+    out = np.empty((10, 1), np.float32)
+    assert buf.read_into(out) == 10
+    np.testing.assert_array_equal(out[:, 0], np.arange(10))
+
+
+def test_a_new_sound_cuts_what_is_left_of_a_long_one():
+    buf = PlaybackBuffer(capacity=4, channels=1)
+    buf.write(_ramp(0, 10))
+    buf.read_into(np.empty((3, 1), np.float32))
+    assert buf.write(_ramp(100, 2)) == 5  # 7 left of the long sound; only 2 of them may stay
     out = np.empty((4, 1), np.float32)
     buf.read_into(out)
-    np.testing.assert_array_equal(out[:, 0], [6, 7, 8, 9])
+    np.testing.assert_array_equal(out[:, 0], [8, 9, 100, 101])
 
 
 def test_clear_forgets_queued_audio():
@@ -219,19 +229,21 @@ operations = st.lists(
 @settings(max_examples=300)
 @given(capacity=st.integers(1, 32), channels=st.integers(1, 3), ops=operations)
 def test_buffer_behaves_like_a_bounded_fifo_that_drops_oldest(capacity, channels, ops):
-    """Model check: the ring buffer equals a plain list that is trimmed to `capacity` from the front."""
+    """Model check: the buffer equals a plain list from whose front, before each write of n frames, old
+    frames are dropped until at most `capacity` remain with the new ones (the new block is never cut)."""
     buf = PlaybackBuffer(capacity=capacity, channels=channels)
     model: list = []
     next_frame = 1
     dropped = 0
     for op, n in ops:
         if op == "w":
-            model.extend(range(next_frame, next_frame + n))
-            buf.write(_ramp(next_frame, n, channels))
-            next_frame += n
-            excess = max(0, len(model) - capacity)
+            excess = max(0, min(len(model), len(model) + n - capacity)) if n else 0
             dropped += excess
             del model[:excess]
+            model.extend(range(next_frame, next_frame + n))
+            assert buf.write(_ramp(next_frame, n, channels)) == excess
+            next_frame += n
+            assert n == 0 or len(model) <= max(capacity, n)
         else:
             out = np.full((n, channels), -1.0, np.float32)
             got = buf.read_into(out)
@@ -241,7 +253,7 @@ def test_buffer_behaves_like_a_bounded_fifo_that_drops_oldest(capacity, channels
             np.testing.assert_array_equal(out[:got, 0], expected)
             assert not out[got:].any(), "missing audio must be filled with silence"
             assert (out == out[:, :1]).all()
-        assert buf.frames == len(model) <= capacity
+        assert buf.frames == len(model)
         assert buf.dropped == dropped
 
 

@@ -20,14 +20,19 @@ The conversion and buffering that need no sound card live in :mod:`rtcbot.device
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+import struct
 import threading
 import time
+from multiprocessing import shared_memory
 from typing import Any, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 from .._deps import require
-from ..base import ProcessSubscriptionConsumer, SubscriptionClosed, ThreadedSubscriptionProducer
+from ..base import ProcessSubscriptionConsumer, ThreadedSubscriptionProducer
 from ..errors import DeviceLostError, DeviceOpenError, InvalidItemError, MissingDependencyError
+from ..subscriptions import CallbackSubscription
 from .audio_blocks import AudioBlock, PlaybackBuffer, as_playable, check_playable
 
 logger = logging.getLogger("rtcbot.devices.audio")
@@ -264,6 +269,70 @@ class Microphone(ThreadedSubscriptionProducer):
             index += 1
 
 
+class _SharedCounters:
+    """A few int64 counters in shared memory: written in a Speaker's child process, read in the parent.
+
+    Pickles by name (the child attaches to the same block), so it crosses into the worker with the rest of
+    the Speaker's state; one writer per counter, so no lock is needed. ::
+
+        counters = _SharedCounters(["underflows"])
+        counters.add("underflows")          # in the child
+        counters["underflows"]              # in the parent -> 1
+        counters.release()                  # in the parent, once the child is gone
+    """
+
+    def __init__(self, names: Sequence[str], _attach: Optional[str] = None) -> None:
+        self.names = tuple(names)
+        self._index = {name: i for i, name in enumerate(self.names)}
+        size = 8 * len(self.names)
+        if _attach is None:
+            self._shm: Optional[shared_memory.SharedMemory] = shared_memory.SharedMemory(create=True, size=size)
+            struct.pack_into(f"{len(self.names)}q", self._buf(), 0, *([0] * len(self.names)))
+            self._owner_pid: Optional[int] = os.getpid()  # a forked child has a copy, but does not own it
+        else:
+            self._shm = shared_memory.SharedMemory(name=_attach)
+            self._owner_pid = None
+        self._final: Optional[Tuple[int, ...]] = None
+
+    def _buf(self) -> memoryview:
+        shm = self._shm
+        if shm is None:
+            raise RuntimeError("the counters were released")
+        buf = shm.buf
+        assert buf is not None
+        return buf
+
+    def __reduce__(self) -> Any:
+        self._buf()  # raises once released
+        assert self._shm is not None
+        return (_SharedCounters, (self.names, self._shm.name))
+
+    def __getitem__(self, name: str) -> int:
+        if self._final is not None:
+            return self._final[self._index[name]]
+        return int(struct.unpack_from("q", self._buf(), 8 * self._index[name])[0])
+
+    def __setitem__(self, name: str, value: int) -> None:
+        if self._shm is not None:
+            struct.pack_into("q", self._buf(), 8 * self._index[name], value)
+
+    def add(self, name: str, amount: int = 1) -> None:
+        self[name] = self[name] + amount
+
+    def release(self, _event: Any = None) -> None:
+        """Keep the last values and free the shared memory (the creator also unlinks it). Idempotent."""
+        shm = self._shm
+        if shm is None:
+            return
+        owner = self._owner_pid == os.getpid()
+        self._final = tuple(int(v) for v in struct.unpack_from(f"{len(self.names)}q", self._buf(), 0))
+        self._shm = None
+        shm.close()
+        if owner:
+            with contextlib.suppress(FileNotFoundError):
+                shm.unlink()
+
+
 class Speaker(ProcessSubscriptionConsumer):
     """A speaker that plays in its own process: give it blocks of samples and they play, in order.
 
@@ -277,19 +346,22 @@ class Speaker(ProcessSubscriptionConsumer):
             speaker.putSubscription(mic)                               # or: play a producer, live
 
     When nothing arrives the speaker plays silence (never a repeat of old audio). Latency is bounded:
-    at most ``max_latency`` seconds of audio wait to be played; beyond that the oldest is dropped, so a
-    producer running faster than the sound card costs dropped audio, not a growing delay.
+    before a block is queued, the oldest queued audio is dropped until at most ``max_latency`` seconds wait
+    (a block itself is never cut), so a producer running faster than the sound card costs dropped audio,
+    not a growing delay; one long sound plays whole, and a new sound cuts what is left of it.
 
     :param samplerate: samples per second; blocks are assumed to be at this rate.
     :param channels: output channels (None: the device's, at most 2).
     :param blocksize: frames the sound card asks for at a time (its callback period).
     :param device: a PortAudio device index or part of its name; None for the default output.
-    :param max_latency: seconds of audio that may queue before the oldest is dropped (at least one block).
+    :param max_latency: seconds of audio that may wait to be played before the oldest is dropped.
 
     ``put_nowait`` raises :class:`~rtcbot.errors.InvalidItemError` for what cannot be played (a string, a
     3-D array, 3 channels on a stereo speaker); such items arriving through ``putSubscription`` are logged
-    and skipped. Underflows (the queue ran dry while playing) and dropped frames are counted in the child
-    process and logged at debug level when the speaker closes.
+    (at most every few seconds), counted in ``skipped`` and skipped. Counters, readable any time:
+    ``underflows`` (playback ran dry mid-sound; the end of each sound counts once), ``dropped`` (frames
+    discarded to bound latency), ``queued`` (frames waiting to be played now). If the device disappears
+    while playing, ``onError`` fires with :class:`~rtcbot.errors.DeviceLostError` and the speaker closes.
     """
 
     _sounddevice_module = "sounddevice"  # tests swap in a fake module by name (it must import in the child)
@@ -304,11 +376,6 @@ class Speaker(ProcessSubscriptionConsumer):
         max_latency: float = 0.2,
     ) -> None:
         _check_positive("Speaker", samplerate=samplerate, blocksize=blocksize, max_latency=max_latency)
-        if round(max_latency * samplerate) < blocksize:
-            raise ValueError(
-                f"Speaker max_latency={max_latency} s holds {round(max_latency * samplerate)} frames at "
-                f"{samplerate} Hz, less than one block of {blocksize}; raise max_latency or lower blocksize"
-            )
         sd = _import_sounddevice(self._sounddevice_module)
         settings = _resolve(sd, "output", "Speaker", device, channels, samplerate)
         self._settings = settings
@@ -317,7 +384,35 @@ class Speaker(ProcessSubscriptionConsumer):
         self.channels = settings.stream_channels
         self.device_name = settings.name
         self.max_latency = max_latency
-        super().__init__(logger=logger, loop=loop)
+        self._counters = _SharedCounters(("underflows", "dropped", "queued", "skipped"))
+        try:
+            # spawn, not fork: libpulse (behind ALSA's default/pulse devices) refuses to work in a forked child
+            # once the parent has used it, and the parent has, checking the device above.
+            super().__init__(logger=logger, loop=loop, start_method="spawn")
+        except BaseException:
+            self._counters.release()
+            raise
+        self.onClose(CallbackSubscription(self._counters.release, runDirect=True))
+
+    @property
+    def underflows(self) -> int:
+        """Times playback ran dry while sound was playing (each sound's end counts once)."""
+        return self._counters["underflows"]
+
+    @property
+    def dropped(self) -> int:
+        """Frames discarded, oldest first, to keep at most ``max_latency`` seconds queued."""
+        return self._counters["dropped"]
+
+    @property
+    def queued(self) -> int:
+        """Frames waiting to be played (as of the last block the child received or played)."""
+        return self._counters["queued"]
+
+    @property
+    def skipped(self) -> int:
+        """Items from a subscription that were not playable audio, logged and skipped."""
+        return self._counters["skipped"]
 
     def put_nowait(self, data: Any) -> None:
         """Queue a block for playback; InvalidItemError (a ValueError) if it is not playable audio."""
@@ -328,16 +423,27 @@ class Speaker(ProcessSubscriptionConsumer):
         """Runs in the child process: the PortAudio callback plays from a PlaybackBuffer this loop fills."""
         sd = _import_sounddevice(self._sounddevice_module)
         settings = self._settings
+        counters = self._counters
         buffer = PlaybackBuffer(round(self.max_latency * self.samplerate), self.channels)
         lock = threading.Lock()
-        finished = threading.Event()
-        late = [0]  # callbacks PortAudio reports as late (output underflow at the device)
+        stopping = threading.Event()
 
         def play(outdata: Any, frames: int, time_info: Any, status: Any) -> None:
-            if status and status.output_underflow:
-                late[0] += 1
             with lock:
                 buffer.read_into(outdata)
+                counters["underflows"] = buffer.underflows
+                counters["queued"] = buffer.frames
+
+        def finished() -> None:
+            # PortAudio ended the stream: our own close, or the device went away.
+            if not stopping.is_set():
+                self._setError(
+                    DeviceLostError(
+                        f"Speaker: PortAudio stopped playback on {settings.name!r}; was it unplugged? "
+                        "Check it still appears in `python -m sounddevice`."
+                    )
+                )
+                self._close()
 
         try:
             stream = sd.OutputStream(
@@ -347,7 +453,7 @@ class Speaker(ProcessSubscriptionConsumer):
                 blocksize=self.blocksize,
                 dtype="float32",
                 callback=play,
-                finished_callback=finished.set,
+                finished_callback=finished,
             )
         except sd.PortAudioError as e:
             raise DeviceOpenError(f"Speaker: cannot open {settings.name!r}: {e}") from e
@@ -361,28 +467,24 @@ class Speaker(ProcessSubscriptionConsumer):
                 ) from e
             self._setReady(True)
             while True:
-                try:
-                    item = self._get()
-                except SubscriptionClosed:
-                    return
-                if finished.is_set():
-                    raise DeviceLostError(
-                        f"Speaker: playback on {settings.name!r} stopped by PortAudio; was it unplugged? "
-                        "Check it still appears in `python -m sounddevice`."
-                    )
+                item = self._get()  # SubscriptionClosed ends the loop, and the process
                 try:
                     block = as_playable(item, self.channels)
                 except InvalidItemError as e:
+                    counters.add("skipped")
                     bad_items.warning("Speaker %r: skipped an item: %s", settings.name, e)
                     continue
                 with lock:
                     buffer.write(block)
+                    counters["dropped"] = buffer.dropped
+                    counters["queued"] = buffer.frames
         finally:
+            stopping.set()
             stream.close()
+            counters.release()
             logger.debug(
-                "Speaker %r: %d underflow(s), %d frame(s) dropped to bound latency, %d late callback(s)",
+                "Speaker %r: %d underflow(s), %d frame(s) dropped to bound latency",
                 settings.name,
                 buffer.underflows,
                 buffer.dropped,
-                late[0],
             )

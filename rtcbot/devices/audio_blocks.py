@@ -10,7 +10,7 @@ Nothing here touches a sound card, so all of it is tested on its own (``tests/te
 - :class:`PlaybackBuffer`: a ring buffer of samples with a latency bound. Blocks of any length go in; the
   audio callback takes out exactly as many frames as it is asked for (the re-chunking), padded with silence
   when there is not enough; when more than the bound is queued the oldest audio is dropped, so playback never
-  lags seconds behind the producer.
+  lags seconds behind a producer that delivers faster than real time.
 
 ::
 
@@ -21,7 +21,8 @@ Nothing here touches a sound card, so all of it is tested on its own (``tests/te
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+import collections
+from typing import Any, Deque, Optional
 
 import numpy as np
 
@@ -133,16 +134,19 @@ class PlaybackBuffer:
     """A latency-bounded FIFO of audio frames between whoever writes blocks and the audio callback.
 
     ``write`` accepts ``(frames, channels)`` float32 blocks of any length (see :func:`as_playable`);
-    ``read_into`` fills the callback's buffer, with silence for whatever is missing. It never holds more
-    than ``capacity`` frames: a write that would exceed that drops the oldest frames first, so a producer
-    faster than the sound card costs dropped audio, never growing delay.
+    ``read_into`` fills the callback's buffer with exactly as many frames as it asks for, padded with
+    silence when there is not enough (the re-chunking). The bound: before queuing a block, the oldest
+    queued frames are dropped until the total is at most ``capacity``. A block itself is never cut, so
+    one long sound (a 3 s clip) plays whole, while a stream of blocks arriving faster than the sound card
+    plays them never lags more than ``capacity`` frames (or one block, if blocks are longer); a new sound
+    written while a long one plays cuts what is left of the old one.
 
     Counters: ``dropped`` (frames discarded to honour the bound) and ``underflows`` (times playback ran
     dry: a read that had to pad with silence right after audio was playing; the end of every sound counts
     once, idle silence does not).
 
-    Not thread-safe: guard ``write`` and ``read_into`` with one lock when the callback runs on another
-    thread. ::
+    It keeps the blocks it is given (no copy): do not modify one after writing it. Not thread-safe: guard
+    ``write`` and ``read_into`` with one lock when the callback runs on another thread. ::
 
         buf = PlaybackBuffer(capacity=4800, channels=1)
         buf.write(np.ones((100, 1), np.float32))
@@ -156,9 +160,9 @@ class PlaybackBuffer:
             raise ValueError(f"capacity and channels must be at least 1, got {capacity} and {channels}")
         self.capacity = capacity
         self.channels = channels
-        self._ring = np.zeros((capacity, channels), np.float32)
-        self._start = 0  # index of the oldest frame
-        self._frames = 0  # frames currently held
+        self._blocks: Deque[np.ndarray] = collections.deque()
+        self._offset = 0  # frames of the oldest block already played (or dropped)
+        self._frames = 0  # frames currently queued
         self._playing = False  # the last read returned audio
         self.dropped = 0
         self.underflows = 0
@@ -170,7 +174,8 @@ class PlaybackBuffer:
 
     def clear(self) -> None:
         """Forget everything queued (not counted as dropped)."""
-        self._start = 0
+        self._blocks.clear()
+        self._offset = 0
         self._frames = 0
 
     def write(self, block: np.ndarray) -> int:
@@ -180,28 +185,27 @@ class PlaybackBuffer:
             return 0
         if block.ndim != 2 or block.shape[1] != self.channels:
             raise ValueError(f"expected a (frames, {self.channels}) block, got shape {block.shape}")
-        cap = self.capacity
-        dropped = 0
-        if n >= cap:  # the block alone fills the buffer: keep its newest part
-            dropped = self._frames + n - cap
-            self._ring[:] = block[n - cap :]
-            self._start = 0
-            self._frames = cap
-            self.dropped += dropped
-            return dropped
-        overflow = self._frames + n - cap
-        if overflow > 0:
-            dropped = overflow
-            self._start = (self._start + overflow) % cap
-            self._frames -= overflow
-        end = (self._start + self._frames) % cap
-        first = min(n, cap - end)
-        self._ring[end : end + first] = block[:first]
-        if first < n:
-            self._ring[: n - first] = block[first:]
+        excess = min(self._frames, self._frames + n - self.capacity)
+        if excess > 0:
+            self._discard(excess)
+            self.dropped += excess
+        self._blocks.append(block)
         self._frames += n
-        self.dropped += dropped
-        return dropped
+        return max(excess, 0)
+
+    def _discard(self, frames: int) -> None:
+        """Remove the oldest ``frames`` queued frames."""
+        while frames > 0:
+            head = self._blocks[0]
+            left = len(head) - self._offset
+            if frames < left:
+                self._offset += frames
+                self._frames -= frames
+                return
+            self._blocks.popleft()
+            self._offset = 0
+            self._frames -= left
+            frames -= left
 
     def read_into(self, out: np.ndarray) -> int:
         """Fill ``out`` (``(frames, channels)``) with the oldest queued audio, then silence.
@@ -209,15 +213,17 @@ class PlaybackBuffer:
         Returns how many frames of audio (not silence) were written.
         """
         want = len(out)
-        n = min(want, self._frames)
-        if n:
-            cap = self.capacity
-            first = min(n, cap - self._start)
-            out[:first] = self._ring[self._start : self._start + first]
-            if first < n:
-                out[first:n] = self._ring[: n - first]
-            self._start = (self._start + n) % cap
-            self._frames -= n
+        n = 0
+        while n < want and self._blocks:
+            head = self._blocks[0]
+            take = min(want - n, len(head) - self._offset)
+            out[n : n + take] = head[self._offset : self._offset + take]
+            n += take
+            self._offset += take
+            self._frames -= take
+            if self._offset == len(head):
+                self._blocks.popleft()
+                self._offset = 0
         if n < want:
             out[n:] = 0
             if n > 0 or self._playing:
