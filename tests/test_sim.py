@@ -124,6 +124,38 @@ def test_sim_camera_runs_at_the_asked_rate(no_leaks):
     assert 0.4 <= frames[-1].timestamp - frames[0].timestamp <= 0.8
 
 
+def stall_once(at_index: int, seconds: float):
+    """A preprocessframe that blocks the camera's worker once, like a busy machine would."""
+
+    def preprocess(frame):
+        if frame.index == at_index:
+            time.sleep(seconds)  # fault injection: the worker stalls (not synchronisation)
+        return frame
+
+    return preprocess
+
+
+def test_sim_camera_catches_up_after_a_short_stall():
+    async def main():
+        with SimCamera(width=32, height=24, fps=20, preprocessframe=stall_once(2, 0.2)) as camera:
+            sub = camera.subscribe(asyncio.Queue())
+            return [await next_item(sub) for _ in range(21)]
+
+    frames = run(main())
+    # 20 periods of 50 ms: the 200 ms stall is made up, not added (it would give 1.2 s)
+    assert 0.9 <= frames[-1].timestamp - frames[0].timestamp <= 1.12
+
+
+def test_sim_camera_skips_frames_after_a_long_stall():
+    async def main():
+        with SimCamera(width=32, height=24, fps=20, preprocessframe=stall_once(2, 0.7)) as camera:
+            sub = camera.subscribe(asyncio.Queue())
+            return [await next_item(sub) for _ in range(10)]
+
+    frames = run(main())
+    assert frames[-1].timestamp - frames[0].timestamp >= 0.7 + 6 * 0.05  # the stall was not made up
+
+
 def test_sim_camera_has_cvcamera_properties():
     async def main():
         with SimCamera(width=64, height=48, fps=60) as camera:

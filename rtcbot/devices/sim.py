@@ -40,6 +40,10 @@ logger = logging.getLogger("rtcbot.devices.sim")
 
 __all__ = ["SimCamera", "SimMicrophone", "SimSpeaker", "render_test_pattern", "tone_block"]
 
+# How far (seconds) a simulated device may fall behind its schedule, on a busy machine, and still catch up by
+# delivering the late items at once; beyond that the missed ones are skipped.
+_MAX_LAG = 0.5
+
 # The eight classic colour bars, in BGR order (the channel order OpenCV and CVCamera use).
 _BARS_BGR = np.array(
     [
@@ -162,8 +166,8 @@ class SimCamera(ThreadedSubscriptionProducer):
 
     Frames are :class:`~rtcbot.devices.camera.Frame` objects (``(height, width, 3)`` uint8 BGR arrays
     with ``timestamp`` and ``index``), delivered at ``fps`` frames per second, paced against a monotonic
-    clock (a late frame is not made up with a burst). Like CVCamera, the default subscription keeps only
-    the newest frame::
+    clock: frames late by less than half a second (a busy machine) are delivered at once to keep the rate,
+    longer stalls are skipped. Like CVCamera, the default subscription keeps only the newest frame::
 
         with SimCamera(width=640, height=480, fps=15) as camera:
             frame = await camera.get()
@@ -233,7 +237,9 @@ class SimCamera(ThreadedSubscriptionProducer):
                 self._setReady(True)
             deadline = timestamp + period if deadline is None else deadline + period
             now = time.monotonic()
-            if deadline < now - period:  # fell more than a frame behind (busy machine): don't burst
+            if deadline < now - _MAX_LAG:
+                # A long stall (a very busy machine): skip the missed frames, as a real camera would. A
+                # shorter one is made up at once, so the rate over a second stays the one asked for.
                 deadline = now
             if self._wait_closed(max(0.0, deadline - now)):
                 return
@@ -250,7 +256,8 @@ class SimMicrophone(ThreadedSubscriptionProducer):
             block = await mic.get()
 
     ``amplitude`` is the tone's peak (0.5 is about -9 dBFS RMS); ``noise`` the standard deviation of the
-    added Gaussian noise. ``overflows`` is always 0 (nothing can overflow), kept for parity with Microphone.
+    added Gaussian noise. ``overflows`` counts stalls of the worker longer than half a second, whose audio
+    is skipped (as a sound card's input overflow loses it); shorter delays are caught up at once.
     """
 
     def __init__(
@@ -285,7 +292,9 @@ class SimMicrophone(ThreadedSubscriptionProducer):
         deadline = time.monotonic() + period
         while not self._shouldClose:
             now = time.monotonic()
-            if deadline < now - period:
+            if deadline < now - _MAX_LAG:
+                # Stalled longer than a sound card buffers: that audio is lost, like an input overflow.
+                self.overflows += 1
                 deadline = now
             if self._wait_closed(max(0.0, deadline - now)):
                 break
