@@ -248,12 +248,11 @@ def test_framed_messages_survive_line_noise_and_only_corrupt_ones_are_lost(peer)
 
 def test_delay_write_start_holds_writes_after_opening(peer):
     async def main():
+        before_open = time.monotonic()
         with SerialConnection(peer.port, delayWriteStart=0.4) as conn:
             conn.put_nowait(b"go\n")
-            await ready(conn)
-            opened = time.monotonic()
             assert await in_thread(peer.wait_for_bytes, 3)
-            assert peer.first_byte_at is not None and peer.first_byte_at - opened >= 0.3
+            assert peer.first_byte_at is not None and peer.first_byte_at - before_open >= 0.4
 
     run(main())
 

@@ -357,7 +357,7 @@ class _PortWorker:
                 self.port = port
             self.reconnects += 1
             gone = time.monotonic() - (self.gone_since or time.monotonic())
-            self.log.warning("SerialConnection: %s is back after %.1f s", self.conn._url, gone)
+            self.log.info("SerialConnection: %s is back after %.1f s", self.conn._url, gone)
             self.send_status()
             self.conn._setReady(True)
             return port
