@@ -84,9 +84,10 @@ def _open_speaker(index: Optional[int]) -> Any:
 
 
 def _open_serial(port: str, **options: Any) -> Any:
+    """A SerialConnection on ``port``; without options it reads raw bytes (whatever the device speaks)."""
     from .devices.serial import SerialConnection
 
-    return SerialConnection(port, **options)
+    return SerialConnection(port, **(options or {"readFormat": None}))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -297,13 +298,23 @@ async def _check_speaker(label: str, make: Callable[[], Any], seconds: float, pr
 
 
 async def _check_serial(label: str, make: Callable[[], Any], seconds: float, progress: _Progress) -> _Result:
-    received = [0]
+    counts = {"items": 0, "bytes": 0}
 
     def on_item(item: Any) -> None:
-        received[0] += 1
+        counts["items"] += 1
+        if isinstance(item, (bytes, bytearray)):
+            counts["bytes"] += len(item)
+
+    def received() -> str:
+        # raw ports deliver chunks of bytes: count bytes; a port with a protocol delivers messages
+        if counts["bytes"]:
+            return f"{counts['bytes']} bytes received ({counts['bytes'] / seconds:.0f} B/s)"
+        if counts["items"]:
+            return f"{counts['items']} messages received ({counts['items'] / seconds:.1f}/s)"
+        return "nothing received"
 
     def tick(elapsed: float) -> None:
-        progress.update(label, f"{elapsed:4.1f} s  open  {received[0]} messages received")
+        progress.update(label, f"{elapsed:4.1f} s  open, {received()}")
 
     try:
         port = make()
@@ -318,8 +329,9 @@ async def _check_serial(label: str, make: Callable[[], Any], seconds: float, pro
         port.close()
     if port.error is not None:
         return _Result(label, False, _error_text(port.error))
-    rate = f" ({received[0] / seconds:.1f}/s)" if received[0] else " (it sent nothing: is it running a sketch?)"
-    return _Result(label, True, f"open, {received[0]} messages received{rate}")
+    hint = "" if counts["items"] else " (it sent nothing: is a sketch running, at the right baud rate?)"
+    dropped = f", {port.read_dropped} corrupt messages dropped" if getattr(port, "read_dropped", 0) else ""
+    return _Result(label, True, f"open, {received()}{dropped}{hint}")
 
 
 # ---------------------------------------------------------------------------------------------------------
