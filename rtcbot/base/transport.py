@@ -27,7 +27,7 @@ the slot into memory it owns and hands the slot back at once, so an item it keep
 
 Ownership and policies:
 
-- The receiver gets its own copy of every buffer (a ``bytearray`` under each numpy array), never a view of
+- The receiver gets its own copy of every buffer (a fresh uint8 array under each numpy array), never a view of
   shared memory. Slots only bound how many large items are in flight in one direction.
 - A sender with no free slot waits for one (``block=True``, back-pressure: nothing is lost) or drops the item
   (``WorkerEndpoint.send(obj, block=False)``, counted in ``dropped``: a camera keeps only fresh frames).
@@ -62,9 +62,14 @@ import socket
 import struct
 import threading
 import weakref
-from typing import Callable, Deque, Dict, List, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 from ..errors import NotPicklableError
+
+try:  # numpy copies release the GIL, and its large allocations use huge pages (far fewer page faults)
+    import numpy as _np
+except ImportError:  # pragma: no cover - numpy is a dependency of rtcbot; plain memoryview copies then
+    _np = None  # type: ignore[assignment]
 
 logger = logging.getLogger("rtcbot.base.transport")
 
@@ -141,6 +146,23 @@ def _create_shared_memory(size: int) -> Tuple[int, mmap.mmap]:
         raise
 
 
+def _copy(target: memoryview, source: memoryview) -> None:
+    """Copy ``source`` into ``target`` (equal sizes), without holding the GIL when numpy is there."""
+    if _np is None:
+        target[:] = source
+    else:
+        _np.copyto(_np.frombuffer(target, _np.uint8), _np.frombuffer(source, _np.uint8))
+
+
+def _owned_copy(source: memoryview) -> Any:
+    """A new writable buffer holding a copy of ``source``: a uint8 numpy array (or a bytearray)."""
+    if _np is None:
+        return bytearray(source)
+    copy = _np.empty(source.nbytes, _np.uint8)
+    _np.copyto(copy, _np.frombuffer(source, _np.uint8))
+    return copy
+
+
 def _close_mapping(view: memoryview, mapping: mmap.mmap) -> None:
     """Unmap a pool; if some other thread still holds a view of it, leave the unmapping to the GC."""
     try:
@@ -167,7 +189,7 @@ class _SendPool:
         base = slot * self.slot_size
         for offset, buf in zip(offsets, buffers):
             start = base + offset
-            self._view[start : start + buf.nbytes] = buf
+            _copy(self._view[start : start + buf.nbytes], buf)
 
     def announcement(self) -> bytes:
         return _frame(_KIND_POOL, _POOL.pack(self.pool_id, self.slot_size, self.slots))
@@ -253,11 +275,11 @@ class _ReceivePools:
             os.close(fd)
         self._pools[pool_id] = (slot_size, memoryview(mapping), mapping)
 
-    def copy_out(self, pool_id: int, slot: int, refs: List[Tuple[int, int]]) -> List[bytearray]:
+    def copy_out(self, pool_id: int, slot: int, refs: List[Tuple[int, int]]) -> List[Any]:
         """Copy the buffers of one item out of its slot into memory this process owns."""
         slot_size, view, _ = self._pools[pool_id]
         base = slot * slot_size
-        return [bytearray(view[base + offset : base + offset + size]) for offset, size in refs]
+        return [_owned_copy(view[base + offset : base + offset + size]) for offset, size in refs]
 
     def drop(self, pool_id: int) -> None:
         entry = self._pools.pop(pool_id, None)
