@@ -69,6 +69,7 @@ _LAZY = {
     "SerialConnection": "rtcbot.devices.serial",
     "SimCamera": "rtcbot.devices.sim",
     "SimMicrophone": "rtcbot.devices.sim",
+    "SimSpeaker": "rtcbot.devices.sim",
     "ZenohPublisher": "rtcbot.net",
     "ZenohSubscriber": "rtcbot.net",
 }

@@ -34,7 +34,7 @@ from ..base import SubscriptionClosed, ThreadedSubscriptionConsumer, ThreadedSub
 from ..errors import DeviceClosedError
 from ..subscriptions import MostRecentSubscription
 from .audio_blocks import AudioBlock, as_playable, check_playable
-from .camera import Frame
+from .camera import Frame, _FrameEmitter
 
 logger = logging.getLogger("rtcbot.devices.sim")
 
@@ -161,7 +161,7 @@ def tone_block(
     return np.clip(block, -1.0, 1.0).astype(np.float32)
 
 
-class SimCamera(ThreadedSubscriptionProducer):
+class SimCamera(_FrameEmitter, ThreadedSubscriptionProducer):
     """A test-pattern camera with CVCamera's interface: moving colour bars and a frame counter.
 
     Frames are :class:`~rtcbot.devices.camera.Frame` objects (``(height, width, 3)`` uint8 BGR arrays
@@ -215,11 +215,6 @@ class SimCamera(ThreadedSubscriptionProducer):
     def fps(self) -> float:
         return self._fps
 
-    @property
-    def frame_count(self) -> int:
-        """How many frames the camera has delivered so far (the next frame's ``index``)."""
-        return self._frame_count
-
     def _producer(self) -> None:
         period = 1.0 / self._fps
         deadline = None  # when the next frame is due; the schedule starts at the first frame
@@ -227,14 +222,7 @@ class SimCamera(ThreadedSubscriptionProducer):
             index = self._frame_count
             image = render_test_pattern(self._width, self._height, index, use_cv2=self._use_cv2)
             timestamp = time.monotonic()  # "captured" once the image exists (the first one imports cv2)
-            output = self._preprocessframe(Frame(image, timestamp, index))
-            if isinstance(output, np.ndarray) and not isinstance(output, Frame):
-                output = Frame(output, timestamp, index)
-            self._frame_count = index + 1
-            if output is not None:
-                self._put_nowait(output)
-            if index == 0:
-                self._setReady(True)
+            self._emit_frame(image, timestamp)
             deadline = timestamp + period if deadline is None else deadline + period
             now = time.monotonic()
             if deadline < now - _MAX_LAG:
