@@ -359,7 +359,8 @@ class Speaker(ProcessSubscriptionConsumer):
     ``put_nowait`` raises :class:`~rtcbot.errors.InvalidItemError` for what cannot be played (a string, a
     3-D array, 3 channels on a stereo speaker); such items arriving through ``putSubscription`` are logged
     (at most every few seconds), counted in ``skipped`` and skipped. Counters, readable any time:
-    ``underflows`` (playback ran dry mid-sound; the end of each sound counts once), ``dropped`` (frames
+    ``underflows`` (playback ran dry mid-sound; the end of each sound counts once), ``xruns`` (PortAudio
+    reported the sound card starved: the player process was late), ``dropped`` (frames
     discarded to bound latency), ``queued`` (frames waiting to be played now). If the device disappears
     while playing, ``onError`` fires with :class:`~rtcbot.errors.DeviceLostError` and the speaker closes.
     """
@@ -384,7 +385,7 @@ class Speaker(ProcessSubscriptionConsumer):
         self.channels = settings.stream_channels
         self.device_name = settings.name
         self.max_latency = max_latency
-        self._counters = _SharedCounters(("underflows", "dropped", "queued", "skipped"))
+        self._counters = _SharedCounters(("underflows", "xruns", "dropped", "queued", "skipped"))
         try:
             # spawn, not fork: libpulse (behind ALSA's default/pulse devices) refuses to work in a forked child
             # once the parent has used it, and the parent has, checking the device above.
@@ -398,6 +399,11 @@ class Speaker(ProcessSubscriptionConsumer):
     def underflows(self) -> int:
         """Times playback ran dry while sound was playing (each sound's end counts once)."""
         return self._counters["underflows"]
+
+    @property
+    def xruns(self) -> int:
+        """Times PortAudio reported an output underflow: the sound card was starved (a late callback)."""
+        return self._counters["xruns"]
 
     @property
     def dropped(self) -> int:
@@ -429,6 +435,8 @@ class Speaker(ProcessSubscriptionConsumer):
         stopping = threading.Event()
 
         def play(outdata: Any, frames: int, time_info: Any, status: Any) -> None:
+            if status and status.output_underflow:
+                counters.add("xruns")
             with lock:
                 buffer.read_into(outdata)
                 counters["underflows"] = buffer.underflows
@@ -483,8 +491,9 @@ class Speaker(ProcessSubscriptionConsumer):
             stream.close()
             counters.release()
             logger.debug(
-                "Speaker %r: %d underflow(s), %d frame(s) dropped to bound latency",
+                "Speaker %r: %d underflow(s), %d xrun(s), %d frame(s) dropped to bound latency",
                 settings.name,
                 buffer.underflows,
+                counters["xruns"],
                 buffer.dropped,
             )
