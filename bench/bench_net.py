@@ -176,7 +176,7 @@ def _start_publisher(kind: str, endpoint: str, seconds: float) -> subprocess.Pop
 
 def _stop(proc: subprocess.Popen) -> None:
     try:
-        proc.wait(5.0)
+        proc.wait(0.5)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()

@@ -274,3 +274,73 @@ def test_two_network_namespaces_stream_over_a_veth_pair():
         assert "sessions=0" in echo_out
     finally:
         hosts.__exit__(None, None, None)
+
+
+# -- one process, one session (Zenoh delivers locally) ---------------------------------------------
+
+LOCAL = SessionOptions(multicast=False, listen=("tcp/127.0.0.1:0",))
+
+
+def test_raw_arrays_arrive_read_only_unless_writable():
+    async def main():
+        view = ZenohSubscriber("a/view", session=LOCAL)
+        copy = ZenohSubscriber("a/view", session=LOCAL, writable=True)
+        pub = ZenohPublisher("a/view", session=LOCAL)
+        with view, copy, pub:
+            views, copies = view.subscribe(), copy.subscribe()
+            pub.put_nowait(np.arange(12, dtype=np.int16).reshape(3, 4))
+            shared = await asyncio.wait_for(views.get(), 5)
+            owned = await asyncio.wait_for(copies.get(), 5)
+        assert not shared.flags.writeable and owned.flags.writeable
+        owned[0, 0] = 7
+
+    run(main())
+
+
+def test_items_put_before_close_are_still_sent():
+    async def main():
+        with ZenohSubscriber("a/last", session=LOCAL) as sub:
+            items = sub.subscribe()
+            pub = ZenohPublisher("a/last", session=LOCAL)
+            for i in range(20):
+                pub.put_nowait({"n": i})
+            pub.close()  # no flush: close sends what was put
+            return [(await asyncio.wait_for(items.get(), 5))["n"] for _ in range(20)]
+
+    assert run(main()) == list(range(20))
+
+
+def test_an_item_with_no_encoding_is_skipped_and_counted():
+    async def main():
+        with ZenohSubscriber("a/bad", session=LOCAL) as sub, ZenohPublisher("a/bad", session=LOCAL) as pub:
+            items = sub.subscribe()
+            pub.put_nowait({"ok": 1})
+            pub.put_nowait({1, 2})  # a set: no encoding
+            pub.put_nowait({"ok": 2})
+            got = [await asyncio.wait_for(items.get(), 5) for _ in range(2)]
+            assert await pub.flush()
+            return got, pub.stats
+
+    got, stats = run(main())
+    assert got == [{"ok": 1}, {"ok": 2}]
+    assert stats.encode_errors == 1 and stats.sent == 2
+
+
+def test_wildcard_subscriber_tells_keys_apart_with_info():
+    async def main():
+        with ZenohSubscriber("fleet/*/status", info=True, session=LOCAL) as sub:
+            items = sub.subscribe()
+            r1 = ZenohPublisher("fleet/r1/status", session=LOCAL)
+            r2 = ZenohPublisher("fleet/r2/status", session=LOCAL)
+            with r1, r2:
+                r1.put_nowait("r1 ok")
+                r2.put_nowait("r2 ok")
+                got = [await asyncio.wait_for(items.get(), 5) for _ in range(2)]
+        return {s.key: (s.value, s.seq) for s in got}
+
+    assert run(main()) == {"fleet/r1/status": ("r1 ok", 1), "fleet/r2/status": ("r2 ok", 1)}
+
+
+def test_bad_endpoint_is_a_value_error_naming_it():
+    with pytest.raises(ValueError, match="192.168.1.20"):
+        ZenohPublisher("x", connect=["192.168.1.20"])

@@ -204,3 +204,10 @@ def test_any_numeric_array_round_trips(array):
 )
 def test_json_values_round_trip(value):
     assert roundtrip(value) == value
+
+
+def test_read_only_decode_is_a_view_of_the_payload():
+    enc = encode(np.arange(6, dtype=np.uint8))
+    out = decode(enc.encoding, enc.payload, writable=False)
+    assert not out.flags.writeable and out.base is not None
+    np.testing.assert_array_equal(out, np.arange(6))

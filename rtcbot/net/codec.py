@@ -122,10 +122,12 @@ def encode(item: Any, jpeg_quality: Optional[int] = None) -> Encoded:
     return Encoded(JSON, text.encode("utf-8"))
 
 
-def decode(encoding: str, payload: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> Any:
+def decode(encoding: str, payload: bytes, max_bytes: int = DEFAULT_MAX_BYTES, writable: bool = True) -> Any:
     """Decodes a payload sent with ``encoding``; raises :class:`DecodeError` and nothing else.
 
     ``max_bytes`` bounds both the payload and the decoded array (a small JPEG can claim a huge image).
+    ``writable=False`` returns raw arrays as read-only views of ``payload`` instead of copies (faster for
+    large frames; JPEG frames are always writable).
     """
     if len(payload) > max_bytes:
         raise SampleTooLargeError(
@@ -134,7 +136,7 @@ def decode(encoding: str, payload: bytes, max_bytes: int = DEFAULT_MAX_BYTES) ->
         )
     kind, _, schema = encoding.partition(";")
     if kind == NDARRAY:
-        return _decode_ndarray(schema, payload, max_bytes)
+        return _decode_ndarray(schema, payload, max_bytes, writable)
     if kind == JPEG:
         return _decode_jpeg(payload, max_bytes)
     if kind in _BYTES_ALIASES:
@@ -170,7 +172,7 @@ def _encode_ndarray(item: np.ndarray) -> Encoded:
     return Encoded(f"{NDARRAY};{item.dtype.str};{shape}", np.ascontiguousarray(item).tobytes())
 
 
-def _decode_ndarray(schema: str, payload: bytes, max_bytes: int) -> np.ndarray:
+def _decode_ndarray(schema: str, payload: bytes, max_bytes: int, writable: bool) -> np.ndarray:
     dtype_text, sep, shape_text = schema.partition(";")
     if not sep or not _DTYPE_RE.match(dtype_text) or not _SHAPE_RE.match(shape_text):
         raise DecodeError(f"{NDARRAY} sample has a malformed header {schema[:80]!r} (want '<dtype>;<shape>')")
@@ -191,8 +193,8 @@ def _decode_ndarray(schema: str, payload: bytes, max_bytes: int) -> np.ndarray:
             f"{NDARRAY} sample of shape {shape} and dtype {dtype} needs {count * dtype.itemsize} bytes, "
             f"got {len(payload)}"
         )
-    # A writable copy the receiver owns (frombuffer on bytes would be read-only).
-    return np.frombuffer(payload, dtype=dtype).reshape(shape).copy()
+    array = np.frombuffer(payload, dtype=dtype).reshape(shape)  # read-only: a view of immutable bytes
+    return array.copy() if writable else array
 
 
 # -- JPEG frames --------------------------------------------------------------------------------------
