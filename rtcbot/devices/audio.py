@@ -12,7 +12,8 @@ Plug one into the other for a live loopback::
             speaker.putSubscription(mic)       # what the microphone hears comes out of the speaker
             await asyncio.sleep(10)
 
-    asyncio.run(main())
+    if __name__ == "__main__":                 # needed: the Speaker's process is spawned (see Speaker)
+        asyncio.run(main())
 
 The conversion and buffering that need no sound card live in :mod:`rtcbot.devices.audio_blocks`.
 """
@@ -363,6 +364,12 @@ class Speaker(ProcessSubscriptionConsumer):
     reported the sound card starved: the player process was late), ``dropped`` (frames
     discarded to bound latency), ``queued`` (frames waiting to be played now). If the device disappears
     while playing, ``onError`` fires with :class:`~rtcbot.errors.DeviceLostError` and the speaker closes.
+
+    The player process is started with ``spawn``, not ``fork``: PulseAudio's client library (behind ALSA's
+    ``default`` device on most desktops and on Raspberry Pi OS) refuses to work in a forked child once the
+    parent has used it. Spawning re-imports your script in the child, so keep its top-level code under
+    ``if __name__ == "__main__":``; without that the child fails at start and ``onError`` fires with a
+    :class:`~rtcbot.errors.WorkerDiedError`. Starting takes about half a second (a fresh interpreter).
     """
 
     _sounddevice_module = "sounddevice"  # tests swap in a fake module by name (it must import in the child)
@@ -394,6 +401,15 @@ class Speaker(ProcessSubscriptionConsumer):
             self._counters.release()
             raise
         self.onClose(CallbackSubscription(self._counters.release, runDirect=True))
+
+    def _startWorker(self) -> None:
+        # The base starts the process after __init__ returns; if that fails nothing closes us, so free the
+        # shared counters here rather than leave them to the resource tracker's warning at exit.
+        try:
+            super()._startWorker()
+        except BaseException:
+            self._counters.release()
+            raise
 
     @property
     def underflows(self) -> int:
