@@ -24,8 +24,9 @@ Delivery (``delivery=``) says what happens under congestion:
   ``delivery="latest"`` for video.
 
 The encoding travels with each sample (see :mod:`rtcbot.net.codec`), so subscribers decode arrays,
-JPEG frames, bytes, str and JSON without being told. A sample that does not decode is dropped, counted in
-``stats.malformed`` and logged. Publishers and subscribers share one Zenoh session per process (see
+JPEG frames, bytes, str and JSON without being told; raw arrays arrive read-only (no copy) unless the
+subscriber has ``writable=True``. A sample that does not decode is dropped, counted in ``stats.malformed``
+and logged. Publishers and subscribers share one Zenoh session per process (see
 :mod:`rtcbot.net.session`); pass ``connect=``/``listen=``/``mode=``... to choose it.
 """
 
