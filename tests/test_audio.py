@@ -220,6 +220,20 @@ def test_microphone_overflows_are_counted_and_logged_but_not_fatal(fake, caplog)
     assert len(warnings) == 1  # rate-limited: not one per overflow
 
 
+def test_closing_the_microphone_stops_its_thread_and_closes_the_stream(fake, tmp_path, no_leaks):
+    events = tmp_path / "events"
+    fake(events=str(events))
+
+    async def main():
+        mic = Microphone(blocksize=64)
+        await asyncio.wait_for(mic.get(), WAIT)
+        mic.close()
+        return mic
+
+    assert run(main()).closed
+    assert events.read_text().splitlines()[-1] == "close"
+
+
 def test_microphone_selects_channels_by_index(fake):
     async def main():
         with Microphone(channels=[1], blocksize=16) as mic:
@@ -391,6 +405,16 @@ def test_speaker_unsupported_sample_rate_raises_device_open_error(pulse):
         Speaker(samplerate=1, device="pulse")
 
 
+def test_speaker_channels_must_be_a_count(fake):
+    with pytest.raises(TypeError, match="channels"):
+        Speaker(channels=[0, 1])
+
+
+def test_speaker_on_an_input_only_device_raises_device_open_error(fake):
+    with pytest.raises(DeviceOpenError, match="no output device matches 'usb mic'"):
+        Speaker(device="usb mic")
+
+
 def test_speaker_max_latency_must_be_positive(fake):
     with pytest.raises(ValueError, match="max_latency"):
         Speaker(max_latency=0)
@@ -450,3 +474,4 @@ def test_closing_while_playing_stops_the_stream_and_the_process_promptly(fake, t
     assert speaker.closed and speaker.error is None
     assert took < 2.0
     assert events.read_text().splitlines()[-1] == "close"
+    assert speaker.underflows == 0  # counters stay readable after close
