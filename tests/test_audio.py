@@ -405,6 +405,11 @@ def test_speaker_unsupported_sample_rate_raises_device_open_error(pulse):
         Speaker(samplerate=1, device="pulse")
 
 
+def test_ambiguous_device_name_raises_device_open_error_asking_for_more(fake):
+    with pytest.raises(DeviceOpenError, match="matches several input devices"):
+        Microphone(device="hw:")
+
+
 def test_speaker_channels_must_be_a_count(fake):
     with pytest.raises(TypeError, match="channels"):
         Speaker(channels=[0, 1])

@@ -86,7 +86,12 @@ def _resolve(
     try:
         info = sd.query_devices(device, kind)
     except (ValueError, sd.PortAudioError) as e:
-        what = f"no {kind} device matches {device!r}" if device is not None else f"no default {kind} device"
+        if device is None:
+            what = f"no default {kind} device"
+        elif "multiple" in str(e).lower():
+            what = f"{device!r} matches several {kind} devices; give more of the name, or the index"
+        else:
+            what = f"no {kind} device matches {device!r}"
         raise DeviceOpenError(
             f"{owner}: {what} ({e}). Available devices (index, name, inputs/outputs):\n"
             f"{_device_listing(sd)}\nPass device=<index> or device=<part of a name> with {kind} channels; "

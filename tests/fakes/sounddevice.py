@@ -105,18 +105,23 @@ def _event(text: str) -> None:
             f.write(text + "\n")
 
 
+def _matches(info: Dict[str, Any], device: Any) -> bool:
+    if isinstance(device, int):
+        return bool(info["index"] == device)
+    return str(device).lower() in str(info["name"]).lower()
+
+
 def query_devices(device: Any = None, kind: Optional[str] = None) -> Any:
     if device is None and kind is None:
         return DeviceList(dict(d) for d in _DEVICES)
     want = f"max_{kind}_channels" if kind else None
     if device is None:
         device = 0
-    for d in _DEVICES:
-        matches = (
-            d["index"] == device if isinstance(device, int) else str(device).lower() in d["name"].lower()
-        )
-        if matches and (want is None or d[want] > 0):
-            return dict(d)
+    found = [d for d in _DEVICES if _matches(d, device) and (want is None or d[want] > 0)]
+    if len(found) > 1:
+        raise ValueError(f"Multiple {kind} devices found for {device!r}")
+    if found:
+        return dict(found[0])
     if isinstance(device, int):
         raise PortAudioError(f"Error querying device {device}")
     raise ValueError(f"No {kind or ''} device matching {device!r}".replace("  ", " "))
