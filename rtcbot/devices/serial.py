@@ -93,8 +93,9 @@ def _open_error(url: str, err: BaseException) -> DeviceOpenError:
         hint = "it is not a serial port (no terminal settings): check the path"
     else:
         hint = "check the path or URL, that the device is plugged in, and the 'dialout' group"
-    message = f"SerialConnection cannot open {url!r}: {hint} ({err})"
-    return DeviceOpenError(code, message) if code is not None else DeviceOpenError(message)
+    error = DeviceOpenError(f"SerialConnection cannot open {url!r}: {hint} ({err})")
+    error.errno = code  # callers can still test the cause; str(error) stays one clean sentence
+    return error
 
 
 def _check_port(url: str) -> None:
