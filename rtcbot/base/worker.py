@@ -1,14 +1,59 @@
 """Pieces shared by the threaded and process flavours: starting the worker once construction is complete,
-and handing items from worker threads to the event loop."""
+closing what a script left open when it exits, and handing items from worker threads to the event loop."""
 from __future__ import annotations
 
 import asyncio
+import atexit
 import collections
 import functools
+import itertools
+import logging
+import multiprocessing.util  # noqa: F401 - registers its exit handler before ours (see below)
+import os
 import threading
+import weakref
 from typing import Any, Callable, Deque
 
-__all__ = ["LoopHandoff", "StartsWorkerAfterInit"]
+__all__ = ["LoopHandoff", "StartsWorkerAfterInit", "close_live_workers"]
+
+logger = logging.getLogger("rtcbot.base.worker")
+
+# Every object whose worker is running, by creation order, so a script that exits without closing them
+# (no `with`, an exception, Ctrl+C through a classic run_forever()) still stops its workers cleanly: worker
+# processes joined, shared memory unlinked, instead of being terminated by multiprocessing's own exit
+# handler and leaving resource-tracker warnings on stderr.
+_live: weakref.WeakValueDictionary[int, Any] = weakref.WeakValueDictionary()
+_order = itertools.count()
+_live_pid = os.getpid()
+
+
+def close_live_workers() -> None:
+    """Close every producer/consumer of this process whose worker still runs, newest first.
+
+    Runs at interpreter exit (registered with ``atexit`` after multiprocessing's own exit handler, so it
+    runs before it); safe to call at any time. An object that fails to close is logged, never raised.
+    """
+    if os.getpid() != _live_pid:
+        return  # a forked copy of the registry: those objects belong to the parent
+    for key in sorted(_live.keys(), reverse=True):
+        obj = _live.pop(key, None)
+        if obj is None or getattr(obj, "closed", True):
+            continue
+        try:
+            obj.close()
+        except Exception:
+            logger.exception("closing %s at exit failed", type(obj).__name__)
+
+
+def _forget_live_workers_after_fork() -> None:
+    global _live_pid
+    _live.clear()
+    _live_pid = os.getpid()
+
+
+# multiprocessing.util, imported above, has registered its exit handler already: this one runs before it.
+atexit.register(close_live_workers)
+os.register_at_fork(after_in_child=_forget_live_workers_after_fork)
 
 
 class StartsWorkerAfterInit:
@@ -37,6 +82,7 @@ class StartsWorkerAfterInit:
                 self._initDepth = depth
             if depth == 0 and not self._shouldClose:
                 self._startWorker()
+                _live[next(_order)] = self
 
         __init__._startsWorker = True  # type: ignore[attr-defined]
         cls.__init__ = __init__  # type: ignore[method-assign,misc]
