@@ -130,9 +130,32 @@ def _picklable_error(err: BaseException, tb: str) -> BaseException:
         return WorkerDiedError(f"{type(err).__name__}: {err}\n{tb}")
 
 
+_HAVE_SIGMASK = hasattr(signal, "pthread_sigmask")
+
+
+def _start_without_sigint(process: Any) -> None:
+    """Start ``process`` with SIGINT blocked, so the child is born with it blocked.
+
+    Ctrl+C in a terminal reaches the whole process group: a child still starting up (a spawned interpreter
+    re-importing the script) would print a KeyboardInterrupt traceback before it ignores SIGINT. Blocked,
+    the signal waits in the child until it ignores it (which discards it); in the parent it is delivered as
+    soon as the mask is restored, so no Ctrl+C is lost.
+    """
+    if not _HAVE_SIGMASK:
+        process.start()
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        process.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
 def _worker_process_main(cls: Any, state: Dict[str, Any], sock: Any, slots: int, block: bool) -> None:
     """Entry point of the child process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if _HAVE_SIGMASK:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked by the parent while starting us
     endpoint = WorkerEndpoint(sock, slots=slots)
     obj: Any = cls.__new__(cls)
     obj.__dict__.update(state)
@@ -223,7 +246,7 @@ class _ProcessWorker(StartsWorkerAfterInit, baseEventHandler):
             daemon=self._daemonProcess,
         )
         try:
-            self._process.start()
+            _start_without_sigint(self._process)
         finally:
             child_sock.close()
         self._endpoint = ParentEndpoint(
