@@ -90,19 +90,21 @@ async def _quiet(listening: Any, seconds: float = 0.15) -> None:
         quiet = 0 if np.abs(block).max() > THRESHOLD else quiet + len(block)
 
 
-async def _latencies(player: Any, mic: Any, trials: int) -> List[float]:
+async def _latencies(players: Dict[str, Any], mic: Any, trials: int) -> Dict[str, List[float]]:
+    """Onset latencies of each player, trials interleaved (ABAB...) so machine load hits both alike."""
     listening = mic.subscribe()
     try:
-        results = []
+        results: Dict[str, List[float]] = {name: [] for name in players}
         burst = _burst()
         phases = np.random.default_rng(1).random(trials)
         for phase in phases:
-            await _quiet(listening)
-            # A random offset within a callback period, so the figures average over the callback's phase.
-            await asyncio.sleep(phase * BLOCK / RATE)
-            started = time.monotonic()
-            player.put_nowait(burst)
-            results.append(await _onset_after(listening, started))
+            for name, player in players.items():
+                await _quiet(listening)
+                # A random offset within a callback period: the figures average over the callback's phase.
+                await asyncio.sleep(phase * BLOCK / RATE)
+                started = time.monotonic()
+                player.put_nowait(burst)
+                results[name].append(await _onset_after(listening, started))
         return results
     finally:
         mic.unsubscribe(listening)
@@ -154,25 +156,23 @@ async def _measure(quick: bool) -> List[Dict[str, Any]]:
     busy_seconds = 2.0 if quick else 5.0
     hog = _GilHog(HOG)
     rows: List[Dict[str, Any]] = []
-    with Microphone(channels=1, blocksize=256, device="pulse") as mic:
+    with Microphone(channels=1, blocksize=256, device="pulse") as mic, Speaker(
+        channels=1, blocksize=BLOCK, device="pulse"
+    ) as speaker:
         await asyncio.wait_for(mic.onReady(), TIMEOUT)
+        await asyncio.wait_for(speaker.onReady(), TIMEOUT)
         direct = _DirectPlayer(sd)
         try:
-            base = await _latencies(direct, mic, trials)
+            latencies = await _latencies({"speaker": speaker, "direct": direct}, mic, trials)
             base_glitches = await _busy_glitches(
                 direct, lambda: direct.buffer.underflows + direct.xruns, busy_seconds, hog
             )
-        finally:
-            direct.close()
-        speaker = Speaker(channels=1, blocksize=BLOCK, device="pulse")
-        try:
-            await asyncio.wait_for(speaker.onReady(), TIMEOUT)
-            ours = await _latencies(speaker, mic, trials)
             ours_glitches = await _busy_glitches(
                 speaker, lambda: speaker.underflows + speaker.xruns, busy_seconds, hog
             )
         finally:
-            speaker.close()
+            direct.close()
+    ours, base = latencies["speaker"], latencies["direct"]
     case = f"{BLOCK}-frame blocks at {RATE} Hz, null sink"
     ms = 1000.0
     p50, base_p50 = float(np.median(ours)) * ms, float(np.median(base)) * ms

@@ -262,7 +262,9 @@ class Microphone(ThreadedSubscriptionProducer):
                     f"Microphone: reading {settings.name!r} failed ({e}); was it unplugged? "
                     "Check it still appears in `python -m sounddevice`."
                 ) from e
-            captured = time.monotonic() - block_duration - input_latency
+            # The block ends where the frames still waiting in PortAudio's buffer begin.
+            waiting = stream.read_available / self.samplerate
+            captured = time.monotonic() - waiting - block_duration - input_latency
             if overflowed:
                 self._overflows += 1
                 self._overflow_log.warning(

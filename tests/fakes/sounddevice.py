@@ -252,6 +252,7 @@ class _Stream:
 
 class InputStream(_Stream):
     kind = "input"
+    read_available = 0  # reads are paced by the fake clock: nothing is ever waiting
 
     def read(self, frames: int) -> Any:
         if self.closed or not self.active:
