@@ -142,9 +142,7 @@ def test_other_zenoh_programs_samples_decode():
 
 
 _encodings = st.one_of(
-    st.sampled_from(
-        ["rtcbot/ndarray", "image/jpeg", "zenoh/bytes", "zenoh/string", "application/json", "x/y"]
-    ),
+    st.sampled_from(["rtcbot/ndarray", "image/jpeg", "zenoh/bytes", "zenoh/string", "application/json", "x/y"]),
     st.builds(
         lambda d, s: f"rtcbot/ndarray;{d};{s}",
         st.sampled_from(["|u1", "<f4", "<i2", ">f8", "|b1", "<c8", "|O", "<U3", "|V4", "x"]),
@@ -173,11 +171,7 @@ def test_arbitrary_jpeg_like_bytes_raise_decode_error_only(payload):
 
 
 @settings(max_examples=200, deadline=None)
-@given(
-    hnp.arrays(
-        dtype=hnp.scalar_dtypes(), shape=hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=5)
-    )
-)
+@given(hnp.arrays(dtype=hnp.scalar_dtypes(), shape=hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=5)))
 def test_any_numeric_array_round_trips(array):
     if array.dtype.kind not in "biufc":
         with pytest.raises(EncodeError):
@@ -191,14 +185,8 @@ def test_any_numeric_array_round_trips(array):
 @settings(max_examples=200, deadline=None)
 @given(
     st.recursive(
-        st.none()
-        | st.booleans()
-        | st.integers()
-        | st.floats(allow_nan=False, allow_infinity=False)
-        | st.text(),
-        lambda children: (
-            st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
-        ),
+        st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+        lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
         max_leaves=20,
     )
 )
@@ -206,8 +194,27 @@ def test_json_values_round_trip(value):
     assert roundtrip(value) == value
 
 
-def test_read_only_decode_is_a_view_of_the_payload():
-    enc = encode(np.arange(6, dtype=np.uint8))
-    out = decode(enc.encoding, enc.payload, writable=False)
-    assert not out.flags.writeable and out.base is not None
-    np.testing.assert_array_equal(out, np.arange(6))
+def test_arrays_decode_into_buffers_from_alloc():
+    from rtcbot.net._pool import BufferPool
+
+    pool = BufferPool(slots=2)
+    enc = encode(np.arange(6, dtype=np.int32).reshape(2, 3))
+    first = decode(enc.encoding, enc.payload, alloc=pool.take)
+    np.testing.assert_array_equal(first, np.arange(6).reshape(2, 3))
+    assert first.flags.writeable and first.dtype == np.int32
+    second = decode(enc.encoding, enc.payload, alloc=pool.take)
+    assert not np.shares_memory(first, second)  # first is still held: its buffer is not reused
+    base = first.base
+    del first, base
+    third = decode(enc.encoding, enc.payload, alloc=pool.take)
+    assert not np.shares_memory(third, second)
+
+
+def test_pool_reuses_a_buffer_once_released():
+    from rtcbot.net._pool import BufferPool
+
+    pool = BufferPool(slots=2)
+    address = pool.take(64).ctypes.data  # not held: free again at once
+    assert pool.take(64).ctypes.data == address
+    held = pool.take(64)
+    assert pool.take(64).ctypes.data != held.ctypes.data

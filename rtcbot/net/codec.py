@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, NamedTuple, Optional, Tuple
+from typing import Any, Callable, NamedTuple, Optional, Tuple
 
 import numpy as np
 
@@ -122,12 +122,17 @@ def encode(item: Any, jpeg_quality: Optional[int] = None) -> Encoded:
     return Encoded(JSON, text.encode("utf-8"))
 
 
-def decode(encoding: str, payload: bytes, max_bytes: int = DEFAULT_MAX_BYTES, writable: bool = True) -> Any:
+def decode(
+    encoding: str,
+    payload: bytes,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    alloc: Optional[Callable[[int], np.ndarray]] = None,
+) -> Any:
     """Decodes a payload sent with ``encoding``; raises :class:`DecodeError` and nothing else.
 
     ``max_bytes`` bounds both the payload and the decoded array (a small JPEG can claim a huge image).
-    ``writable=False`` returns raw arrays as read-only views of ``payload`` instead of copies (faster for
-    large frames; JPEG frames are always writable).
+    Raw arrays are writable copies; ``alloc(nbytes)`` (default ``np.empty``) gives the uint8 buffer they
+    are copied into, e.g. from a :class:`~rtcbot.net._pool.BufferPool`.
     """
     if len(payload) > max_bytes:
         raise SampleTooLargeError(
@@ -136,7 +141,7 @@ def decode(encoding: str, payload: bytes, max_bytes: int = DEFAULT_MAX_BYTES, wr
         )
     kind, _, schema = encoding.partition(";")
     if kind == NDARRAY:
-        return _decode_ndarray(schema, payload, max_bytes, writable)
+        return _decode_ndarray(schema, payload, max_bytes, alloc)
     if kind == JPEG:
         return _decode_jpeg(payload, max_bytes)
     if kind in _BYTES_ALIASES:
@@ -172,7 +177,9 @@ def _encode_ndarray(item: np.ndarray) -> Encoded:
     return Encoded(f"{NDARRAY};{item.dtype.str};{shape}", np.ascontiguousarray(item).tobytes())
 
 
-def _decode_ndarray(schema: str, payload: bytes, max_bytes: int, writable: bool) -> np.ndarray:
+def _decode_ndarray(
+    schema: str, payload: bytes, max_bytes: int, alloc: Optional[Callable[[int], np.ndarray]]
+) -> np.ndarray:
     dtype_text, sep, shape_text = schema.partition(";")
     if not sep or not _DTYPE_RE.match(dtype_text) or not _SHAPE_RE.match(shape_text):
         raise DecodeError(f"{NDARRAY} sample has a malformed header {schema[:80]!r} (want '<dtype>;<shape>')")
@@ -193,8 +200,11 @@ def _decode_ndarray(schema: str, payload: bytes, max_bytes: int, writable: bool)
             f"{NDARRAY} sample of shape {shape} and dtype {dtype} needs {count * dtype.itemsize} bytes, "
             f"got {len(payload)}"
         )
-    array = np.frombuffer(payload, dtype=dtype).reshape(shape)  # read-only: a view of immutable bytes
-    return array.copy() if writable else array
+    if alloc is None or not payload:
+        return np.frombuffer(payload, dtype=dtype).reshape(shape).copy()
+    buf = alloc(len(payload))
+    buf[:] = np.frombuffer(payload, dtype=np.uint8)
+    return buf.view(dtype).reshape(shape)
 
 
 # -- JPEG frames --------------------------------------------------------------------------------------

@@ -24,9 +24,8 @@ Delivery (``delivery=``) says what happens under congestion:
   ``delivery="latest"`` for video.
 
 The encoding travels with each sample (see :mod:`rtcbot.net.codec`), so subscribers decode arrays,
-JPEG frames, bytes, str and JSON without being told; raw arrays arrive read-only (no copy) unless the
-subscriber has ``writable=True``. A sample that does not decode is dropped, counted in ``stats.malformed``
-and logged. Publishers and subscribers share one Zenoh session per process (see
+JPEG frames, bytes, str and JSON without being told. A sample that does not decode is dropped, counted in
+``stats.malformed`` and logged. Publishers and subscribers share one Zenoh session per process (see
 :mod:`rtcbot.net.session`); pass ``connect=``/``listen=``/``mode=``... to choose it.
 """
 
@@ -45,6 +44,7 @@ from ..base.events import resolve_loop
 from ..base.worker import LoopHandoff
 from ..errors import DeviceOpenError, EncodeError
 from ..subscriptions import MostRecentSubscription
+from ._pool import BufferPool
 from ._send_queue import QueueClosed, SendQueue
 from .codec import DEFAULT_MAX_BYTES, DecodeError, SampleTooLargeError, decode, encode, is_frame
 from .session import SessionLease, SessionOptions, acquire_session, default_options
@@ -378,9 +378,6 @@ class ZenohSubscriber(BaseSubscriptionProducer):
     :param info: produce :class:`ZenohSample` (value, key, seq, sent) instead of bare values, to tell
         publishers apart on a wildcard key or to measure latency.
     :param max_bytes: larger samples (or arrays and JPEGs that would decode larger) are dropped.
-    :param writable: raw numpy arrays arrive as read-only views of the received bytes (no copy: a
-        640x480 frame stream runs about twice as fast); ``writable=True`` copies them so they can be
-        changed in place (or call ``arr.copy()`` on the ones you change). JPEG frames are always writable.
     :param mode, connect, listen, multicast, config_file, session: the Zenoh session, as for ZenohPublisher.
 
     Samples are decoded in Zenoh's receive thread, off the event loop, and handed to the loop in batches.
@@ -397,7 +394,6 @@ class ZenohSubscriber(BaseSubscriptionProducer):
         delivery: str = "reliable",
         info: bool = False,
         max_bytes: int = DEFAULT_MAX_BYTES,
-        writable: bool = False,
         mode: Optional[str] = None,
         connect: Optional[Iterable[str]] = None,
         listen: Optional[Iterable[str]] = None,
@@ -419,7 +415,8 @@ class ZenohSubscriber(BaseSubscriptionProducer):
         self.delivery = delivery
         self.info = info
         self.max_bytes = max_bytes
-        self.writable = writable
+        # Decoded arrays reuse buffers consumers have let go of: no fresh memory per frame.
+        self._pool = BufferPool(slots=4 if latest else 16)
         self.stats = SubscriberStats()
         self._statsLock = threading.Lock()
         self._lastSeq: Dict[int, int] = {}
@@ -452,7 +449,7 @@ class ZenohSubscriber(BaseSubscriptionProducer):
         payload = sample.payload
         if len(payload) > self.max_bytes:
             raise SampleTooLargeError(f"sample of {len(payload)} bytes is over max_bytes={self.max_bytes}")
-        value = decode(str(sample.encoding), payload.to_bytes(), self.max_bytes, self.writable)
+        value = decode(str(sample.encoding), payload.to_bytes(), self.max_bytes, self._pool.take)
         seq, sent = self._track(sample.attachment)
         if self.info:
             value = ZenohSample(value, str(sample.key_expr), seq, sent)
