@@ -344,3 +344,31 @@ def test_wildcard_subscriber_tells_keys_apart_with_info():
 def test_bad_endpoint_is_a_value_error_naming_it():
     with pytest.raises(ValueError, match="192.168.1.20"):
         ZenohPublisher("x", connect=["192.168.1.20"])
+
+
+def test_session_comes_from_a_zenoh_config_file(tmp_path):
+    port = free_port()
+    config = tmp_path / "zenoh.json5"
+    config.write_text(
+        f'{{ listen: {{ endpoints: ["tcp/127.0.0.1:{port}"] }}, scouting: {{ multicast: {{ enabled: false }} }} }}'
+    )
+
+    async def main():
+        with ZenohSubscriber("cfg/x", config_file=str(config)):
+            with socket.socket() as s, pytest.raises(OSError):  # Zenoh listens where the file says
+                s.bind(("127.0.0.1", port))
+
+    run(main())
+
+
+def test_configure_sets_the_default_session_options():
+    from rtcbot.net import configure, default_options
+
+    before = default_options()
+    try:
+        options = configure(mode="client", connect=["tcp/127.0.0.1:7447"], multicast=False)
+        assert default_options() == options
+        assert options.mode == "client" and options.connect == ("tcp/127.0.0.1:7447",)
+    finally:
+        configure(**{k: getattr(before, k) for k in ("mode", "multicast", "config_file")})
+    assert default_options() == before

@@ -368,7 +368,7 @@ class ZenohSubscriber(BaseSubscriptionProducer):
         video = ZenohSubscriber("robot1/camera", delivery="latest")
         display.putSubscription(video)
 
-        @ZenohSubscriber("robot*/status").subscribe
+        @ZenohSubscriber("fleet/*/status").subscribe
         def status(msg):
             print(msg)
 
