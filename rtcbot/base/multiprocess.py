@@ -98,6 +98,9 @@ class _WorkerSide:
         self.obj._shouldClose = True
         self.closeRequested.set()
         self.items.put(_CLOSED)
+        # A _put_nowait waiting for the parent to free a slot would wait forever: the parent stops reading
+        # once it asked us to close. It raises SubscriptionClosed instead, which ends the worker.
+        self.endpoint.stop_waiting()
 
     def get(self) -> Any:
         if self.obj._shouldClose:
@@ -296,10 +299,17 @@ class _ProcessWorker(StartsWorkerAfterInit, baseEventHandler):
                 how = f"was killed by signal {-code}"
         else:
             how = f"exited with code {code}"
+        advice = "check the log above for what it was doing, and the system log (dmesg) for the OOM killer"
+        method = multiprocessing.get_context(self._startMethod).get_start_method()
+        if not self._readyEvent.fired and method != "fork" and code == 1:
+            advice = (
+                "it died while starting: with the spawn and forkserver start methods the child imports your "
+                "script again, so the code that creates devices must sit under `if __name__ == \"__main__\":`; "
+                "otherwise " + advice
+            )
         err = WorkerDiedError(
             f"{type(self).__name__}: its worker process (pid {getattr(process, 'pid', '?')}) {how} "
-            "without closing; check the log above for what it was doing, and the system log for the OOM "
-            "killer"
+            f"without closing; {advice}"
         )
         self._log.error("%s", err)
         self._setErrorNow(err)

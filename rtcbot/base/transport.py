@@ -437,6 +437,7 @@ class WorkerEndpoint:
         self._items: Deque[object] = collections.deque()
         self._eof = False  # the parent's end is gone
         self._closed = False  # close() was called
+        self._stop_waiting = False  # stop_waiting() was called: no send waits for a slot any more
         self._write_lock = threading.Lock()
         self._reader = threading.Thread(target=self._read_loop, name="rtcbot-transport-reader", daemon=True)
         self._reader.start()
@@ -461,6 +462,8 @@ class WorkerEndpoint:
                         if not block:
                             self.dropped += 1
                             return False
+                        if self._stop_waiting:
+                            raise ChannelClosed("the channel is closing: the parent frees no more slots")
                         self._cond.wait()  # woken by a RELEASE from the parent, or by EOF/close
                 pool, slot = taken
                 try:
@@ -495,6 +498,16 @@ class WorkerEndpoint:
         if isinstance(item, _Failed):
             raise item.error
         return item
+
+    def stop_waiting(self) -> None:
+        """A ``send`` that would wait for a free slot raises ChannelClosed instead, now and from then on.
+
+        For a worker asked to close: the parent no longer reads (it is joining the worker), so no slot
+        would ever be freed. Sends that need no slot, and ``recv``, work as before.
+        """
+        with self._cond:
+            self._stop_waiting = True
+            self._cond.notify_all()
 
     def close(self) -> None:
         """Close the channel: blocked :meth:`send` and :meth:`recv` raise ChannelClosed; idempotent."""
