@@ -32,6 +32,12 @@ def require(module: str) -> ModuleType:
     """
     try:
         return importlib.import_module(module)
+    except OSError as e:  # the Python package is there but its C library is not (sounddevice: PortAudio)
+        pip, apt, purpose = _ADVICE.get(module, (f"pip install {module}", None, module))
+        raise MissingDependencyError(
+            f"rtcbot needs the '{module}' module for {purpose}; it is installed but could not load its system "
+            f"library ({e})." + (f" Install it: sudo apt install {apt}." if apt else "")
+        ) from e
     except ImportError as e:
         pip, apt, purpose = _ADVICE.get(module, (f"pip install {module}", None, module))
         hint = f"{pip}" + (f", or apt install {apt}" if apt else "")

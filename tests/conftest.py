@@ -6,6 +6,19 @@ import threading
 
 import pytest
 
+from tests.pulse import missing_reason, pulseaudio_server
+
+
+@pytest.fixture(scope="session")
+def pulse():
+    """A private PulseAudio server with a null sink for the whole session (real PortAudio devices, no sound
+    card; its monitor is the default input). Skips the test when PulseAudio is not installed."""
+    reason = missing_reason()
+    if reason is not None:
+        pytest.skip(f"real-audio tests need PulseAudio: {reason}")
+    with pulseaudio_server() as info:
+        yield info
+
 
 @pytest.fixture
 def no_leaks():

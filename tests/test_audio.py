@@ -19,23 +19,12 @@ from rtcbot.devices.audio import Microphone, Speaker
 from rtcbot.devices.audio_blocks import AudioBlock
 from tests.fakes import sounddevice as fake_sd
 from tests.helpers import run
-from tests.pulse import missing_reason, pulseaudio_server
 
 RATE = 48000
 WAIT = 10.0  # seconds any single await may take before the test fails
 
 
 # ------------------------------------------------------------------------------------------------ fixtures
-
-
-@pytest.fixture(scope="session")
-def pulse() -> Iterator[dict]:
-    """A private PulseAudio server with a null sink for the whole session; skips when it is not installed."""
-    reason = missing_reason()
-    if reason is not None:
-        pytest.skip(f"real-audio tests need PulseAudio: {reason}")
-    with pulseaudio_server() as info:
-        yield info
 
 
 @pytest.fixture

@@ -266,18 +266,6 @@ def test_check_progress_is_plain_lines_when_piped():
     ]
 
 
-@pytest.fixture(scope="module")
-def pulse():
-    """A private PulseAudio server with a null sink (tests/pulse.py): real PortAudio devices, no sound card."""
-    from tests.pulse import missing_reason, pulseaudio_server
-
-    reason = missing_reason()
-    if reason is not None:
-        pytest.skip(f"needs PulseAudio: {reason}")
-    with pulseaudio_server() as info:
-        yield info
-
-
 def test_check_a_real_audio_device_through_microphone_and_speaker(capsys, pulse):
     code, out, _ = run_cli(capsys, "check", "--seconds", "1", pulse["device"])
     assert code == 0, out

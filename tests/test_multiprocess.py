@@ -270,3 +270,23 @@ def test_a_bad_item_is_logged_and_the_consumer_keeps_working(no_leaks, caplog):
 
     run(main())
     assert "could not send a function" in caplog.text
+
+
+class StartsBadly(ProcessSubscriptionProducer):
+    closes = 0
+
+    def _startWorker(self):
+        raise OSError("could not start the worker")
+
+    def close(self):
+        type(self).closes += 1
+        super().close()
+
+
+def test_a_worker_that_cannot_start_closes_the_object(no_leaks):
+    async def main():
+        with pytest.raises(OSError, match="could not start"):
+            StartsBadly()
+        assert StartsBadly.closes == 1  # what __init__ set up was released before the error propagated
+
+    run(main())

@@ -81,13 +81,20 @@ class StartsWorkerAfterInit:
             finally:
                 self._initDepth = depth
             if depth == 0 and not self._shouldClose:
-                self._startWorker()
+                try:
+                    self._startWorker()
+                except BaseException:
+                    self.close()  # release what __init__ set up (onClose listeners run), then report why
+                    raise
                 _live[next(_order)] = self
 
         __init__._startsWorker = True  # type: ignore[attr-defined]
         cls.__init__ = __init__  # type: ignore[method-assign,misc]
 
     def _startWorker(self) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def close(self) -> None:  # pragma: no cover - the flavours define it
         raise NotImplementedError
 
 

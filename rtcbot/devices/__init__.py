@@ -7,4 +7,10 @@ only when a script first uses it, so a robot without a camera never needs OpenCV
   :class:`Frame`, the image type every camera delivers.
 - :mod:`rtcbot.devices.picamera`: :class:`PiCamera2` (Raspberry Pi CSI cameras through picamera2).
 - :mod:`rtcbot.devices.display`: :class:`CVDisplay` (OpenCV windows).
+- :mod:`rtcbot.devices.audio`: :class:`Microphone` and :class:`Speaker` (sound cards through PortAudio).
+- :mod:`rtcbot.devices.audio_blocks`: :class:`AudioBlock` and the pure conversion and playback-buffer code.
+- :mod:`rtcbot.devices.serial`: :class:`SerialConnection` (Arduinos, motor controllers, any pyserial URL),
+  with its framing in :mod:`rtcbot.devices.framing`.
+- :mod:`rtcbot.devices.sim`: :class:`SimCamera`, :class:`SimMicrophone`, :class:`SimSpeaker`;
+  :mod:`rtcbot.devices.arduino_sim`: a simulated Arduino on a pty.
 """
