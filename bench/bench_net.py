@@ -152,15 +152,20 @@ def _publish_main(argv: List[str]) -> None:
         lease.release()
         return
 
-    from rtcbot import GetterSubscription
     from rtcbot.net import ZenohPublisher
 
-    async def next_frame() -> np.ndarray:
-        return frame
+    class EveryFrame:
+        """A subscription that always has the next frame ready, like a camera's when the reader is slower."""
+
+        def get_nowait(self) -> np.ndarray:
+            return frame
+
+        async def get(self) -> np.ndarray:
+            return frame
 
     async def stream() -> None:
         with ZenohPublisher("bench/raw", delivery="reliable", session=options) as pub:
-            pub.putSubscription(GetterSubscription(next_frame))  # as fast as the publisher takes them
+            pub.putSubscription(EveryFrame())  # as fast as the publisher takes them
             await asyncio.sleep(seconds)  # stream for this long
 
     asyncio.run(stream())
