@@ -196,10 +196,13 @@ class CallbackSubscription:
         callback: Callable[[Any], Any],
         loop: Optional[asyncio.AbstractEventLoop] = None,
         runDirect: bool = False,
+        owner: Optional[str] = None,
     ) -> None:
         if not callable(callback):
             raise TypeError(f"CallbackSubscription needs a callable, got {type(callback).__name__}")
         self.callback = callback
+        # Who calls it, for the log when it raises ("SimCamera subscriber", "SimCamera.onError callback").
+        self.owner = owner or "subscriber callback"
         self._loop = loop
         self._runDirect = runDirect
         self._is_coroutine = inspect.iscoroutinefunction(callback) or inspect.iscoroutinefunction(
@@ -218,7 +221,7 @@ class CallbackSubscription:
             loop = self._loop_now()
             if loop is None:
                 raise RuntimeError(
-                    f"coroutine subscriber {self.callback!r} got an item with no event loop to run it on"
+                    f"{self.owner} {self._name()} is a coroutine and got an item with no event loop to run it on"
                 )
             task = loop.create_task(self.callback(item))
             self._tasks.add(task)
@@ -232,11 +235,14 @@ class CallbackSubscription:
             else:
                 loop.call_soon(self._call, item)
 
+    def _name(self) -> str:
+        return getattr(self.callback, "__qualname__", None) or repr(self.callback)
+
     def _call(self, item: Any) -> None:
         try:
             self.callback(item)
         except Exception:
-            logger.exception("subscriber callback %r raised; the producer goes on", self.callback)
+            logger.exception("%s %s raised; it is still called for what comes next", self.owner, self._name())
 
     def _task_done(self, task: asyncio.Task) -> None:
         self._tasks.discard(task)
@@ -245,8 +251,9 @@ class CallbackSubscription:
         err = task.exception()
         if err is not None and not isinstance(err, asyncio.CancelledError):
             logger.error(
-                "coroutine subscriber %r raised; the producer goes on",
-                self.callback,
+                "%s %s (a coroutine) raised; it is still called for what comes next",
+                self.owner,
+                self._name(),
                 exc_info=(type(err), err, err.__traceback__),
             )
 

@@ -120,7 +120,7 @@ class BaseSubscriptionProducer(baseEventHandler):
         """
         if subscription is None:
             subscription = self._defaultSubscriptionClass()
-        sink = _as_subscription(subscription)
+        sink = _as_subscription(subscription, owner=f"{type(self).__name__} subscriber")
         self._subscriptions[subscription] = sink
         self._rebuildPuts()
         return subscription

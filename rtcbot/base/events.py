@@ -48,35 +48,37 @@ def resolve_loop(loop: Optional[asyncio.AbstractEventLoop] = None) -> asyncio.Ab
             return new_loop
 
 
-def _as_subscription(subscription: Any) -> Any:
-    """Turn what a user passed to subscribe()/onReady()... into something with put_nowait."""
+def _as_subscription(subscription: Any, owner: Optional[str] = None) -> Any:
+    """Turn what a user passed to subscribe()/onReady()... into something with put_nowait. ``owner`` names
+    who will call it ("SimCamera subscriber"), for the log when the callback raises."""
     if hasattr(subscription, "put_nowait"):
         return subscription
     if callable(subscription):
-        return CallbackSubscription(subscription)
+        return CallbackSubscription(subscription, owner=owner)
     raise TypeError(
-        "expected a callback, a coroutine function or a subscription with put_nowait(), "
-        f"got {type(subscription).__name__}: {subscription!r}"
+        f"{owner or 'subscribe()'} must be a callback, a coroutine function or a subscription with "
+        f"put_nowait(), got {type(subscription).__name__}: {subscription!r}"
     )
 
 
 class _Event:
     """One event (ready, error or close): a value, whether it fired, and who listens."""
 
-    __slots__ = ("_listeners", "fired", "value", "_repeat")
+    __slots__ = ("_listeners", "fired", "value", "_repeat", "_name")
 
-    def __init__(self, repeat: bool) -> None:
+    def __init__(self, repeat: bool, name: str = "event") -> None:
         self._listeners: List[Any] = []
         self.fired = False
         self.value: Any = None
         self._repeat = repeat  # ready can fire again after it was lost; error and close fire once
+        self._name = name  # "SimCamera.onError", for the log
 
     def subscribe(self, subscription: Any) -> Any:
         if subscription is None:
             sink = EventSubscription()
             result: Any = sink
         else:
-            sink = _as_subscription(subscription)
+            sink = _as_subscription(subscription, owner=f"{self._name} callback")
             result = subscription
         if self.fired and self.value is not False:
             sink.put_nowait(self.value)
@@ -96,7 +98,7 @@ class _Event:
             try:
                 sink.put_nowait(value)
             except Exception:
-                logging.getLogger("rtcbot.base.events").exception("event listener %r raised", sink)
+                logging.getLogger("rtcbot.base.events").exception("%s listener %r raised", self._name, sink)
 
 
 class baseEventHandler:
@@ -107,9 +109,10 @@ class baseEventHandler:
 
     def __init__(self, logger: Optional[logging.Logger] = None) -> None:
         self._log = logger if logger is not None else logging.getLogger("rtcbot." + type(self).__name__)
-        self._readyEvent = _Event(repeat=True)
-        self._errorEvent = _Event(repeat=False)
-        self._closeEvent = _Event(repeat=False)
+        name = type(self).__name__
+        self._readyEvent = _Event(repeat=True, name=f"{name}.onReady")
+        self._errorEvent = _Event(repeat=False, name=f"{name}.onError")
+        self._closeEvent = _Event(repeat=False, name=f"{name}.onClose")
         self._isReady = False
         self._error: Optional[BaseException] = None
         self._isClosed = False
