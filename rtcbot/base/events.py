@@ -13,6 +13,8 @@ Each event can be watched with a callback, a coroutine, a subscription, or await
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import logging
 import threading
 import warnings
@@ -61,6 +63,33 @@ def _as_subscription(subscription: Any, owner: Optional[str] = None) -> Any:
     )
 
 
+def _takes_no_argument(fn: Any) -> bool:
+    """True for a callback declared with no positional parameter (``def on_ready(): ...``)."""
+    try:
+        parameters = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):  # a builtin without a signature: call it with the value
+        return False
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return not any(p.kind in positional or p.kind == inspect.Parameter.VAR_POSITIONAL for p in parameters)
+
+
+def _without_argument(fn: Any) -> Any:
+    """Adapts a no-argument event callback (as the API documents them) to be called with the event's value."""
+    if inspect.iscoroutinefunction(fn):
+
+        @functools.wraps(fn)
+        async def call_async(value: Any) -> Any:
+            return await fn()
+
+        return call_async
+
+    @functools.wraps(fn)
+    def call(value: Any) -> Any:
+        return fn()
+
+    return call
+
+
 class _Event:
     """One event (ready, error or close): a value, whether it fired, and who listens."""
 
@@ -78,7 +107,10 @@ class _Event:
             sink = EventSubscription()
             result: Any = sink
         else:
-            sink = _as_subscription(subscription, owner=f"{self._name} callback")
+            callback = subscription
+            if not hasattr(callback, "put_nowait") and callable(callback) and _takes_no_argument(callback):
+                callback = _without_argument(callback)  # @camera.onReady def ready(): ... (as documented)
+            sink = _as_subscription(callback, owner=f"{self._name} callback")
             result = subscription
         if self.fired and self.value is not False:
             sink.put_nowait(self.value)
