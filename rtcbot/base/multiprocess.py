@@ -70,6 +70,19 @@ class internalSubscriptionMessage:
 _CLOSED = object()
 
 
+class _SubscriptionFailed:
+    """Sent to the worker in place of an item when the consumer's subscription raised: its ``_get()``
+    raises ``error``, as a threaded consumer's does."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+    def __reduce__(self):
+        return (_SubscriptionFailed, (self.error,))
+
+
 class _WorkerSide:
     """What a process-based object has in its child process instead of subscriptions and events."""
 
@@ -109,6 +122,8 @@ class _WorkerSide:
         if item is _CLOSED:
             self.items.put(_CLOSED)  # every later _get() ends too
             raise SubscriptionClosed("closed")
+        if type(item) is _SubscriptionFailed:
+            raise item.error
         return item
 
     def send(self, item: Any, block: bool = True) -> None:
@@ -422,6 +437,20 @@ class _FeedsWorker(_ProcessWorker):
                 item = await BaseSubscriptionConsumer._get(self)  # type: ignore[arg-type]
             except SubscriptionClosed:
                 return
+            except Exception as e:
+                # The subscription's get() failed. Reading it again would fail again (and spin), and stopping
+                # here would leave a consumer that looks alive but takes nothing: the worker's _get() raises
+                # the error instead, as in a threaded consumer, and later put_nowait items still arrive.
+                subscription = getattr(self, "_userSubscription", None)
+                self._log.error(
+                    "%s: its subscription %r failed (%s: %s); it is no longer read",
+                    type(self).__name__,
+                    subscription,
+                    type(e).__name__,
+                    e,
+                )
+                self.stopSubscription()  # type: ignore[attr-defined]
+                item = _SubscriptionFailed(_picklable_error(e, traceback.format_exc()))
             try:
                 await endpoint.send(item)
             except ChannelClosed:
