@@ -14,6 +14,7 @@ import pytest
 
 from rtcbot.base import (
     ProcessSubscriptionConsumer,
+    ProcessSubscriptionProducerConsumer,
     SubscriptionConsumer,
     SubscriptionProducer,
     ThreadedSubscriptionConsumer,
@@ -266,6 +267,56 @@ def test_put_subscription_of_a_non_subscription_into_a_serial_link_raises_and_it
             return conn.error
 
     assert run(main()) is None
+
+
+class BrokenSubscription:
+    """A subscription whose get() fails, like a network stream that broke."""
+
+    async def get(self) -> Any:
+        raise ConnectionError("the stream broke")
+
+
+@pytest.mark.parametrize("make", [Printer, ProcessSink], ids=lambda c: c.__name__)
+def test_a_subscription_whose_get_fails_reaches_the_worker_as_an_error_never_a_silent_stall(make, caplog):
+    async def main():
+        consumer = make()
+        await asyncio.wait_for(consumer.onReady(), WAIT)
+        consumer.putSubscription(BrokenSubscription())
+        err = await asyncio.wait_for(consumer.onError(), WAIT)
+        await asyncio.wait_for(consumer.onClose(), WAIT)
+        return err
+
+    err = run(main())
+    assert isinstance(err, ConnectionError) and "the stream broke" in str(err)
+
+
+class Echo(ProcessSubscriptionProducerConsumer):
+    """Echoes its items; an error from its subscription is echoed too, and it goes on."""
+
+    def _producerConsumer(self) -> None:
+        self._setReady(True)
+        while True:
+            try:
+                self._put_nowait(("item", self._get()))
+            except ConnectionError as e:
+                self._put_nowait(("error", str(e)))
+
+
+def test_a_process_worker_that_handles_a_failed_subscription_keeps_taking_items(caplog):
+    async def main():
+        with Echo() as echo:
+            await asyncio.wait_for(echo.onReady(), WAIT)
+            echo.putSubscription(BrokenSubscription())
+            first = await asyncio.wait_for(echo.get(), WAIT)
+            subscription_after = echo.subscription
+            echo.put_nowait("good")
+            return first, await asyncio.wait_for(echo.get(), WAIT), subscription_after
+
+    first, second, subscription_after = run(main())
+    assert first == ("error", "the stream broke") and second == ("item", "good")
+    assert subscription_after is None
+    logged = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert any("Echo" in m and "BrokenSubscription" in m and "no longer read" in m for m in logged), logged
 
 
 # ------------------------------------------------------------------------------------------ callbacks
