@@ -3,7 +3,7 @@
 Each buffer goes back into use only once nothing outside the pool refers to it (every array derived from
 it holds a reference to it, so a frame a consumer still holds is never overwritten)::
 
-    pool = BufferPool(slots=8)
+    pool = BufferPool(slots=32, max_bytes=64 << 20)
     buf = pool.take(921600)       # a writable uint8 buffer of that size, reused when free
 """
 
@@ -17,33 +17,38 @@ import numpy as np
 
 __all__ = ["BufferPool"]
 
-# References to a pooled buffer while it is free: the pool's list, take()'s loop variable, getrefcount's
-# argument.
-_FREE_REFS = 3
-
 
 class BufferPool:
-    """At most ``slots`` reusable uint8 buffers; ``take(n)`` returns a free one of ``n`` bytes or a new one."""
+    """At most ``slots`` reusable uint8 buffers holding at most ``max_bytes`` in all; ``take(n)`` returns a
+    free one of ``n`` bytes (the most recently used, still in cache) or a new one."""
 
-    def __init__(self, slots: int = 8) -> None:
+    def __init__(self, slots: int = 32, max_bytes: int = 64 << 20) -> None:
         self.slots = slots
+        self.max_bytes = max_bytes
         self._buffers: List[np.ndarray] = []
+        self._held = 0  # bytes in self._buffers
         self._lock = threading.Lock()
+
+    def _free(self, i: int) -> bool:
+        # Free = referenced only by the pool's list (and getrefcount's own argument).
+        return sys.getrefcount(self._buffers[i]) == 2
 
     def take(self, nbytes: int) -> np.ndarray:
         with self._lock:
-            for buf in self._buffers:
-                if buf.nbytes == nbytes and sys.getrefcount(buf) == _FREE_REFS:
-                    return buf
-            fresh = np.empty(nbytes, np.uint8)
-            if len(self._buffers) >= self.slots:
-                # Forget a free buffer of another size (or, if all are in use, keep the pool as it is).
-                for i, buf in enumerate(self._buffers):
-                    if sys.getrefcount(buf) == _FREE_REFS:
-                        del self._buffers[i]
-                        break
+            buffers = self._buffers
+            for i in range(len(buffers) - 1, -1, -1):
+                if buffers[i].nbytes == nbytes and self._free(i):
+                    buffers.append(buffers.pop(i))
+                    return buffers[-1]
+            # Make room by forgetting free buffers (of other sizes, or the least recently used).
+            i = 0
+            while (len(buffers) >= self.slots or self._held + nbytes > self.max_bytes) and i < len(buffers):
+                if self._free(i):
+                    self._held -= buffers.pop(i).nbytes
                 else:
-                    return fresh
-                del buf
-            self._buffers.append(fresh)
+                    i += 1
+            fresh = np.empty(nbytes, np.uint8)
+            if len(buffers) < self.slots and self._held + nbytes <= self.max_bytes:
+                buffers.append(fresh)
+                self._held += nbytes
             return fresh

@@ -416,11 +416,12 @@ class ZenohSubscriber(BaseSubscriptionProducer):
         self.info = info
         self.max_bytes = max_bytes
         # Decoded arrays reuse buffers consumers have let go of: no fresh memory per frame.
-        self._pool = BufferPool(slots=4 if latest else 16)
+        self._pool = BufferPool(slots=4 if latest else 32)
         self.stats = SubscriberStats()
         self._statsLock = threading.Lock()
         self._lastSeq: Dict[int, int] = {}
         self._lastBadLog = -_LOG_EVERY
+        self._lastBugLog = -_LOG_EVERY
         self._loop = resolve_loop(loop)
         # Decoded items wait here for the event loop; video keeps only the newest few.
         self._handoff = LoopHandoff(self._loop, self._deliver, limit=2 if latest else 1 << 16)
@@ -443,7 +444,10 @@ class ZenohSubscriber(BaseSubscriptionProducer):
         except DecodeError as e:
             self._malformed(sample, e)
         except Exception:  # a bug here would otherwise vanish inside Zenoh's thread
-            self._log.exception("%s %r: failed to handle a sample", type(self).__name__, self.key)
+            now = time.monotonic()
+            if now - self._lastBugLog >= _LOG_EVERY:
+                self._lastBugLog = now
+                self._log.exception("%s %r: failed to handle a sample", type(self).__name__, self.key)
 
     def _handle(self, sample: Any) -> None:
         payload = sample.payload
