@@ -69,12 +69,13 @@ class Frame(np.ndarray):
         return super().__array_wrap__(array, *args)
 
     def __reduce__(self) -> Any:
-        constructor, args, state = super().__reduce__()  # type: ignore[str-unpack,misc]
-        return constructor, args, (state, self.timestamp, self.index)
+        # Rebuilt from a plain ndarray, which pickle protocol 5 passes out of band: a frame crossing into a
+        # worker process travels through shared memory like any array, not copied through the socket.
+        return _frame_from_array, (np.asarray(self), self.timestamp, self.index)
 
-    def __setstate__(self, state: Any) -> None:
-        array_state, self.timestamp, self.index = state
-        super().__setstate__(array_state)
+
+def _frame_from_array(image: np.ndarray, timestamp: Optional[float], index: Optional[int]) -> Frame:
+    return Frame(image, timestamp, index)
 
 
 class _FrameEmitter:
