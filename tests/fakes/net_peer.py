@@ -131,9 +131,7 @@ def _same(a: object, b: object) -> bool:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("role", choices=("echo", "stream", "probe"))
     parser.add_argument("--connect", action="append", default=[])
     parser.add_argument("--listen", action="append", default=[])
