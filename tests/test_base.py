@@ -2,6 +2,7 @@
 import asyncio
 import gc
 import logging
+import os
 import subprocess
 import sys
 import textwrap
@@ -371,8 +372,11 @@ def test_put_subscription_of_a_producer_subscribes_and_unsubscribes():
 
 
 def test_put_subscription_rejects_an_object_without_get():
-    with pytest.raises(TypeError, match="async get"):
-        SubscriptionConsumer().putSubscription(object())
+    async def main():
+        with pytest.raises(TypeError, match="async get"):
+            SubscriptionConsumer().putSubscription(object())
+
+    run(main())
 
 
 def test_close_makes_get_raise_subscription_closed():
@@ -464,11 +468,14 @@ CLASSIC_SCRIPT = textwrap.dedent(
 def test_classic_style_module_level_objects_work_without_deprecation_warnings(tmp_path):
     script = tmp_path / "classic.py"
     script.write_text(CLASSIC_SCRIPT)
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")])))
     result = subprocess.run(
         [sys.executable, "-W", "error::DeprecationWarning", str(script)],
         capture_output=True,
         text=True,
         timeout=30,
+        env=env,
     )
     assert result.returncode == 0, result.stderr
     assert "got [0, 1, 2]" in result.stdout
