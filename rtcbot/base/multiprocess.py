@@ -27,6 +27,7 @@ object fires ``onError`` with a :class:`~rtcbot.errors.WorkerDiedError` giving t
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import multiprocessing
 import pickle
@@ -34,7 +35,7 @@ import queue
 import signal
 import threading
 import traceback
-from typing import Any, Dict, FrozenSet, Optional
+from typing import Any, Deque, Dict, FrozenSet, Optional
 
 from ..errors import NotPicklableError, WorkerDiedError
 from .base import BaseSubscriptionConsumer, BaseSubscriptionProducer, SubscriptionClosed
@@ -92,6 +93,14 @@ class _WorkerSide:
         self.block = block
         self.closeRequested = threading.Event()
         self.items: queue.SimpleQueue = queue.SimpleQueue()
+        # Flow control (see _FeedsWorker): the parent is told how many items _get() took, every half window,
+        # and, when it waits for room, as soon as all but the last item it sent were taken.
+        self.lock = threading.Lock()
+        self.received = 0  # items from the parent so far
+        self.taken = 0  # items _get() returned
+        self.reported = 0  # taken items the parent was told about
+        self.report_at: Optional[int] = None  # the parent waits: report once this many items were taken
+        self.report_every = max(1, getattr(obj, "_feed_window", 2) // 2)
         self.reader = threading.Thread(target=self._read, name="rtcbot-worker-reader", daemon=True)
         self.reader.start()
 
@@ -100,8 +109,16 @@ class _WorkerSide:
         try:
             while True:
                 item = self.endpoint.recv()
-                if type(item) is internalSubscriptionMessage and item.type == "close":
-                    break
+                if type(item) is internalSubscriptionMessage:
+                    if item.type == "close":
+                        break
+                    if item.type == "report":
+                        with self.lock:
+                            self.report_at = self.received - 1
+                        self.report()
+                        continue
+                with self.lock:
+                    self.received += 1
                 self.items.put(item)
         except ChannelClosed:
             pass
@@ -122,9 +139,23 @@ class _WorkerSide:
         if item is _CLOSED:
             self.items.put(_CLOSED)  # every later _get() ends too
             raise SubscriptionClosed("closed")
+        with self.lock:
+            self.taken += 1
+        self.report()
         if type(item) is _SubscriptionFailed:
             raise item.error
         return item
+
+    def report(self) -> None:
+        """Tell the parent how many items were taken, when it is due (few messages for a fast stream)."""
+        with self.lock:
+            due = self.taken - self.reported
+            asked = self.report_at is not None and self.taken >= self.report_at
+            if due <= 0 or not (asked or due >= self.report_every):
+                return
+            self.reported = self.taken
+            self.report_at = None
+        self.control("took", due)
 
     def send(self, item: Any, block: bool = True) -> None:
         try:
@@ -294,6 +325,8 @@ class _ProcessWorker(StartsWorkerAfterInit, baseEventHandler):
             err, tb = message.value
             self._log.error("%s: worker process failed:\n%s", type(self).__name__, tb)
             self._setErrorNow(err)
+        elif kind == "took":
+            self._feedTook(message.value)
         elif kind == "done":
             # The worker returned (or failed, or was asked to close): it is exiting, so this join is short.
             self._workerDone = True
@@ -329,6 +362,9 @@ class _ProcessWorker(StartsWorkerAfterInit, baseEventHandler):
         self._log.error("%s", err)
         self._setErrorNow(err)
         self._closeNow(wait=False)
+
+    def _feedTook(self, count: int) -> None:
+        """The worker's _get() took ``count`` items (consumers count them to bound what waits in the worker)."""
 
     def _setReadyNow(self, value: bool) -> None:
         baseEventHandler._setReady(self, value)  # type: ignore[arg-type]
@@ -423,16 +459,56 @@ class _ProcessWorker(StartsWorkerAfterInit, baseEventHandler):
 
 
 class _FeedsWorker(_ProcessWorker):
-    """Consumers: a task on the event loop forwards the active subscription to the child."""
+    """Consumers: a task on the event loop forwards the active subscription to the child.
+
+    What waits in the child for its ``_get()`` is bounded: at most ``_feed_window`` items, and beyond two
+    items at most ``_feed_window_bytes`` (camera frames: two). The feed then waits, so a slow worker reads
+    its subscription at its own pace (a camera's newest-frame subscription drops what it is too slow for,
+    as for a threaded consumer) instead of its process queueing every item, without limit.
+    """
+
+    _feed_window = 256  # items sent to the worker and not yet taken by its _get(), at most
+    _feed_window_bytes = 1 << 20  # ...and beyond two such items, at most this many bytes of them
+    _feedInFlight = 0
+    _feedInFlightBytes = 0
+    _feedSizes: Optional[Deque[int]] = None
+    _feedCredit: Optional[asyncio.Event] = None
+    _feedAsked = False
 
     def _startFeeding(self) -> None:
         self._feedTask = self._loop.create_task(self._feed())
         self._feedTask.add_done_callback(self._feedEnded)
 
+    def _feedTook(self, count: int) -> None:
+        sizes = self._feedSizes
+        for _ in range(count):
+            if sizes:
+                self._feedInFlightBytes -= sizes.popleft()
+        self._feedInFlight -= count
+        self._feedAsked = False
+        credit = self._feedCredit
+        if credit is not None:
+            credit.set()
+
+    def _feedIsFull(self) -> bool:
+        n = self._feedInFlight
+        return n >= self._feed_window or (n >= 2 and self._feedInFlightBytes >= self._feed_window_bytes)
+
     async def _feed(self) -> None:
         endpoint = self._endpoint
         assert endpoint is not None
+        credit = self._feedCredit = asyncio.Event()  # created here: on the loop that runs the feed
+        sizes = self._feedSizes = collections.deque()
         while True:
+            while self._feedIsFull():
+                if not self._feedAsked:  # ask the worker to say when it took all but the last item
+                    self._feedAsked = True
+                    try:
+                        endpoint.send_nowait(internalSubscriptionMessage("report", None))
+                    except ChannelClosed:
+                        return
+                credit.clear()
+                await credit.wait()
             try:
                 item = await BaseSubscriptionConsumer._get(self)  # type: ignore[arg-type]
             except SubscriptionClosed:
@@ -452,7 +528,10 @@ class _FeedsWorker(_ProcessWorker):
                 self.stopSubscription()  # type: ignore[attr-defined]
                 item = _SubscriptionFailed(_picklable_error(e, traceback.format_exc()))
             try:
-                await endpoint.send(item)
+                size = await endpoint.send(item)
+                sizes.append(size)
+                self._feedInFlight += 1
+                self._feedInFlightBytes += size
             except ChannelClosed:
                 return
             except Exception as e:

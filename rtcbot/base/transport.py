@@ -660,8 +660,9 @@ class ParentEndpoint:
         self._loop.add_reader(self._fd, self._on_readable)
         self._reading = True
 
-    async def send(self, obj: object) -> None:
-        """Send ``obj`` to the worker, waiting while all slots are in use or the socket is full.
+    async def send(self, obj: object) -> int:
+        """Send ``obj`` to the worker, waiting while all slots are in use or the socket is full; returns the
+        bytes it takes (pickle and shared buffers), for flow control.
 
         Do not modify ``obj``'s arrays until this returns (they are copied into shared memory at the end).
 
@@ -687,6 +688,7 @@ class ParentEndpoint:
         finally:
             encoded.release()
         self._flush()
+        return len(encoded.data) + encoded.size
 
     def send_nowait(self, obj: object) -> None:
         """Queue a small item for the worker; it is written in order, as the socket accepts it.
