@@ -22,7 +22,7 @@ import numpy as np
 import psutil
 import pytest
 
-from rtcbot.base import ProcessSubscriptionProducer
+from rtcbot.base import ProcessSubscriptionConsumer, ProcessSubscriptionProducer
 from rtcbot.base.worker import close_live_workers
 from rtcbot.devices import camera as camera_module
 from rtcbot.devices.arduino_sim import SERIAL_OPTIONS, SimulatedArduino
@@ -452,6 +452,32 @@ def test_closing_a_process_producer_held_back_by_a_slow_parent_is_prompt_and_qui
     producer, took = run(main())
     assert took < 0.5 and producer.error is None
     assert not [r for r in caplog.records if r.levelno >= 30], [r.getMessage() for r in caplog.records]
+
+
+class Stuck(ProcessSubscriptionConsumer):
+    """A consumer whose worker takes one item and then never another (a vision step that hangs)."""
+
+    def _consumer(self) -> None:
+        self._setReady(True)
+        self._get()
+        self._wait_closed()
+
+
+def test_a_process_consumer_that_stops_taking_frames_does_not_queue_them_in_its_worker(no_leaks):
+    async def main():
+        with Stuck() as stuck, SimCamera(640, 480, fps=100) as camera:
+            await asyncio.wait_for(stuck.onReady(), WAIT)
+            worker = psutil.Process(stuck._process.pid)
+            stuck.putSubscription(camera)
+            await eventually(lambda: camera.frame_count > 5, WAIT, "the camera should deliver")
+            before = worker.memory_info().rss
+            start = camera.frame_count
+            await eventually(lambda: camera.frame_count > start + 100, WAIT, "100 more frames (90 MB)")
+            return (worker.memory_info().rss - before) / 2**20, stuck._feedInFlight
+
+    growth_mb, in_flight = run(main())
+    assert growth_mb < 5, f"the stuck worker grew by {growth_mb:.1f} MB"
+    assert in_flight <= 2
 
 
 # ------------------------------------------------------------------------------------------ vanishing devices
