@@ -30,12 +30,14 @@ import asyncio
 import collections
 import logging
 import multiprocessing
+import multiprocessing.resource_tracker
+import os
 import pickle
 import queue
 import signal
 import threading
 import traceback
-from typing import Any, Deque, Dict, FrozenSet, Optional
+from typing import Any, Deque, Dict, FrozenSet, List, Optional
 
 from ..errors import NotPicklableError, WorkerDiedError
 from .base import BaseSubscriptionConsumer, BaseSubscriptionProducer, SubscriptionClosed
@@ -183,25 +185,65 @@ _HAVE_SIGMASK = hasattr(signal, "pthread_sigmask")
 
 
 def _start_without_sigint(process: Any) -> None:
-    """Start ``process`` with SIGINT blocked, so the child is born with it blocked.
+    """Start ``process`` from a helper thread that blocks SIGINT, so the child is born with it blocked.
 
     Ctrl+C in a terminal reaches the whole process group: a child still starting up (a spawned interpreter
     re-importing the script) would print a KeyboardInterrupt traceback before it ignores SIGINT. Blocked,
-    the signal waits in the child until it ignores it (which discards it); in the parent it is delivered as
-    soon as the mask is restored, so no Ctrl+C is lost.
+    the signal waits in the child until it ignores it (which discards it). The calling thread keeps SIGINT
+    unblocked: blocking it there would make the kernel deliver a Ctrl+C to another thread, and Python 3.11
+    only notices a signal caught in another thread when something else wakes the main thread, so the
+    Ctrl+C was lost.
     """
     if not _HAVE_SIGMASK:
         process.start()
         return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        process.start()
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+    if process._start_method in ("spawn", "forkserver"):  # type: ignore[attr-defined]
+        # Started here, not inside start(): starting the tracker unblocks SIGINT in its thread afterwards.
+        multiprocessing.resource_tracker.ensure_running()
+    failure: List[BaseException] = []
+
+    def start() -> None:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            process.start()
+        except BaseException as e:  # raised again in the calling thread
+            failure.append(e)
+
+    starter = threading.Thread(target=start, name="rtcbot-worker-start", daemon=True)
+    starter.start()
+    starter.join()
+    if failure:
+        raise failure[0]
 
 
-def _worker_process_main(cls: Any, state: Dict[str, Any], sock: Any, slots: int, block: bool) -> None:
+DEFAULT_START_METHOD = "forkserver"
+"""The start method process workers use unless given ``start_method``. Not ``fork``: forking a process that
+has threads (numpy's BLAS pool, any threaded device, Zenoh) can deadlock the child, Python 3.12+ warns about
+it, and 3.14 itself moves to forkserver; a forked child would also inherit every open device and port. A
+forkserver child starts clean, but imports your script again: keep device creation under
+``if __name__ == "__main__":``."""
+
+
+def _context(start_method: Optional[str]) -> Any:
+    method = start_method or DEFAULT_START_METHOD
+    if method not in multiprocessing.get_all_start_methods():
+        method = multiprocessing.get_start_method()  # e.g. no forkserver on this platform
+    context = multiprocessing.get_context(method)
+    if method == "forkserver":
+        # Children fork from a server that has these imported already, so a worker starts in milliseconds.
+        context.set_forkserver_preload(["rtcbot.base.multiprocess"])
+    return context
+
+
+def _worker_process_main(
+    cls: Any, state: Dict[str, Any], sock: Any, slots: int, block: bool, environment: Dict[str, str]
+) -> None:
     """Entry point of the child process."""
+    # A forkserver child inherits the server's environment, from when it started; give it the parent's now,
+    # as fork and spawn would (e.g. PULSE_SERVER or DISPLAY set by the script).
+    if os.environ != environment:
+        os.environ.clear()
+        os.environ.update(environment)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if _HAVE_SIGMASK:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked by the parent while starting us
@@ -286,11 +328,11 @@ class _ProcessWorker(StartsWorkerAfterInit, baseEventHandler):
     def _startWorker(self) -> None:
         state = self._workerState()
         self._checkPicklable(state)
-        context: Any = multiprocessing.get_context(self._startMethod)
+        context = _context(self._startMethod)
         parent_sock, child_sock = socket_pair()
         self._process = context.Process(
             target=_worker_process_main,
-            args=(type(self), state, child_sock, self._handoff_slots, self._handoff_block),
+            args=(type(self), state, child_sock, self._handoff_slots, self._handoff_block, dict(os.environ)),
             name=f"rtcbot-{type(self).__name__}",
             daemon=self._daemonProcess,
         )
@@ -348,7 +390,7 @@ class _ProcessWorker(StartsWorkerAfterInit, baseEventHandler):
         else:
             how = f"exited with code {code}"
         advice = "check the log above for what it was doing, and the system log (dmesg) for the OOM killer"
-        method = multiprocessing.get_context(self._startMethod).get_start_method()
+        method = _context(self._startMethod).get_start_method()
         if not self._readyEvent.fired and method != "fork" and code == 1:
             advice = (
                 "it died while starting: with the spawn and forkserver start methods the child imports your "
@@ -382,6 +424,16 @@ class _ProcessWorker(StartsWorkerAfterInit, baseEventHandler):
         if side is None:
             return self._shouldClose
         return side.closeRequested.wait(timeout)
+
+    def _sendToParent(self, item: Any) -> None:
+        """In the worker: send a status item (counters, a measurement) to the parent, where ``_deliver(item)``
+        receives it. A consumer uses this to report back; a producer's ``_put_nowait`` does the same for data.
+        Raises SubscriptionClosed once the parent is gone."""
+        side = self._workerSide
+        if side is None:
+            self._deliver(item)
+        else:
+            side.send(item)
 
     def _setReady(self, value: bool = True) -> None:
         side = self._workerSide

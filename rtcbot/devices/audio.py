@@ -12,7 +12,7 @@ Plug one into the other for a live loopback::
             speaker.putSubscription(mic)       # what the microphone hears comes out of the speaker
             await asyncio.sleep(10)
 
-    if __name__ == "__main__":                 # needed: the Speaker's process is spawned (see Speaker)
+    if __name__ == "__main__":                 # needed: the Speaker's process imports this script again
         asyncio.run(main())
 
 The conversion and buffering that need no sound card live in :mod:`rtcbot.devices.audio_blocks`.
@@ -21,19 +21,14 @@ The conversion and buffering that need no sound card live in :mod:`rtcbot.device
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
-import struct
 import threading
 import time
-from multiprocessing import shared_memory
-from typing import Any, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 from .._deps import require
-from ..base import ProcessSubscriptionConsumer, ThreadedSubscriptionProducer
+from ..base import ProcessSubscriptionConsumer, SubscriptionClosed, ThreadedSubscriptionProducer
 from ..errors import DeviceLostError, DeviceOpenError, InvalidItemError, MissingDependencyError
-from ..subscriptions import CallbackSubscription
 from .audio_blocks import AudioBlock, PlaybackBuffer, as_playable, check_playable
 
 logger = logging.getLogger("rtcbot.devices.audio")
@@ -277,68 +272,20 @@ class Microphone(ThreadedSubscriptionProducer):
             index += 1
 
 
-class _SharedCounters:
-    """A few int64 counters in shared memory: written in a Speaker's child process, read in the parent.
+_REPORT_PERIOD = 0.1  # seconds between the player process's counter reports (only sent when they change)
 
-    Pickles by name (the child attaches to the same block), so it crosses into the worker with the rest of
-    the Speaker's state; one writer per counter, so no lock is needed. ::
 
-        counters = _SharedCounters(["underflows"])
-        counters.add("underflows")          # in the child
-        counters["underflows"]              # in the parent -> 1
-        counters.release()                  # in the parent, once the child is gone
-    """
+class _SpeakerCounts(dict):
+    """The Speaker's counters, as its player process last reported them (a dict of name -> int)."""
 
-    def __init__(self, names: Sequence[str], _attach: Optional[str] = None) -> None:
-        self.names = tuple(names)
-        self._index = {name: i for i, name in enumerate(self.names)}
-        size = 8 * len(self.names)
-        if _attach is None:
-            self._shm: Optional[shared_memory.SharedMemory] = shared_memory.SharedMemory(create=True, size=size)
-            struct.pack_into(f"{len(self.names)}q", self._buf(), 0, *([0] * len(self.names)))
-            self._owner_pid: Optional[int] = os.getpid()  # a forked child has a copy, but does not own it
-        else:
-            self._shm = shared_memory.SharedMemory(name=_attach)
-            self._owner_pid = None
-        self._final: Optional[Tuple[int, ...]] = None
+    NAMES = ("underflows", "xruns", "dropped", "queued", "skipped")
 
-    def _buf(self) -> memoryview:
-        shm = self._shm
-        if shm is None:
-            raise RuntimeError("the counters were released")
-        buf = shm.buf
-        assert buf is not None
-        return buf
-
-    def __reduce__(self) -> Any:
-        self._buf()  # raises once released
-        assert self._shm is not None
-        return (_SharedCounters, (self.names, self._shm.name))
-
-    def __getitem__(self, name: str) -> int:
-        if self._final is not None:
-            return self._final[self._index[name]]
-        return int(struct.unpack_from("q", self._buf(), 8 * self._index[name])[0])
-
-    def __setitem__(self, name: str, value: int) -> None:
-        if self._shm is not None:
-            struct.pack_into("q", self._buf(), 8 * self._index[name], value)
+    def __init__(self, values: Optional[Dict[str, int]] = None) -> None:
+        super().__init__({name: 0 for name in self.NAMES} if values is None else values)
 
     def add(self, name: str, amount: int = 1) -> None:
-        self[name] = self[name] + amount
+        self[name] += amount
 
-    def release(self, _event: Any = None) -> None:
-        """Keep the last values and free the shared memory (the creator also unlinks it). Idempotent."""
-        shm = self._shm
-        if shm is None:
-            return
-        owner = self._owner_pid == os.getpid()
-        self._final = tuple(int(v) for v in struct.unpack_from(f"{len(self.names)}q", self._buf(), 0))
-        self._shm = None
-        shm.close()
-        if owner:
-            with contextlib.suppress(FileNotFoundError):
-                shm.unlink()
 
 
 class Speaker(ProcessSubscriptionConsumer):
@@ -372,11 +319,12 @@ class Speaker(ProcessSubscriptionConsumer):
     discarded to bound latency), ``queued`` (frames waiting to be played now). If the device disappears
     while playing, ``onError`` fires with :class:`~rtcbot.errors.DeviceLostError` and the speaker closes.
 
-    The player process is started with ``spawn``, not ``fork``: PulseAudio's client library (behind ALSA's
-    ``default`` device on most desktops and on Raspberry Pi OS) refuses to work in a forked child once the
-    parent has used it. Spawning re-imports your script in the child, so keep its top-level code under
-    ``if __name__ == "__main__":``; without that the child fails at start and ``onError`` fires with a
-    :class:`~rtcbot.errors.WorkerDiedError`. Starting takes about half a second (a fresh interpreter).
+    The player process starts from a clean interpreter (rtcbot's default ``forkserver`` start method), never
+    as a fork of your script: PulseAudio's client library (behind ALSA's ``default`` device on most desktops
+    and on Raspberry Pi OS) refuses to work in a forked child once the parent has used it. The child imports
+    your script again, so keep its top-level code under ``if __name__ == "__main__":``; without that the
+    child fails at start and ``onError`` fires with a :class:`~rtcbot.errors.WorkerDiedError` saying so.
+    Do not pass ``start_method="fork"`` to a Speaker.
     """
 
     _sounddevice_module = "sounddevice"  # tests swap in a fake module by name (it must import in the child)
@@ -399,24 +347,18 @@ class Speaker(ProcessSubscriptionConsumer):
         self.channels = settings.stream_channels
         self.device_name = settings.name
         self.max_latency = max_latency
-        self._counters = _SharedCounters(("underflows", "xruns", "dropped", "queued", "skipped"))
-        try:
-            # spawn, not fork: libpulse (behind ALSA's default/pulse devices) refuses to work in a forked child
-            # once the parent has used it, and the parent has, checking the device above.
-            super().__init__(logger=logger, loop=loop, start_method="spawn")
-        except BaseException:
-            self._counters.release()
-            raise
-        self.onClose(CallbackSubscription(self._counters.release, runDirect=True))
+        # The player process reports its counters about ten times a second while they change.
+        self._counters = _SpeakerCounts()
+        # Never fork: libpulse (behind ALSA's default/pulse devices) refuses to work in a forked child once
+        # the parent has used it, and the parent has, checking the device above. The default forkserver
+        # gives a clean child.
+        super().__init__(logger=logger, loop=loop)
 
-    def _startWorker(self) -> None:
-        # The base starts the process after __init__ returns; if that fails nothing closes us, so free the
-        # shared counters here rather than leave them to the resource tracker's warning at exit.
-        try:
-            super()._startWorker()
-        except BaseException:
-            self._counters.release()
-            raise
+    def _deliver(self, item: Any) -> None:
+        if type(item) is _SpeakerCounts:
+            self._counters = item
+        else:
+            super()._deliver(item)
 
     @property
     def underflows(self) -> int:
@@ -452,10 +394,28 @@ class Speaker(ProcessSubscriptionConsumer):
         """Runs in the child process: the PortAudio callback plays from a PlaybackBuffer this loop fills."""
         sd = _import_sounddevice(self._sounddevice_module)
         settings = self._settings
-        counters = self._counters
+        counters = _SpeakerCounts()
         buffer = PlaybackBuffer(round(self.max_latency * self.samplerate), self.channels)
         lock = threading.Lock()
         stopping = threading.Event()
+
+        def report() -> None:
+            # Counters reach the parent as messages: no shared block that a killed process could leave behind.
+            last = None
+            while True:
+                done = stopping.wait(_REPORT_PERIOD)  # a status timer, not synchronisation
+                with lock:
+                    now = _SpeakerCounts(counters)
+                if now != last:
+                    try:
+                        self._sendToParent(now)
+                    except SubscriptionClosed:
+                        return
+                    last = now
+                if done:
+                    return
+
+        reporter = threading.Thread(target=report, name="rtcbot-speaker-counters", daemon=True)
 
         def play(outdata: Any, frames: int, time_info: Any, status: Any) -> None:
             if status and status.output_underflow:
@@ -497,6 +457,7 @@ class Speaker(ProcessSubscriptionConsumer):
                     f"Speaker: cannot start {settings.name!r}: {e}; is another program using it?"
                 ) from e
             self._setReady(True)
+            reporter.start()
             while True:
                 item = self._get()  # SubscriptionClosed ends the loop, and the process
                 try:
@@ -512,7 +473,8 @@ class Speaker(ProcessSubscriptionConsumer):
         finally:
             stopping.set()
             stream.close()
-            counters.release()
+            if reporter.is_alive():
+                reporter.join(1.0)
             logger.debug(
                 "Speaker %r: %d underflow(s), %d xrun(s), %d frame(s) dropped to bound latency",
                 settings.name,
