@@ -109,6 +109,9 @@ class SessionOptions:
                 config = zenoh.Config.from_env()
             else:
                 config = zenoh.Config()
+                # Zenoh's same-host shared memory leaves a file in /dev/shm (RAM on a Pi) each time a process
+                # is killed; robots stream between hosts, where it gives nothing. A config file may turn it on.
+                config.insert_json5("transport/shared_memory/enabled", "false")
             config.insert_json5("mode", _json(self.mode))
             if self.connect:
                 config.insert_json5("connect/endpoints", _json_list(self.connect))
