@@ -22,11 +22,13 @@ Nothing here touches a sound card, so all of it is tested on its own (``tests/te
 from __future__ import annotations
 
 import collections
-from typing import Any, Deque, Optional
+from typing import Any, Deque
 
 import numpy as np
 
 from rtcbot.errors import InvalidItemError
+
+from .stamped import StampedArray
 
 __all__ = ["INT_SCALES", "AudioBlock", "PlaybackBuffer", "as_playable", "check_playable"]
 
@@ -34,7 +36,7 @@ __all__ = ["INT_SCALES", "AudioBlock", "PlaybackBuffer", "as_playable", "check_p
 INT_SCALES = {np.dtype(np.int16): 32768.0, np.dtype(np.int32): 2147483648.0}
 
 
-class AudioBlock(np.ndarray):
+class AudioBlock(StampedArray):
     """A block of audio samples: a numpy array that also knows when it was captured and which block it is.
 
     ``block.timestamp`` estimates when the block's first sample reached the sound card, in seconds on the
@@ -48,34 +50,6 @@ class AudioBlock(np.ndarray):
 
     Reductions (``block.max()``) give plain numpy scalars. It survives pickling with its attributes.
     """
-
-    timestamp: Optional[float]
-    index: Optional[int]
-
-    def __new__(
-        cls, samples: Any, timestamp: Optional[float] = None, index: Optional[int] = None
-    ) -> AudioBlock:
-        block = np.asarray(samples).view(cls)
-        block.timestamp = timestamp
-        block.index = index
-        return block
-
-    def __array_finalize__(self, obj: Any) -> None:
-        self.timestamp = getattr(obj, "timestamp", None)
-        self.index = getattr(obj, "index", None)
-
-    def __array_wrap__(self, array: Any, *args: Any) -> Any:
-        if array.ndim == 0:
-            return array[()]
-        return super().__array_wrap__(array, *args)
-
-    def __reduce__(self) -> Any:
-        constructor, args, state = super().__reduce__()  # type: ignore[misc, str-unpack]
-        return constructor, args, (state, self.timestamp, self.index)
-
-    def __setstate__(self, state: Any) -> None:
-        array_state, self.timestamp, self.index = state
-        super().__setstate__(array_state)
 
 
 def check_playable(item: Any, channels: int) -> None:

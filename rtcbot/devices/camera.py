@@ -19,7 +19,7 @@ import math
 import os
 import sys
 import time
-from typing import Any, Callable, Optional, Tuple, Union
+from typing import Any, Callable, Tuple, Union
 
 import numpy as np
 
@@ -28,12 +28,14 @@ from rtcbot.base import ThreadedSubscriptionProducer
 from rtcbot.errors import DeviceLostError, DeviceOpenError
 from rtcbot.subscriptions import MostRecentSubscription
 
+from .stamped import StampedArray
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["CVCamera", "Frame"]
 
 
-class Frame(np.ndarray):
+class Frame(StampedArray):
     """A camera image: a numpy array that also knows when it was captured and which frame it is.
 
     ``frame.timestamp`` is the capture time in seconds on the ``time.monotonic()`` clock, and
@@ -50,33 +52,6 @@ class Frame(np.ndarray):
     Reductions (``frame.mean()``) give plain numpy scalars. A Frame survives pickling with its attributes.
     """
 
-    timestamp: Optional[float]
-    index: Optional[int]
-
-    def __new__(cls, image: Any, timestamp: Optional[float] = None, index: Optional[int] = None) -> Frame:
-        frame = np.asarray(image).view(cls)
-        frame.timestamp = timestamp
-        frame.index = index
-        return frame
-
-    def __array_finalize__(self, obj: Any) -> None:
-        self.timestamp = getattr(obj, "timestamp", None)
-        self.index = getattr(obj, "index", None)
-
-    def __array_wrap__(self, array: Any, *args: Any) -> Any:
-        if array.ndim == 0:
-            return array[()]
-        return super().__array_wrap__(array, *args)
-
-    def __reduce__(self) -> Any:
-        # Rebuilt from a plain ndarray, which pickle protocol 5 passes out of band: a frame crossing into a
-        # worker process travels through shared memory like any array, not copied through the socket.
-        return _frame_from_array, (np.asarray(self), self.timestamp, self.index)
-
-
-def _frame_from_array(image: np.ndarray, timestamp: Optional[float], index: Optional[int]) -> Frame:
-    return Frame(image, timestamp, index)
-
 
 class _FrameEmitter:
     """What every rtcbot camera does with a captured image, in its capture thread: wrap it in a
@@ -91,10 +66,29 @@ class _FrameEmitter:
     # bounded, a queue subscriber loses nothing, and the driver's one-frame buffer keeps the next read fresh.
     _handoff_limit = 2
 
+    _width: int
+    _height: int
+    _fps: float
+
     @property
     def frame_count(self) -> int:
         """How many frames the camera has captured so far (the next frame's ``index``)."""
         return self._frame_count
+
+    @property
+    def width(self) -> int:
+        """Frame width in pixels, as the camera delivers it (which may differ from what was asked)."""
+        return self._width
+
+    @property
+    def height(self) -> int:
+        """Frame height in pixels, as the camera delivers it."""
+        return self._height
+
+    @property
+    def fps(self) -> float:
+        """The frame rate the camera delivers: what the device accepted, a file's own rate, or the sensor's."""
+        return self._fps
 
     def _emit_frame(self, image: Any, timestamp: float) -> None:
         index = self._frame_count
@@ -266,23 +260,6 @@ class CVCamera(_FrameEmitter, ThreadedSubscriptionProducer):
         if self._kind == "device":
             return f"camera {self._video_source!r}"
         return f"video {self._kind} {self._video_source!r}"
-
-    # ----------------------------------------------------------------- what the device accepted
-
-    @property
-    def width(self) -> int:
-        """Frame width in pixels, as the device or file delivers it."""
-        return self._width
-
-    @property
-    def height(self) -> int:
-        """Frame height in pixels, as the device or file delivers it."""
-        return self._height
-
-    @property
-    def fps(self) -> float:
-        """Frame rate the device accepted, or the file's own rate."""
-        return self._fps
 
     # ----------------------------------------------------------------- the capture thread
 

@@ -161,21 +161,6 @@ class PiCamera2(_FrameEmitter, ThreadedSubscriptionProducer):
         """Names the camera in messages: ``CSI camera 0 (imx708)``."""
         return f"CSI camera {self._camera_number} ({self._model})"
 
-    @property
-    def width(self) -> int:
-        """Frame width in pixels, as configured."""
-        return self._width
-
-    @property
-    def height(self) -> int:
-        """Frame height in pixels, as configured."""
-        return self._height
-
-    @property
-    def fps(self) -> float:
-        """The frame rate: what was asked until the first frame, then what the sensor reports."""
-        return self._fps
-
     # ----------------------------------------------------------------- the capture thread
 
     def _producer(self) -> None:

@@ -203,18 +203,6 @@ class SimCamera(_FrameEmitter, ThreadedSubscriptionProducer):
         """Names the source in messages, like CVCamera.describe()."""
         return f"simulated camera {self._width}x{self._height} at {self._fps:g} fps"
 
-    @property
-    def width(self) -> int:
-        return self._width
-
-    @property
-    def height(self) -> int:
-        return self._height
-
-    @property
-    def fps(self) -> float:
-        return self._fps
-
     def _producer(self) -> None:
         period = 1.0 / self._fps
         deadline = None  # when the next frame is due; the schedule starts at the first frame
