@@ -608,7 +608,22 @@ class _FeedsWorker(_ProcessWorker):
         return side.get()
 
 
-class ProcessSubscriptionProducer(_ProcessWorker, BaseSubscriptionProducer):
+class _ProducesInWorker(_ProcessWorker):
+    """Producers: items the worker puts reach the parent's subscribers."""
+
+    def _put_nowait(self, element: Any) -> None:
+        """In the worker: send an item to the parent's subscribers. In the parent: fan it out directly."""
+        side = self._workerSide
+        if side is None:
+            BaseSubscriptionProducer._put_nowait(self, element)  # type: ignore[arg-type]
+        else:
+            side.send(element, side.block)
+
+    def _deliver(self, item: Any) -> None:
+        BaseSubscriptionProducer._put_nowait(self, item)  # type: ignore[arg-type]
+
+
+class ProcessSubscriptionProducer(_ProducesInWorker, BaseSubscriptionProducer):
     """A producer whose ``_producer()`` runs in a child process; ``_put_nowait()`` in the child reaches the
     subscribers in the parent, in order. The base class can be constructed directly: its default worker sets
     ready and idles until closed."""
@@ -634,17 +649,6 @@ class ProcessSubscriptionProducer(_ProcessWorker, BaseSubscriptionProducer):
 
     def _workerMain(self) -> None:
         self._producer()
-
-    def _put_nowait(self, element: Any) -> None:
-        """In the worker: send an item to the parent's subscribers. In the parent: fan it out directly."""
-        side = self._workerSide
-        if side is None:
-            BaseSubscriptionProducer._put_nowait(self, element)
-        else:
-            side.send(element, side.block)
-
-    def _deliver(self, item: Any) -> None:
-        BaseSubscriptionProducer._put_nowait(self, item)
 
     def _closeBase(self) -> None:
         BaseSubscriptionProducer.close(self)
@@ -689,7 +693,9 @@ class ProcessSubscriptionConsumer(_FeedsWorker, BaseSubscriptionConsumer):
         _ProcessWorker.close(self)
 
 
-class ProcessSubscriptionProducerConsumer(_FeedsWorker, BaseSubscriptionConsumer, BaseSubscriptionProducer):
+class ProcessSubscriptionProducerConsumer(
+    _ProducesInWorker, _FeedsWorker, BaseSubscriptionConsumer, BaseSubscriptionProducer
+):
     """Both a producer and a consumer run as a separate process, common with two-way connections: in
     ``_producerConsumer()``, call ``_get()`` for incoming data and ``_put_nowait()`` for outgoing data."""
 
@@ -719,17 +725,6 @@ class ProcessSubscriptionProducerConsumer(_FeedsWorker, BaseSubscriptionConsumer
 
     def _workerMain(self) -> None:
         self._producerConsumer()
-
-    def _put_nowait(self, element: Any) -> None:
-        """In the worker: send an item to the parent's subscribers. In the parent: fan it out directly."""
-        side = self._workerSide
-        if side is None:
-            BaseSubscriptionProducer._put_nowait(self, element)
-        else:
-            side.send(element, side.block)
-
-    def _deliver(self, item: Any) -> None:
-        BaseSubscriptionProducer._put_nowait(self, item)
 
     def _closeBase(self) -> None:
         BaseSubscriptionConsumer.close(self)
