@@ -11,8 +11,9 @@ How it handles Ctrl+C (the pattern the README recommends): ``asyncio.run`` cance
 the ``with`` blocks close every device on the way out (workers joined, shared memory freed), then
 ``asyncio.run`` raises KeyboardInterrupt, which the ``if __name__`` block turns into a quiet exit.
 
-Prints ``ready <pid>`` once every device delivered, then one ``tick <frames> <readings>`` line a second;
-tests wait on those lines (tests/test_robustness.py). ``--no-with`` creates the devices without ``with``
+Prints ``starting <pid>``, ``opening <device>`` before each device, ``ready <pid>`` once every device
+delivered, then one ``tick <frames> <readings>`` line a second; tests wait on those lines
+(tests/test_robustness.py). ``--no-with`` creates the devices without ``with``
 blocks and never closes them, to check what rtcbot does for a script that forgets to.
 """
 from __future__ import annotations
@@ -51,16 +52,31 @@ def make_speaker(fake: bool) -> Any:
     return Speaker(blocksize=480, device=os.environ.get("RTCBOT_SPEAKER") or None)
 
 
+async def within(awaitable: Any, seconds: float = WAIT) -> Any:
+    """``asyncio.wait_for`` that never swallows Ctrl+C: on Python <= 3.11, wait_for returns the result instead
+    of raising when the cancellation lands just as the awaited thing completes (CPython gh-86296), e.g. a
+    Ctrl+C while devices start, right before ``wait_for(camera.onReady())``; the script then runs on."""
+    task = asyncio.ensure_future(awaitable)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=seconds)
+    finally:
+        if not task.done():
+            task.cancel()
+    if not done:
+        raise TimeoutError(f"no answer within {seconds} s")
+    return task.result()
+
+
 async def run_robot(
     camera: Any, mic: Any, speaker: Any, conn: Any, ticks_every: float = 1.0
 ) -> None:
     speaker.putSubscription(mic)
     for device in (camera, mic, speaker, conn):
-        await asyncio.wait_for(device.onReady(), WAIT)
+        await within(device.onReady())
     readings = conn.subscribe()
-    await asyncio.wait_for(camera.get(), WAIT)
+    await within(camera.get())
     conn.put_nowait({"left": 0, "right": 0})
-    await asyncio.wait_for(readings.get(), WAIT)
+    await within(readings.get())
     print("ready", os.getpid(), flush=True)
     frames = got = 0
     loop = asyncio.get_running_loop()
@@ -97,11 +113,16 @@ async def main(args: argparse.Namespace) -> None:
     # thread, and OpenCV's loader puts its own directory on sys.path while it imports, which a process
     # spawned at that moment inherits (it then imports cv2/typing as `typing` and dies).
     with contextlib.ExitStack() as stack:
-        arduino = stack.enter_context(SimulatedArduino())
-        speaker = stack.enter_context(make_speaker(args.fake_audio))
-        camera = stack.enter_context(SimCamera(fps=30))
-        mic = stack.enter_context(SimMicrophone())
-        conn = stack.enter_context(SerialConnection(arduino.port, **SERIAL_OPTIONS))
+
+        def open_device(name: str, make: Any) -> Any:
+            print("opening", name, flush=True)  # a test can Ctrl+C at each step of the start-up
+            return stack.enter_context(make())
+
+        arduino = open_device("arduino", SimulatedArduino)
+        speaker = open_device("speaker", lambda: make_speaker(args.fake_audio))
+        camera = open_device("camera", lambda: SimCamera(fps=30))
+        mic = open_device("microphone", SimMicrophone)
+        conn = open_device("serial", lambda: SerialConnection(arduino.port, **SERIAL_OPTIONS))
         await run_robot(camera, mic, speaker, conn)
 
 
