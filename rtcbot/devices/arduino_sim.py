@@ -38,7 +38,7 @@ import threading
 import time
 import tty
 import weakref
-from typing import Any, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from .framing import FramedDecoder, encode_frame
 
@@ -61,7 +61,7 @@ READING_FORMAT = "<IhhHH"
 READING_KEYS = ("millis", "left", "right", "a0", "a1")
 MOTOR_LIMIT = 255
 
-SERIAL_OPTIONS = {
+SERIAL_OPTIONS: Dict[str, Any] = {
     "framed": True,
     "readFormat": READING_FORMAT,
     "readKeys": READING_KEYS,
