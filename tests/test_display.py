@@ -168,13 +168,26 @@ def test_closing_the_window_closes_the_display(windows, no_leaks):
     assert display.closed and display.error is None
 
 
-def test_an_item_that_is_not_an_image_fires_invalid_item(windows, no_leaks):
+def test_an_item_that_is_not_an_image_raises_invalid_item_at_put(windows, no_leaks):
     async def main():
-        display = CVDisplay("bad")
-        display.put_nowait("not a frame")
-        err = await asyncio.wait_for(display.onError(), WAIT)
-        await asyncio.wait_for(display.onClose(), WAIT)
-        return err
+        with CVDisplay("bad") as display:
+            with pytest.raises(InvalidItemError) as info:
+                display.put_nowait("not a frame")
+            return info.value, display.error
 
-    err = run(main())
-    assert isinstance(err, InvalidItemError) and "'bad'" in str(err) and "str" in str(err)
+    err, error = run(main())
+    assert "'bad'" in str(err) and "str" in str(err) and error is None
+
+
+def test_a_bad_item_from_a_subscription_is_skipped_and_counted(windows, no_leaks):
+    async def main():
+        with CVDisplay("from a queue") as display:
+            q = asyncio.Queue()
+            display.putSubscription(q)
+            q.put_nowait("not a frame")
+            q.put_nowait(np.zeros((4, 6, 3), np.uint8))
+            await asyncio.to_thread(windows.wait_shown, "from a queue", 1)
+            return display.skipped, display.error
+
+    skipped, error = run(main())
+    assert skipped == 1 and error is None

@@ -27,6 +27,7 @@ import time
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 from .._deps import require
+from .._ratelimit import EverySoOften
 from ..base import ProcessSubscriptionConsumer, SubscriptionClosed, ThreadedSubscriptionProducer
 from ..errors import DeviceLostError, DeviceOpenError, InvalidItemError, MissingDependencyError
 from .audio_blocks import AudioBlock, PlaybackBuffer, as_playable, check_playable
@@ -145,24 +146,6 @@ def _check_positive(owner: str, **values: float) -> None:
             raise ValueError(f"{owner} {name} must be positive, got {value!r}")
 
 
-class _EverySoOften:
-    """Logs a repeated warning at most once per ``period`` seconds, saying how many times it happened."""
-
-    def __init__(self, log: logging.Logger, period: float = 5.0) -> None:
-        self._log = log
-        self._period = period
-        self._last = -float("inf")
-        self._pending = 0
-
-    def warning(self, message: str, *args: Any) -> None:
-        self._pending += 1
-        now = time.monotonic()
-        if now - self._last >= self._period:
-            self._log.warning(message + " (%d time(s) since the last report)", *args, self._pending)
-            self._last = now
-            self._pending = 0
-
-
 class Microphone(ThreadedSubscriptionProducer):
     """A microphone: delivers blocks of float32 samples, shape ``(blocksize, channels)``, as they arrive.
 
@@ -208,7 +191,7 @@ class Microphone(ThreadedSubscriptionProducer):
         self.channels = len(self._settings.keep or ()) or self._settings.stream_channels
         self.device_name = self._settings.name
         self._overflows = 0
-        self._overflow_log = _EverySoOften(logger)
+        self._overflow_log = EverySoOften(logger)
         super().__init__(defaultSubscriptionType=asyncio.Queue, logger=logger, loop=loop)
 
     @property
@@ -448,7 +431,7 @@ class Speaker(ProcessSubscriptionConsumer):
             )
         except sd.PortAudioError as e:
             raise DeviceOpenError(f"Speaker: cannot open {settings.name!r}: {e}") from e
-        bad_items = _EverySoOften(logger)
+        bad_items = EverySoOften(logger)
         try:
             try:
                 stream.start()

@@ -27,6 +27,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 from rtcbot._deps import require
+from rtcbot._ratelimit import EverySoOften
 from rtcbot.base import ThreadedSubscriptionConsumer
 from rtcbot.errors import DeviceOpenError, InvalidItemError, MissingDependencyError
 from rtcbot.subscriptions import MostRecentSubscription
@@ -290,7 +291,8 @@ class CVDisplay(ThreadedSubscriptionConsumer):
     when frames come faster than the screen. Closing the window with its close button closes the display.
     Construction fails with :class:`~rtcbot.MissingDependencyError` on an OpenCV build without GUI support
     (``opencv-python-headless``) and with :class:`~rtcbot.DeviceOpenError` when there is no screen (DISPLAY
-    unset). A put item that is not an image fires ``onError`` with :class:`~rtcbot.InvalidItemError`.
+    unset). ``put_nowait`` of something that is not an image raises :class:`~rtcbot.InvalidItemError`; such
+    an item from a subscription is logged, counted in ``skipped``, and the display goes on.
     """
 
     def __init__(self, name: Optional[str] = None, loop: Any = None) -> None:
@@ -302,15 +304,30 @@ class CVDisplay(ThreadedSubscriptionConsumer):
             _manager.release(self._window)
             raise
 
+    skipped = 0  # items from a subscription that were not images
+
     @property
     def name(self) -> str:
         """The window's title."""
         return self._window
 
+    def put_nowait(self, data: Any) -> None:
+        """Show ``data`` next; InvalidItemError (a ValueError) if it is not an image."""
+        _check_frame(self._window, data)
+        super().put_nowait(data)
+
     def _consumer(self) -> None:
+        bad_items = EverySoOften(logger)
         try:
             self._setReady(True)
             while True:
-                self._gui.show(self._window, _check_frame(self._window, self._get()))
+                item = self._get()
+                try:
+                    frame = _check_frame(self._window, item)
+                except InvalidItemError as e:
+                    self.skipped += 1
+                    bad_items.warning("%s; skipped", e)
+                    continue
+                self._gui.show(self._window, frame)
         finally:
             _manager.release(self._window)

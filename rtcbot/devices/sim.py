@@ -195,7 +195,10 @@ class SimCamera(_FrameEmitter, ThreadedSubscriptionProducer):
         self._height = int(height)
         self._fps = float(fps)
         self._preprocessframe = preprocessframe
-        self._use_cv2 = use_cv2
+        # Import OpenCV here, not in the capture thread: while it imports, OpenCV's loader puts its own folder
+        # on sys.path, and a worker process started at that moment (a Speaker) would import cv2's "typing"
+        # module for the standard one and die. It also keeps a close() during the import prompt.
+        self._use_cv2 = use_cv2 and _cv2_or_none() is not None
         self._frame_count = 0
         super().__init__(defaultSubscriptionType=MostRecentSubscription, logger=logger, loop=loop)
 
