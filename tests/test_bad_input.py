@@ -85,7 +85,7 @@ def test_a_camera_frame_put_into_a_speaker_raises_naming_it_and_the_speaker_keep
                 speaker.put_nowait(FRAME)
             speaker.put_nowait(np.zeros(4800, np.float32))  # the next good block plays
             while speaker.queued == 0 and speaker.underflows == 0:
-                await asyncio.sleep(0.01)  # bounded by run()'s timeout: counters live in another process
+                await asyncio.wait_for(speaker.next_counters(), WAIT)
             return str(info.value), speaker.error, speaker.closed
 
     message, error, closed = run(main())
@@ -101,7 +101,7 @@ def test_camera_frames_from_a_subscription_are_skipped_by_a_speaker_that_keeps_p
             items.emit(FRAME)
             items.emit(np.zeros(4800, np.float32))
             while speaker.skipped == 0 or (speaker.queued == 0 and speaker.underflows == 0):
-                await asyncio.sleep(0.01)  # bounded by run()'s timeout: counters live in another process
+                await asyncio.wait_for(speaker.next_counters(), WAIT)
             return speaker.skipped, speaker.error
 
     skipped, error = run(main())
@@ -371,7 +371,8 @@ def test_event_callbacks_that_raise_are_logged_naming_the_event_and_the_object(c
         await asyncio.wait_for(camera.onReady(), WAIT)
         await asyncio.wait_for(camera.get(), WAIT)  # still delivering
         camera.close()
-        await asyncio.sleep(0.05)  # lets the close coroutine run (and fail)
+        for _ in range(3):  # the close coroutine's task runs, fails, and its done-callback logs: one turn each
+            await asyncio.sleep(0)
         return camera.error
 
     assert run(main()) is None

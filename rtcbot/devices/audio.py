@@ -332,6 +332,7 @@ class Speaker(ProcessSubscriptionConsumer):
         self.max_latency = max_latency
         # The player process reports its counters about ten times a second while they change.
         self._counters = _SpeakerCounts()
+        self._counterWaiters: List[asyncio.Future] = []
         # Never fork: libpulse (behind ALSA's default/pulse devices) refuses to work in a forked child once
         # the parent has used it, and the parent has, checking the device above. The default forkserver
         # gives a clean child.
@@ -340,8 +341,23 @@ class Speaker(ProcessSubscriptionConsumer):
     def _deliver(self, item: Any) -> None:
         if type(item) is _SpeakerCounts:
             self._counters = item
+            waiters, self._counterWaiters = self._counterWaiters, []
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(dict(item))
         else:
             super()._deliver(item)
+
+    async def next_counters(self) -> Dict[str, int]:
+        """Wait for the player process's next report of its counters (sent about ten times a second while they
+        change) and return them::
+
+            while speaker.queued == 0:
+                await asyncio.wait_for(speaker.next_counters(), 5)
+        """
+        waiter = asyncio.get_running_loop().create_future()
+        self._counterWaiters.append(waiter)
+        return await waiter
 
     @property
     def underflows(self) -> int:
