@@ -195,7 +195,7 @@ def test_json_values_round_trip(value):
 
 
 def test_arrays_decode_into_buffers_from_alloc():
-    from rtcbot.net._pool import BufferPool
+    from rtcbot.base.bufferpool import BufferPool
 
     pool = BufferPool(slots=2)
     enc = encode(np.arange(6, dtype=np.int32).reshape(2, 3))
@@ -211,7 +211,7 @@ def test_arrays_decode_into_buffers_from_alloc():
 
 
 def test_pool_reuses_a_buffer_once_released():
-    from rtcbot.net._pool import BufferPool
+    from rtcbot.base.bufferpool import BufferPool
 
     pool = BufferPool(slots=2)
     address = pool.take(64).ctypes.data  # not held: free again at once

@@ -132,7 +132,7 @@ def decode(
 
     ``max_bytes`` bounds both the payload and the decoded array (a small JPEG can claim a huge image).
     Raw arrays are writable copies; ``alloc(nbytes)`` (default ``np.empty``) gives the uint8 buffer they
-    are copied into, e.g. from a :class:`~rtcbot.net._pool.BufferPool`.
+    are copied into, e.g. from a :class:`~rtcbot.base.bufferpool.BufferPool`.
     """
     if len(payload) > max_bytes:
         raise SampleTooLargeError(

@@ -40,11 +40,11 @@ import time
 from typing import Any, Dict, Iterable, NamedTuple, Optional
 
 from ..base import BaseSubscriptionConsumer, BaseSubscriptionProducer, SubscriptionClosed
+from ..base.bufferpool import BufferPool
 from ..base.events import resolve_loop
 from ..base.worker import LoopHandoff
 from ..errors import DeviceOpenError, EncodeError
 from ..subscriptions import MostRecentSubscription
-from ._pool import BufferPool
 from ._send_queue import QueueClosed, SendQueue
 from .codec import DEFAULT_MAX_BYTES, DecodeError, SampleTooLargeError, decode, encode, is_frame
 from .session import SessionLease, SessionOptions, acquire_session, default_options
