@@ -85,6 +85,7 @@ class BaseSubscriptionProducer(baseEventHandler):
     _shouldClose = False
     _subscriptions: Dict[Any, Any] = {}
     _puts: Tuple[Callable[[Any], None], ...] = ()
+    _putOne: Optional[Callable[[Any], None]] = None
 
     def __init__(
         self,
@@ -149,6 +150,8 @@ class BaseSubscriptionProducer(baseEventHandler):
 
     def _rebuildPuts(self) -> None:
         self._puts = tuple(sink.put_nowait for sink in self._subscriptions.values())
+        # One subscriber is the common case (a camera feeding one consumer): it skips the loop.
+        self._putOne = self._puts[0] if len(self._puts) == 1 else None
 
     async def get(self) -> Any:
         """Like ``subscribe().get()``, on one default subscription created at the first call::
@@ -180,6 +183,13 @@ class BaseSubscriptionProducer(baseEventHandler):
     # -- producing -----------------------------------------------------------------------------------
     def _put_nowait(self, element: Any) -> None:
         """Used by subclasses to give an item to every subscription (callbacks included)."""
+        one = self._putOne
+        if one is not None:
+            try:
+                one(element)
+            except Exception as e:
+                self._subscriberFailed(one, e)
+            return
         for put in self._puts:
             try:
                 put(element)
