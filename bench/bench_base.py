@@ -13,7 +13,7 @@ import asyncio
 import statistics
 import threading
 import time
-from typing import Any, Dict, List
+from typing import Any, Callable, Dict, List, Tuple
 
 from rtcbot.base import SubscriptionProducer, ThreadedSubscriptionProducer
 from rtcbot.subscriptions import CallbackSubscription
@@ -109,17 +109,23 @@ def _handoff_latency(rate: float, count: int) -> List[float]:
     return asyncio.run(main())
 
 
+def _counter(count: int) -> Tuple[Callable[[Any], None], asyncio.Future[None]]:
+    """A callback that counts items, and a future done once it has seen ``count`` of them."""
+    done = asyncio.get_running_loop().create_future()
+    received = 0
+
+    def on_item(_: Any) -> None:
+        nonlocal received
+        received += 1
+        if received == count:
+            done.set_result(None)
+
+    return on_item, done
+
+
 def _handoff_throughput(count: int) -> Dict[str, float]:
     async def ours() -> float:
-        loop = asyncio.get_running_loop()
-        received = 0
-        done = loop.create_future()
-
-        def on_item(_: Any) -> None:
-            nonlocal received
-            received += 1
-            if received == count:
-                done.set_result(None)
+        on_item, done = _counter(count)
 
         start = threading.Event()
         emitter = _Emitter(0, count, start)
@@ -134,14 +140,7 @@ def _handoff_throughput(count: int) -> Dict[str, float]:
 
     async def one_callback_per_item() -> float:
         loop = asyncio.get_running_loop()
-        received = 0
-        done = loop.create_future()
-
-        def on_item(_: Any) -> None:
-            nonlocal received
-            received += 1
-            if received == count:
-                done.set_result(None)
+        on_item, done = _counter(count)
 
         def worker() -> None:
             for _ in range(count):
