@@ -110,6 +110,7 @@ _open_cameras = _OpenCameras()
 # Conversions to BGR of what make_array() gives for each format libcamera may choose instead of RGB888.
 def _yuyv_to_bgr(image: np.ndarray) -> np.ndarray:
     """picamera2's YUYV array, shape (h, w, 2), to BGR (BT.601, limited range), with OpenCV when there."""
+    cv2: Any
     try:
         import cv2
     except ImportError:
