@@ -8,14 +8,17 @@ Event codes are the kernel's (linux/input-event-codes.h), so the same numbers co
 """
 from __future__ import annotations
 
-from typing import AbstractSet
+from typing import AbstractSet, Any, Dict, Mapping, Sequence, Union
 
 __all__ = [
     "EV_ABS",
     "EV_KEY",
     "EV_REL",
     "EV_SYN",
+    "EVENT_TYPE_NAMES",
     "classify_input",
+    "code_name",
+    "event_dict",
     "parse_sysfs_bitmap",
 ]
 
@@ -53,3 +56,43 @@ def parse_sysfs_bitmap(text: str, word_bits: int) -> set:
             bit += 1
     return codes
 
+
+
+# RTCBot's event dictionaries come from the `inputs` library: type names as it spells them, and for a code
+# with several kernel names the one it uses (BTN_SOUTH, not BTN_A or BTN_GAMEPAD).
+EVENT_TYPE_NAMES = {
+    0x00: "Sync", 0x01: "Key", 0x02: "Relative", 0x03: "Absolute", 0x04: "Misc", 0x05: "Switch",
+    0x11: "LED", 0x12: "Sound", 0x14: "Repeat", 0x15: "ForceFeedback", 0x16: "Power",
+    0x17: "ForceFeedbackStatus",
+}  # fmt: skip
+_GENERIC_NAMES = frozenset(
+    {"BTN_A", "BTN_B", "BTN_X", "BTN_Y", "BTN_GAMEPAD", "BTN_JOYSTICK", "BTN_MOUSE", "BTN_MISC", "BTN_DIGI",
+     "BTN_WHEEL", "KEY_MIN_INTERESTING"}  # fmt: skip
+)
+
+
+def code_name(names: Union[str, Sequence[str], None], code: int) -> str:
+    """One name for an event code, given what evdev's ``ecodes`` has for it (a name, or a tuple of aliases)."""
+    if names is None:
+        return f"0x{code:x}"
+    if isinstance(names, str):
+        return names
+    specific = [n for n in names if n not in _GENERIC_NAMES]
+    return (specific or list(names))[-1]
+
+
+def event_dict(
+    timestamp: float, type_: int, code: int, value: int, names_by_type: Mapping[int, Mapping[int, Any]]
+) -> Dict[str, Any]:
+    """RTCBot's event dictionary::
+
+        {"timestamp": 1700000000.25, "code": "BTN_SOUTH", "state": 1, "event": "Key"}
+
+    ``timestamp`` is the kernel's time of the event (seconds), ``state`` the value (1 pressed, 0 released, the
+    axis position...), ``names_by_type`` evdev's ``ecodes.bytype``."""
+    return {
+        "timestamp": timestamp,
+        "code": code_name(names_by_type.get(type_, {}).get(code), code),
+        "state": value,
+        "event": EVENT_TYPE_NAMES.get(type_, f"0x{type_:x}"),
+    }
