@@ -414,3 +414,12 @@ def test_a_numpy_mismatch_importing_picamera2_says_what_to_do(picamera2_with_num
 
     err = run(main())
     assert "numpy.dtype size changed" in str(err) and isinstance(err.__cause__, ValueError)
+
+
+def test_yuyv_converts_to_bgr_without_opencv_too(monkeypatch):
+    from rtcbot.devices.picamera import _yuyv_to_bgr
+
+    yuyv = fake._rgb_to_yuyv(fake.quadrant_scene(64, 48, 0))
+    monkeypatch.setitem(sys.modules, "cv2", None)
+    for got, want in zip(quadrant_means(_yuyv_to_bgr(yuyv)), [BGR_RED, BGR_GREEN, BGR_BLUE, BGR_WHITE]):
+        assert all(abs(g - w) <= 3 for g, w in zip(got, want)), (got, want)
