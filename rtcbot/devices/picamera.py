@@ -13,7 +13,8 @@ Same interface and frames as :class:`~rtcbot.CVCamera`::
     asyncio.run(main())
 
 picamera2 comes with Raspberry Pi OS (``sudo apt install python3-picamera2``); a virtualenv needs
-``--system-site-packages`` to see it.
+``--system-site-packages`` to see it, and then must not install its own numpy 2.x over apt's (importing
+picamera2 fails with "numpy.dtype size changed": ``pip uninstall numpy`` in the virtualenv).
 """
 from __future__ import annotations
 
@@ -149,7 +150,9 @@ class PiCamera2(_FrameEmitter, ThreadedSubscriptionProducer):
     Parameters:
         width, height, fps: the video configuration to ask for. ``width``, ``height`` and ``fps`` (properties)
             say what the camera delivers; a warning is logged when it differs from what was asked.
-        cameranumber: which camera, in ``Picamera2.global_camera_info()`` order (0 or 1 on a Pi 5).
+        cameranumber: which camera, in ``Picamera2.global_camera_info()`` order (0 or 1 on a Pi 5), the
+            ``N`` of ``csi:N`` in ``rtcbot devices``. libcamera lists USB webcams too, after the CSI cameras:
+            one opens (its YUYV/MJPEG frames converted to BGR), though CVCamera reads a webcam more cheaply.
         hflip, vflip: mirror the image horizontally / vertically, done by the ISP at no cost (both: 180 deg).
         preprocessframe: called with each frame in the capture thread; see :class:`~rtcbot.CVCamera`.
         loop: the asyncio loop subscribers run on (default: the running loop).
@@ -157,7 +160,10 @@ class PiCamera2(_FrameEmitter, ThreadedSubscriptionProducer):
             before ``onError`` fires with :class:`~rtcbot.DeviceLostError` and the camera closes.
 
     The camera is opened, configured and started in the constructor, so a missing or busy camera fails at
-    once with :class:`~rtcbot.DeviceOpenError`. Ready fires when the first frame has arrived.
+    once with :class:`~rtcbot.DeviceOpenError`, as does a camera this process already has open (share that
+    one: subscribe to it again). Ready fires when the first frame has arrived. What libcamera really chose is
+    read back: a smaller size or rate than asked is reported (``width``, ``fps``...), and a flip the sensor
+    cannot do is done in software, with a warning.
     """
 
     #: Seconds to wait for one frame before counting a failure; None: ``max(1 s, 3 frame periods)``.
@@ -341,6 +347,9 @@ class PiCamera2(_FrameEmitter, ThreadedSubscriptionProducer):
         cancelled (``cancel_all_and_flush``), and a frame that completed the job meanwhile is still used.
         """
         job = camera.capture_request(wait=False)
+        if self._stopping():  # close() came between the loop's check and the job: its cancel may have missed it
+            camera.cancel_all_and_flush()
+            return None
         try:
             return camera.wait(job, timeout=wait)
         # concurrent.futures.TimeoutError is the builtin only from Python 3.11 on
