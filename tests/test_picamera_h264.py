@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rtcbot import DeviceClosedError
+from rtcbot.base import SubscriptionClosed
 from rtcbot.devices import picamera_h264
 from rtcbot.devices.encoded import EncodedFrameQueue, EncodedVideoFrame
 from rtcbot.devices.picamera import PiCamera2
@@ -77,7 +78,7 @@ def test_close_wakes_a_waiting_get():
         getter = asyncio.ensure_future(q.get())
         await asyncio.sleep(0)
         q.close()
-        with pytest.raises(asyncio.CancelledError):
+        with pytest.raises(SubscriptionClosed):
             await asyncio.wait_for(getter, WAIT)
         q.put_nowait(frame(0, True))  # ignored once closed
         assert q.empty()

@@ -21,6 +21,8 @@ import collections
 from dataclasses import dataclass
 from typing import Callable, Deque, Optional
 
+from rtcbot.base import SubscriptionClosed
+
 __all__ = ["EncodedFrameQueue", "EncodedVideoFrame"]
 
 
@@ -68,8 +70,9 @@ class EncodedFrameQueue:
     - An overflow keeps the newest: everything queued is dropped, and the overflowing frame too unless it
       is a keyframe.
 
-    ``dropped`` counts the frames lost, ``gaps`` how many times ``on_gap`` was called. ``close()`` makes a
-    waiting ``get()`` (and every later one) raise ``asyncio.CancelledError``.
+    ``dropped`` counts the frames lost, ``gaps`` how many times ``on_gap`` was called (a start in the middle
+    of a GOP counts). ``close()`` makes a waiting ``get()`` (and every later one) raise
+    :class:`~rtcbot.base.SubscriptionClosed`.
     """
 
     def __init__(self, maxsize: int = 8, on_gap: Optional[Callable[[], None]] = None) -> None:
@@ -131,7 +134,7 @@ class EncodedFrameQueue:
     async def get(self) -> EncodedVideoFrame:
         while not self._frames:
             if self._closed:
-                raise asyncio.CancelledError("EncodedFrameQueue was closed")
+                raise SubscriptionClosed("EncodedFrameQueue was closed")
             waiter = asyncio.get_running_loop().create_future()
             self._waiter = waiter
             try:
@@ -150,6 +153,8 @@ class EncodedFrameQueue:
         """Ends the subscription: queued frames are dropped and a waiting ``get()`` is woken."""
         self._closed = True
         self._frames.clear()
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.cancel()
+        self._wake()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
