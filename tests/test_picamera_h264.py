@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rtcbot import DeviceClosedError
+from rtcbot import DeviceClosedError, DeviceOpenError
 from rtcbot.base import SubscriptionClosed
 from rtcbot.devices import picamera_h264
 from rtcbot.devices.encoded import EncodedFrameQueue, EncodedVideoFrame
@@ -304,3 +304,17 @@ def test_bad_settings_are_refused_before_the_encoder_starts(picamera, kwargs):
             assert not picamera.instances[-1].encoders
 
     run(main())
+
+
+def test_an_encoder_that_does_not_start_fires_on_error_with_what_to_check(picamera):
+    async def main():
+        with PiCamera2(width=64, height=48) as camera:
+            video = PiCamera2H264(camera, profile="bogus")
+            error = await asyncio.wait_for(video.onError(), WAIT)
+            video.close()
+            frame = await asyncio.wait_for(camera.get(), WAIT)  # the camera itself goes on
+            return error, frame
+
+    error, frame = run(main())
+    assert isinstance(error, DeviceOpenError) and "H264Encoder did not start" in str(error)
+    assert "bogus" in str(error) and frame.shape == (48, 64, 3)

@@ -74,6 +74,8 @@ class EncodedVideoTrack(MediaStreamTrack):
         maxsize: frames that may wait for the sender; more and whole GOPs are dropped (then a keyframe is
             asked for), so a slow connection never sees a broken picture, only a skip.
 
+    The track subscribes to the source at its first ``recv()`` (when aiortc's sender starts), so frames do
+    not pile up while the connection is being set up, and the first frame sent is a keyframe asked for then.
     ``stop()`` unsubscribes from the source; so does the source closing (the sender then ends).
     """
 
@@ -85,9 +87,9 @@ class EncodedVideoTrack(MediaStreamTrack):
         self._frames = EncodedFrameQueue(maxsize, on_gap=self.request_keyframe)
         self._first_timestamp: Optional[float] = None
         self._last_pts = -1
+        self._subscribed = False
         self.keyframe_requests = 0  #: how many times this track asked its source for a keyframe
         self.frames_sent = 0  #: packets returned by recv()
-        source.subscribe(self._frames)
         on_close = getattr(source, "onClose", None)
         if on_close is not None:
             on_close(self._source_closed)
@@ -108,6 +110,9 @@ class EncodedVideoTrack(MediaStreamTrack):
         """The next encoded frame as an ``av.Packet``; ``MediaStreamError`` once the track or source ended."""
         if self.readyState != "live":
             raise MediaStreamError
+        if not self._subscribed:  # at the first recv (the sender started), so nothing piles up before
+            self._subscribed = True
+            self._source.subscribe(self._frames)
         try:
             frame = await self._frames.get()
         except SubscriptionClosed:
@@ -130,7 +135,8 @@ class EncodedVideoTrack(MediaStreamTrack):
 
     def stop(self) -> None:
         if self.readyState == "live":
-            self._source.unsubscribe(self._frames)
+            if self._subscribed:
+                self._source.unsubscribe(self._frames)
             self._frames.close()
         super().stop()
 
