@@ -230,7 +230,7 @@ def picamera(monkeypatch):
     fake.system.reset()
 
 
-def test_the_fake_pi_cameras_h264_reaches_the_other_peer_decoded(picamera):
+def test_the_fake_pi_cameras_h264_reaches_the_other_peer_decoded(picamera, no_leaks):
     async def main():
         with PiCamera2(width=320, height=240, fps=30) as camera, PiCamera2H264(camera) as video:
             track = EncodedVideoTrack(video)

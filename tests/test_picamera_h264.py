@@ -169,7 +169,7 @@ def test_every_keyframe_carries_sps_and_pps_and_comes_every_keyframe_interval(pi
         assert ({7, 8, 5} <= nal_types) == f.keyframe  # SPS, PPS, IDR slice
 
 
-def test_a_keyframe_request_without_the_v4l2_control_restarts_the_encoder_and_time_goes_on(picamera):
+def test_a_keyframe_request_without_the_v4l2_control_restarts_the_encoder_and_time_goes_on(picamera, no_leaks):
     async def main():
         with PiCamera2(width=64, height=48, fps=60) as camera, PiCamera2H264(camera, keyframe_interval=600) as video:
             frames = video.subscribe()
@@ -258,7 +258,7 @@ def test_the_camera_keeps_giving_bgr_frames_while_it_encodes(picamera):
     assert len(encoded) == 3 and image.shape == (48, 64, 3)
 
 
-def test_closing_stops_the_encoder_and_leaves_the_camera_running(picamera):
+def test_closing_stops_the_encoder_and_leaves_the_camera_running(picamera, no_leaks):
     async def main():
         with PiCamera2(width=64, height=48, fps=60) as camera:
             with PiCamera2H264(camera) as video:
@@ -270,7 +270,7 @@ def test_closing_stops_the_encoder_and_leaves_the_camera_running(picamera):
     assert run(main()).shape == (48, 64, 3)
 
 
-def test_closing_the_camera_stops_the_encoder_first_and_closes_the_producer(picamera):
+def test_closing_the_camera_stops_the_encoder_first_and_closes_the_producer(picamera, no_leaks):
     async def main():
         camera = PiCamera2(width=64, height=48, fps=60)
         video = PiCamera2H264(camera)
@@ -306,7 +306,7 @@ def test_bad_settings_are_refused_before_the_encoder_starts(picamera, kwargs):
     run(main())
 
 
-def test_an_encoder_that_does_not_start_fires_on_error_with_what_to_check(picamera):
+def test_an_encoder_that_does_not_start_fires_on_error_with_what_to_check(picamera, no_leaks):
     async def main():
         with PiCamera2(width=64, height=48) as camera:
             video = PiCamera2H264(camera, profile="bogus")
