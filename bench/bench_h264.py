@@ -253,6 +253,9 @@ def _recv_within(conn: Any, timeout: float) -> Tuple[int, Any]:
 
 
 def run(quick: bool) -> List[Dict[str, Any]]:
+    from rtcbot._deps import require
+
+    require("aiortc")  # a clear MissingDependencyError (pip install aiortc) when it is not there
     seconds = 3 if quick else 10
     count = seconds * FPS
     images = _images()

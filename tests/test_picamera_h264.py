@@ -21,8 +21,6 @@ from rtcbot.devices.picamera_h264 import PiCamera2H264
 from tests.fakes import picamera2 as fake
 from tests.helpers import run
 
-av = pytest.importorskip("av")
-
 WAIT = 10.0
 
 
@@ -122,6 +120,8 @@ def test_what_a_reader_gets_always_decodes(maxsize, steps):
 
 @pytest.fixture
 def picamera(monkeypatch):
+    """The fake picamera2, whose H264Encoder needs PyAV (it comes with aiortc)."""
+    pytest.importorskip("av")
     fake.system.reset(cameras=1)
     fake.install(monkeypatch)
     yield fake.system
@@ -129,6 +129,8 @@ def picamera(monkeypatch):
 
 
 def decode(frames: List[EncodedVideoFrame]) -> List[np.ndarray]:
+    import av
+
     codec = av.CodecContext.create("h264", "r")
     images = []
     for f in frames:  # one access unit per packet, as aiortc's receiver decodes them
