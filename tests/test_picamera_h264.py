@@ -216,6 +216,26 @@ def test_a_keyframe_request_uses_the_v4l2_force_key_frame_control_when_there_is_
     assert controls == [(0xC008561C, 0x009909E5)]  # VIDIOC_S_CTRL, V4L2_CID_MPEG_VIDEO_FORCE_KEY_FRAME
 
 
+def test_an_encoder_that_ignores_the_control_is_restarted_instead(picamera, monkeypatch):
+    monkeypatch.setattr(picamera_h264.fcntl, "ioctl", lambda device, request, arg: 0)  # taken, no effect
+    monkeypatch.setattr(picamera_h264, "_KEYFRAME_REQUEST_EXPIRY", 0.1)
+
+    async def main():
+        with PiCamera2(width=64, height=48, fps=60) as camera, PiCamera2H264(camera, keyframe_interval=600) as video:
+            frames = video.subscribe()
+            await take(frames, 2)
+            video.request_keyframe()  # the control "works" but no keyframe comes
+            while (await take(frames, 1))[0].timestamp < 0.3:  # well past the expiry
+                pass
+            video.request_keyframe()  # unanswered before: restart
+            after = []
+            while not after or not after[-1].keyframe:
+                after += await take(frames, 1)
+            return video.restarts
+
+    assert run(main()) == 1
+
+
 def test_requests_made_while_a_keyframe_is_pending_are_merged(picamera):
     async def main():
         with PiCamera2(width=64, height=48, fps=60) as camera, PiCamera2H264(camera, keyframe_interval=600) as video:

@@ -97,9 +97,10 @@ class PiCamera2H264(ThreadedSubscriptionProducer):
         loop: the event loop subscribers run on (default: the running loop).
 
     :meth:`request_keyframe` makes the next frame an IDR (a browser joining, a PLI): on the Pi's V4L2
-    encoder with the driver's force-key-frame control; where there is none (libx264 on a Pi 5) by
-    restarting the encoder, which costs a frame or two. Timestamps (seconds) come from the encoder (the
-    sensor's clock, counted from the first frame) and keep increasing across restarts.
+    encoder with the driver's force-key-frame control; where there is none (libx264 on a Pi 5), or the
+    encoder ignores it (no keyframe within a second), by restarting the encoder, which costs a frame or
+    two. Timestamps (seconds) come from the encoder (the sensor's clock, counted from the first frame) and
+    keep increasing across restarts.
     """
 
     joinTimeout = 3.0  # stopping an encoder waits for its last frame
@@ -141,6 +142,8 @@ class PiCamera2H264(ThreadedSubscriptionProducer):
         self._wake = threading.Event()
         self._keyframe_asked_at: Optional[float] = None
         self._use_v4l2_control = True
+        self._v4l2_control_used = False
+        self._previous_request_unanswered = False  # no keyframe came within the expiry of the last request
         self._index = 0
         self._timestamp_base = 0.0  # seconds added to the encoder's timestamps (it restarts from 0)
         self._last_timestamp: Optional[float] = None
@@ -187,6 +190,7 @@ class PiCamera2H264(ThreadedSubscriptionProducer):
             if asked is not None and now - asked < _KEYFRAME_REQUEST_EXPIRY:
                 return
             self._keyframe_asked_at = now
+            self._previous_request_unanswered = asked is not None
         self._wake.set()
 
     def close(self) -> None:
@@ -234,8 +238,18 @@ class PiCamera2H264(ThreadedSubscriptionProducer):
             self._camera.stop_encoder(self._encoder)
 
     def _make_keyframe(self) -> None:
+        with self._lock:
+            ignored, self._previous_request_unanswered = self._previous_request_unanswered, False
+        if self._use_v4l2_control and ignored and self._v4l2_control_used:
+            self._use_v4l2_control = False
+            logger.warning(
+                "%s: the encoder took the force-key-frame control but made no keyframe within %.1f s; "
+                "keyframes on request restart the encoder from now on",
+                self._camera.describe(), _KEYFRAME_REQUEST_EXPIRY,
+            )
         if self._use_v4l2_control:
             if force_v4l2_key_frame(self._encoder):
+                self._v4l2_control_used = True
                 return
             self._use_v4l2_control = False
             logger.info(
