@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import struct
+import threading
 from typing import List
 
 import numpy as np
@@ -174,7 +175,7 @@ def test_every_keyframe_carries_sps_and_pps_and_comes_every_keyframe_interval(pi
 def test_a_keyframe_request_without_the_v4l2_control_restarts_the_encoder_and_time_goes_on(picamera, no_leaks):
     async def main():
         with PiCamera2(width=64, height=48, fps=60) as camera, PiCamera2H264(camera, keyframe_interval=600) as video:
-            frames = video.subscribe()
+            frames = video.subscribe(EncodedFrameQueue(1000))  # no gaps, no requests of its own
             before = await take(frames, 3)
             video.request_keyframe()
             after = []
@@ -202,7 +203,7 @@ def test_a_keyframe_request_uses_the_v4l2_force_key_frame_control_when_there_is_
     async def main():
         nonlocal encoder
         with PiCamera2(width=64, height=48, fps=60) as camera, PiCamera2H264(camera, keyframe_interval=600) as video:
-            frames = video.subscribe()
+            frames = video.subscribe(EncodedFrameQueue(1000))
             await take(frames, 2)
             encoder = next(iter(picamera.instances[-1].encoders))
             video.request_keyframe()
@@ -217,17 +218,22 @@ def test_a_keyframe_request_uses_the_v4l2_force_key_frame_control_when_there_is_
 
 
 def test_an_encoder_that_ignores_the_control_is_restarted_instead(picamera, monkeypatch):
-    monkeypatch.setattr(picamera_h264.fcntl, "ioctl", lambda device, request, arg: 0)  # taken, no effect
-    monkeypatch.setattr(picamera_h264, "_KEYFRAME_REQUEST_EXPIRY", 0.1)
+    controlled = threading.Event()
+
+    def ioctl(device, request, arg):  # the driver takes the control, and no keyframe comes of it
+        controlled.set()
+        return 0
+
+    monkeypatch.setattr(picamera_h264.fcntl, "ioctl", ioctl)
+    monkeypatch.setattr(picamera_h264, "_KEYFRAME_REQUEST_EXPIRY", 0.0)  # every request finds the last expired
 
     async def main():
         with PiCamera2(width=64, height=48, fps=60) as camera, PiCamera2H264(camera, keyframe_interval=600) as video:
-            frames = video.subscribe()
+            frames = video.subscribe(EncodedFrameQueue(1000))  # no gap of its own asks for keyframes
             await take(frames, 2)
-            video.request_keyframe()  # the control "works" but no keyframe comes
-            while (await take(frames, 1))[0].timestamp < 0.3:  # well past the expiry
-                pass
-            video.request_keyframe()  # unanswered before: restart
+            video.request_keyframe()
+            assert await asyncio.to_thread(controlled.wait, WAIT)
+            video.request_keyframe()  # the first one is still unanswered: restart
             after = []
             while not after or not after[-1].keyframe:
                 after += await take(frames, 1)
@@ -239,7 +245,7 @@ def test_an_encoder_that_ignores_the_control_is_restarted_instead(picamera, monk
 def test_requests_made_while_a_keyframe_is_pending_are_merged(picamera):
     async def main():
         with PiCamera2(width=64, height=48, fps=60) as camera, PiCamera2H264(camera, keyframe_interval=600) as video:
-            frames = video.subscribe()
+            frames = video.subscribe(EncodedFrameQueue(1000))
             await take(frames, 2)
             for _ in range(20):
                 video.request_keyframe()
