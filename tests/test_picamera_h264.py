@@ -147,7 +147,7 @@ async def take(subscription, count: int) -> List[EncodedVideoFrame]:
 def test_frames_are_h264_that_decodes_to_the_camera_picture(picamera):
     async def main():
         with PiCamera2(width=64, height=48, fps=30) as camera, PiCamera2H264(camera) as video:
-            return await take(video.subscribe(), 10)
+            return await take(video.subscribe(EncodedFrameQueue(1000)), 10)
 
     frames = run(main())
     assert frames[0].keyframe and frames[0].data.startswith(b"\x00\x00\x00\x01")
@@ -163,7 +163,7 @@ def test_frames_are_h264_that_decodes_to_the_camera_picture(picamera):
 def test_every_keyframe_carries_sps_and_pps_and_comes_every_keyframe_interval(picamera):
     async def main():
         with PiCamera2(width=64, height=48, fps=60) as camera, PiCamera2H264(camera, keyframe_interval=5) as video:
-            return await take(video.subscribe(), 11)
+            return await take(video.subscribe(EncodedFrameQueue(1000)), 11)
 
     frames = run(main())
     assert [f.index for f in frames if f.keyframe] == [0, 5, 10]
@@ -346,3 +346,15 @@ def test_an_encoder_that_does_not_start_fires_on_error_with_what_to_check(picame
     error, frame = run(main())
     assert isinstance(error, DeviceOpenError) and "H264Encoder did not start" in str(error)
     assert "bogus" in str(error) and frame.shape == (48, 64, 3)
+
+
+def test_the_default_subscription_is_a_bounded_queue_that_asks_this_camera_for_keyframes(picamera):
+    async def main():
+        with PiCamera2(width=64, height=48) as camera, PiCamera2H264(camera) as video:
+            frames = video.subscribe()
+            assert isinstance(frames, EncodedFrameQueue) and frames.maxsize == 8
+            assert frames.on_gap == video.request_keyframe
+            first = await asyncio.wait_for(video.get(), WAIT)  # get() reads a default subscription too
+            return first
+
+    assert run(main()).keyframe
