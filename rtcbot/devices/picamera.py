@@ -12,6 +12,9 @@ Same interface and frames as :class:`~rtcbot.CVCamera`::
 
     asyncio.run(main())
 
+For the camera's hardware H.264 (WebRTC without encoding in Python), attach
+:class:`~rtcbot.devices.picamera_h264.PiCamera2H264` to the open camera: ``PiCamera2H264(camera)``.
+
 picamera2 comes with Raspberry Pi OS (``sudo apt install python3-picamera2``); a virtualenv needs
 ``--system-site-packages`` to see it, and then must not install its own numpy 2.x over apt's (importing
 picamera2 fails with "numpy.dtype size changed": ``pip uninstall numpy`` in the virtualenv).
