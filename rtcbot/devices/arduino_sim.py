@@ -122,6 +122,7 @@ class PtyDevice:
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         self._stopping = threading.Event()
+        self._reading = True
         self._closed = False
         self.error: Optional[BaseException] = None
         self.plugged = threading.Event()
@@ -188,6 +189,17 @@ class PtyDevice:
         self.unplug()
         self._plug()
 
+    def pause_reading(self) -> None:
+        """Stop reading what the program writes (a board busy elsewhere): once the pty's buffer is full, the
+        program's writes block, as they would on a stalled device. :meth:`resume_reading` undoes it."""
+        self._reading = False
+        self._wake()
+
+    def resume_reading(self) -> None:
+        """Read what the program writes again (see :meth:`pause_reading`)."""
+        self._reading = True
+        self._wake()
+
     # -- serving ----------------------------------------------------------------------------------------
     def write(self, data: bytes) -> None:
         """Queue bytes for the program to read (any thread)."""
@@ -216,7 +228,10 @@ class PtyDevice:
                     pending = bool(self._out)
                 timeout = self.next_tick()
                 readable, writable, _ = select.select(
-                    [master, self._wake_r], [master] if pending else [], [], timeout
+                    [master, self._wake_r] if self._reading else [self._wake_r],
+                    [master] if pending else [],
+                    [],
+                    timeout,
                 )
                 if self._wake_r in readable:
                     try:
