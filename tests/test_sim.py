@@ -286,3 +286,50 @@ def test_sim_speaker_plays_a_producer_through_putsubscription():
             return speaker.level_dbfs
 
     assert run(main()) == pytest.approx(-9.0, abs=0.5)
+
+
+def test_sim_speaker_received_ends_with_device_closed_when_it_closes(no_leaks):
+    from rtcbot.errors import DeviceClosedError
+
+    async def main():
+        speaker = SimSpeaker(samplerate=8000)
+        waiting = asyncio.ensure_future(speaker.received(10**9))
+        speaker.put_nowait(np.zeros(100, np.float32))
+        await asyncio.wait_for(speaker.onReady(), 5)
+        speaker.close()
+        with pytest.raises(DeviceClosedError, match="closed after"):
+            await asyncio.wait_for(waiting, 5)
+
+    run(main())
+
+
+# --------------------------------------------------------------------------------- edges of the settings
+
+
+@pytest.mark.parametrize("use_cv2", [True, False])
+@pytest.mark.parametrize("width, height", [(1, 1), (2, 1), (1, 2), (3, 3), (8, 1), (1, 60)])
+def test_pattern_renders_every_size_from_one_pixel(width, height, use_cv2):
+    frame = render_test_pattern(width, height, 12345, use_cv2=use_cv2)
+    assert frame.shape == (height, width, 3) and frame.dtype == np.uint8 and frame.flags.writeable
+
+
+def test_sim_camera_of_one_pixel_delivers_frames(no_leaks):
+    async def main():
+        with SimCamera(width=1, height=1, fps=60) as camera:
+            return await next_item(camera.subscribe())
+
+    assert run(main()).shape == (1, 1, 3)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"samplerate": 1}, "take 1024 s"),
+        ({"samplerate": 8000, "blocksize": 800_000}, "take 100 s"),
+        ({"frequency": float("nan")}, "frequency"),
+        ({"amplitude": float("inf")}, "amplitude"),
+    ],
+)
+def test_sim_microphone_settings_that_cannot_work_fail_at_construction(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        SimMicrophone(**kwargs)
