@@ -619,3 +619,20 @@ def test_closing_while_playing_stops_the_stream_and_the_process_promptly(fake, t
     assert took < 2.0
     assert events.read_text().splitlines()[-1] == "close"
     assert speaker.underflows == 0  # counters stay readable after close
+
+
+def test_speaker_close_is_idempotent_and_fires_on_close_once(fake, no_leaks):
+    closes = []
+
+    async def main():
+        speaker = FakeSpeaker()
+        speaker.onClose(lambda: closes.append("closed"))
+        await asyncio.wait_for(speaker.onReady(), WAIT)
+        speaker.close()
+        speaker.close()
+        await asyncio.wait_for(speaker, WAIT)
+        speaker.close()
+        return speaker.closed, speaker.ready, speaker.error
+
+    assert run(main()) == (True, False, None)
+    assert closes == ["closed"]

@@ -585,3 +585,20 @@ def test_close_during_delay_write_start_is_prompt_and_sends_nothing(peer, no_lea
         assert "terminating" not in caplog.text
 
     run(main())
+
+
+def test_close_is_idempotent_and_fires_on_close_once(peer, no_leaks):
+    closes: List[Any] = []
+
+    async def main():
+        conn = SerialConnection(peer.port)
+        conn.onClose(lambda: closes.append("closed"))
+        await ready(conn)
+        conn.close()
+        conn.close()
+        await asyncio.wait_for(conn, TIMEOUT)
+        conn.close()
+        return conn.closed, conn.ready, conn.error
+
+    assert run(main()) == (True, False, None)
+    assert closes == ["closed"]

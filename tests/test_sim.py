@@ -178,18 +178,23 @@ def test_sim_camera_gives_subscribers_what_preprocessframe_returns():
 
 
 def test_sim_camera_close_is_prompt_and_idempotent(no_leaks):
+    closes = []
+
     async def main():
         camera = SimCamera(fps=1)  # a frame per second: close must not wait for the next one
+        camera.onClose(lambda: closes.append("closed"))
         await camera.onReady()
         t = time.monotonic()
         camera.close()
         camera.close()
         await asyncio.wait_for(camera, 5)
-        return time.monotonic() - t, camera.error
+        camera.close()
+        return time.monotonic() - t, camera.error, camera.closed
 
-    elapsed, error = run(main())
-    assert elapsed < 0.5
-    assert error is None
+    elapsed, error, closed = run(main())
+    assert elapsed < 0.9  # well under the second the next frame would take
+    assert error is None and closed
+    assert closes == ["closed"]  # onClose fired once, however many close() calls
 
 
 def test_sim_camera_rejects_a_zero_rate():

@@ -420,6 +420,15 @@ class Speaker(ProcessSubscriptionConsumer):
         check_playable(data, self.channels)
         super().put_nowait(data)
 
+    def play(self, data: Any) -> None:
+        """RTCBot's name for :meth:`put_nowait`: queue a block of samples and return at once."""
+        self.put_nowait(data)
+
+    def playStream(self, stream: Any) -> None:
+        """RTCBot's name for :meth:`putSubscription`: play what ``stream`` (a subscription, or a producer
+        such as a Microphone) delivers, in place of what was playing."""
+        self.putSubscription(stream)
+
     def _consumer(self) -> None:
         """Runs in the child process: the PortAudio callback plays from a PlaybackBuffer this loop fills."""
         sd = _import_sounddevice(self._sounddevice_module)
