@@ -441,7 +441,7 @@ def test_a_worker_thread_that_raises_fires_on_error_with_that_exception_and_the_
 
     err, took = run(main())
     assert isinstance(err, ValueError) and "horizon" in str(err)
-    assert took < 2.0
+    assert took < 3.0  # four devices, two of them processes, closed on a possibly loaded machine
 
 
 class BigArrays(ProcessSubscriptionProducer):
@@ -461,7 +461,7 @@ def test_transport_shared_memory_is_unmapped_after_close_and_after_the_worker_is
         try:
             await asyncio.wait_for(producer.onReady(), WAIT)
             await asyncio.wait_for(producer.get(), WAIT)
-            pid = producer._process.pid
+            pid = worker_pid(producer)
             mapped = memfd_regions()
             child_mapped = sum(1 for line in _raw_maps(pid) if "memfd:rtcbot-transport" in line)
             dev_shm = {m for m in shared_memory_maps(os.getpid()) | shared_memory_maps(pid) if "/dev/shm/" in m}
@@ -489,7 +489,7 @@ def test_closing_a_process_producer_held_back_by_a_slow_parent_is_prompt_and_qui
         return producer, time.monotonic() - started
 
     producer, took = run(main())
-    assert took < 0.5 and producer.error is None
+    assert took < 1.5 and producer.error is None  # no joinTimeout wait then terminate (that would warn)
     assert not [r for r in caplog.records if r.levelno >= 30], [r.getMessage() for r in caplog.records]
 
 

@@ -168,9 +168,13 @@ def prepared(name: str, documented_port: str, port: str, directory: str) -> str:
 
 def board_received(board: SerialPeer, data: bytes) -> Callable[[RunningScript], None]:
     def check(script: RunningScript) -> None:
-        assert board.wait_for(lambda received: data in received, WAIT), (
-            f"the board never received {data!r}:\n{script.text()}"
-        )
+        deadline = time.monotonic() + WAIT
+        # Waits in slices so that a script that failed at start (a traceback) fails the test at once.
+        while not board.wait_for(lambda received: data in received, 0.25):
+            if "Traceback" in script.text() or script.proc.poll() is not None:
+                pytest.fail(f"the script failed before the board received {data!r}:\n{script.text()}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"the board never received {data!r} within {WAIT} s:\n{script.text()}")
 
     return check
 

@@ -398,13 +398,15 @@ def test_close_is_prompt_while_waiting_for_an_unplugged_port(tmp_path, no_leaks)
 
     async def main():
         with SimulatedArduino(period=None, link=link) as arduino:
-            conn = SerialConnection(link, **SERIAL_OPTIONS)
+            conn = SerialConnection(link, **SERIAL_OPTIONS, joinTimeout=10)
             await ready(conn)
             arduino.unplug()
             await asyncio.wait_for(conn.wait_port(present=False), TIMEOUT)
             start = time.monotonic()
             conn.close()
-            assert time.monotonic() - start < 1.0
+            # Woken by close from its wait for the port (backing off up to 1 s between attempts), not
+            # terminated after joinTimeout: far below 10 s even on a loaded machine.
+            assert time.monotonic() - start < 2.5
             assert conn.closed
 
     run(main())
@@ -602,3 +604,30 @@ def test_close_is_idempotent_and_fires_on_close_once(peer, no_leaks):
 
     assert run(main()) == (True, False, None)
     assert closes == ["closed"]
+
+
+def test_a_closed_simulated_device_closes_nothing_in_a_forked_child():
+    # A closed device's descriptor numbers are reused by whatever opens next; the at-fork cleanup must not
+    # close them in the child (a subprocess with preexec_fn then failed before exec with EBADF).
+    closed_device = SimulatedArduino(period=None)
+    closed_device.close()
+    reused = [fd for _ in range(8) for fd in os.pipe()]  # likely to take the closed device's numbers
+
+    def still_open_in_the_child() -> None:  # runs after the at-fork handlers, before exec
+        for fd in reused:
+            os.fstat(fd)
+
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", "import sys; sys.stdout.write('ok')"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            preexec_fn=still_open_in_the_child,
+            pass_fds=reused,
+        )
+        assert done.stdout == "ok", done.stderr
+    finally:
+        for fd in reused:
+            os.close(fd)
+        del closed_device

@@ -120,8 +120,9 @@ def test_sim_camera_runs_at_the_asked_rate(no_leaks):
 
     frames = run(main())
     assert [f.index for f in frames] == list(range(11))
-    # 10 periods of 50 ms; generous bounds for a busy machine, but it must be paced, not as fast as it can
-    assert 0.4 <= frames[-1].timestamp - frames[0].timestamp <= 0.8
+    # 10 periods of 50 ms: paced, never faster (late frames catch up to the schedule, never ahead of it);
+    # the upper bound leaves a loaded 2-core machine a stall of most of a second
+    assert 0.45 <= frames[-1].timestamp - frames[0].timestamp <= 1.5
 
 
 def stall_once(at_index: int, seconds: float):
@@ -181,7 +182,7 @@ def test_sim_camera_close_is_prompt_and_idempotent(no_leaks):
     closes = []
 
     async def main():
-        camera = SimCamera(fps=1)  # a frame per second: close must not wait for the next one
+        camera = SimCamera(fps=0.2)  # a frame every 5 s: close must not wait for the next one
         camera.onClose(lambda: closes.append("closed"))
         await camera.onReady()
         t = time.monotonic()
@@ -192,7 +193,7 @@ def test_sim_camera_close_is_prompt_and_idempotent(no_leaks):
         return time.monotonic() - t, camera.error, camera.closed
 
     elapsed, error, closed = run(main())
-    assert elapsed < 0.9  # well under the second the next frame would take
+    assert elapsed < 2.5  # well under the 5 s the next frame would take
     assert error is None and closed
     assert closes == ["closed"]  # onClose fired once, however many close() calls
 
@@ -237,7 +238,7 @@ def test_sim_microphone_delivers_in_real_time(no_leaks):
 
     first, blocks, elapsed = run(main())
     assert [b.index for b in blocks] == list(range(1, 11))
-    assert 0.35 <= elapsed <= 0.9  # 10 blocks of 50 ms
+    assert 0.4 <= elapsed <= 2.0  # 10 blocks of 50 ms: never ahead of real time; late on a loaded machine
     assert blocks[-1].timestamp - first.timestamp == pytest.approx(0.5, abs=0.15)
 
 

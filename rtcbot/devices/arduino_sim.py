@@ -78,14 +78,18 @@ _live_devices: weakref.WeakSet[PtyDevice] = weakref.WeakSet()
 def _close_device_ends_after_fork() -> None:
     # A process forked while a simulated device runs (a SerialConnection worker, under the "fork" start
     # method) must not keep the device's end of the pty open: unplug() could not close the pty then.
+    # Only descriptors the device still owns: a closed device's old numbers may belong to someone else now
+    # (closing them here once broke a subprocess's pipes in its child: EBADF before exec).
     for device in list(_live_devices):
+        if device._closed:
+            continue
         for fd in (device._master, device._slave, device._wake_r, device._wake_w):
             if fd is not None:
                 try:
                     os.close(fd)
                 except OSError:
                     pass
-        device._master = device._slave = None
+        device._master = device._slave = device._wake_r = device._wake_w = None
         device._closed = True
 
 
@@ -214,8 +218,11 @@ class PtyDevice:
             return len(self._out)
 
     def _wake(self) -> None:
+        fd = self._wake_w
+        if fd is None:
+            return  # closed: nobody to wake
         try:
-            os.write(self._wake_w, b"\0")
+            os.write(fd, b"\0")
         except BlockingIOError:
             pass  # already awake
 
@@ -278,10 +285,14 @@ class PtyDevice:
         """Stop serving and close the pty (and remove the link). Idempotent."""
         if self._closed:
             return
-        self._closed = True
         self.unplug()
-        for fd in (self._wake_r, self._wake_w):
-            os.close(fd)
+        self._closed = True  # after unplug: a fork meanwhile still closes the pty in its child
+        _live_devices.discard(self)
+        wake_r, wake_w = self._wake_r, self._wake_w
+        self._wake_r = self._wake_w = None
+        for fd in (wake_r, wake_w):
+            if fd is not None:
+                os.close(fd)
 
     def __enter__(self) -> Any:
         return self
