@@ -123,8 +123,10 @@ class PtyDevice:
         self._slave: Optional[int] = None
         self._slave_name = ""
         self._thread: Optional[threading.Thread] = None
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_r, False)
+        self._wake_r: Optional[int] = wake_r
+        self._wake_w: Optional[int] = wake_w
         self._stopping = threading.Event()
         self._reading = True
         self._closed = False
@@ -227,22 +229,22 @@ class PtyDevice:
             pass  # already awake
 
     def _serve(self) -> None:
-        master = self._master
-        assert master is not None
+        master, wake = self._master, self._wake_r
+        assert master is not None and wake is not None
         try:
             while not self._stopping.is_set():
                 with self._lock:
                     pending = bool(self._out)
                 timeout = self.next_tick()
                 readable, writable, _ = select.select(
-                    [master, self._wake_r] if self._reading else [self._wake_r],
+                    [master, wake] if self._reading else [wake],
                     [master] if pending else [],
                     [],
                     timeout,
                 )
-                if self._wake_r in readable:
+                if wake in readable:
                     try:
-                        os.read(self._wake_r, 4096)
+                        os.read(wake, 4096)
                     except BlockingIOError:
                         pass
                 if master in readable:
