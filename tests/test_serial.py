@@ -631,3 +631,22 @@ def test_a_closed_simulated_device_closes_nothing_in_a_forked_child():
         for fd in reused:
             os.close(fd)
         del closed_device
+
+
+def test_writes_of_one_loop_turn_travel_together_and_a_timed_out_batch_counts_each_message(peer, no_leaks):
+    async def main():
+        with SerialConnection(peer.port, write_timeout=0.2) as conn:
+            await ready(conn)
+            peer.pause_reading()
+            for k in range(3):
+                conn.put_nowait(b"small %d\n" % k)
+            conn.put_nowait(b"x" * 1_000_000)  # one write() with the three above: it fills the pty, times out
+            while conn.writes_dropped < 4:
+                await asyncio.wait_for(conn.next_counters(), TIMEOUT)
+            peer.resume_reading()
+            for k in range(3):  # the next turn's writes go on their own, in order
+                conn.put_nowait(b"next %d\n" % k)
+            assert await in_thread(peer.wait_for, lambda data: data.endswith(b"next 0\nnext 1\nnext 2\n"))
+            return conn.writes_dropped
+
+    assert run(main()) == 4

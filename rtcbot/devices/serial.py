@@ -6,6 +6,7 @@ overflow), parsing is done by :mod:`rtcbot.devices.framing`, and messages are ch
 """
 from __future__ import annotations
 
+import asyncio
 import errno
 import logging
 import math
@@ -30,15 +31,28 @@ _BACKOFF_MAX = 1.0  # the wait between attempts doubles up to this
 
 
 class _Wire:
-    """Bytes already encoded in the parent: the worker writes them as they are."""
+    """Bytes already encoded in the parent (``count`` messages, back to back): the worker writes them as
+    they are, with one ``write()``."""
 
-    __slots__ = ("data",)
+    __slots__ = ("data", "count")
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes, count: int = 1) -> None:
         self.data = data
+        self.count = count
 
     def __reduce__(self) -> Any:
-        return (_Wire, (self.data,))
+        return (_Wire, (self.data, self.count))
+
+
+_BATCH_MAX = 65536  # bytes of queued writes sent to the worker as one item, at most
+
+
+def _batch_limit(baudrate: int, write_timeout: Optional[float]) -> int:
+    """The most bytes one batched write() may carry: what the line sends in a quarter of ``write_timeout``
+    (so a batch never times out on a slow line where its messages one by one would not), within 64..64 KiB."""
+    if write_timeout is None:
+        return _BATCH_MAX
+    return int(max(64, min(_BATCH_MAX, baudrate / 10 * write_timeout / 4)))
 
 
 class _PortStatus:
@@ -193,7 +207,9 @@ class SerialConnection(ProcessSubscriptionProducerConsumer):
     :param reconnect: when the port disappears (unplugged), set ``ready`` False and reopen the same path
         when it reappears (True, default); with False, fail with :class:`rtcbot.DeviceLostError`.
     :param write_timeout: seconds a write may block (device not reading) before it is dropped and counted
-        (None: wait for ever).
+        (None: wait for ever). Messages put in the same turn of the event loop are written together, with
+        one ``write()`` (at most what the line sends in a quarter of ``write_timeout``): a write that times
+        out drops that batch, each of its messages counted.
     :param start_method: how the worker process starts (``"forkserver"``, ``"spawn"``, ``"fork"``); None
         for rtcbot's default (see :mod:`rtcbot.base.multiprocess`).
 
@@ -294,11 +310,38 @@ class SerialConnection(ProcessSubscriptionProducerConsumer):
         Raises :class:`rtcbot.EncodeError` (naming the field) for a message that does not fit; nothing is
         sent. While the port is unplugged the message is dropped and counted in ``writes_dropped``.
         """
-        wire = _Wire(self._encoder.encode(data))
+        encoded = self._encoder.encode(data)
         if self._portGone and not self._shouldClose:
             self._droppedHere += 1
             return
-        super().put_nowait(wire)
+        batch = self._batch
+        if batch is not None:
+            batch += encoded
+            self._batchCount += 1
+            if len(batch) >= self._batchLimit:
+                self._flush_batch()
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not on a running loop (module-level code, another thread): no batching
+            super().put_nowait(_Wire(encoded))
+            return
+        # Writes made in this turn of the event loop travel to the worker as one item, written with one
+        # write(): the per-message cost of the hand-off and the system call is paid once per batch.
+        self._batch = bytearray(encoded)
+        self._batchCount = 1
+        self._batchLimit = _batch_limit(self._baudrate, self._writeTimeout)
+        loop.call_soon(self._flush_batch)
+
+    def _flush_batch(self) -> None:
+        batch, count = self._batch, self._batchCount
+        if batch is None:
+            return
+        self._batch = None
+        self._batchCount = 0
+        if self._shouldClose:
+            return  # closed meanwhile: as for any write still queued at close, it is not sent
+        super().put_nowait(_Wire(bytes(batch), count))
 
     @property
     def port_present(self) -> bool:
@@ -353,6 +396,10 @@ class SerialConnection(ProcessSubscriptionProducerConsumer):
         if waiters.failure is None and self._status.connected == bool(present):
             return
         await waiters.wait(key=bool(present))
+
+    _batch: Optional[bytearray] = None  # writes of this loop turn, not yet handed to the worker
+    _batchCount = 0
+    _batchLimit = _BATCH_MAX
 
     def _deliver(self, item: Any) -> None:
         if type(item) is _PortStatus:
@@ -546,8 +593,9 @@ class _PortWorker:
         encode = conn._encoder.encode
         while True:
             item = conn._get()  # SubscriptionClosed after close() ends the worker
+            count = 1
             if type(item) is _Wire:
-                data = item.data
+                data, count = item.data, item.count
             else:  # from a putSubscription: not checked in the parent
                 try:
                     data = encode(item)
@@ -558,7 +606,7 @@ class _PortWorker:
             with self.lock:
                 port = self.port
             if port is None:
-                self.drop()
+                self.drop(count)
                 continue
             wait = self.opened_at + conn._delayWriteStart - time.monotonic()
             if wait > 0 and conn._wait_closed(wait):
@@ -568,14 +616,16 @@ class _PortWorker:
             except self.serial.SerialTimeoutException as e:
                 if self.stopping:
                     return
-                self.log.warning("SerialConnection %s: write timed out (%s); dropped", conn._url, e)
-                self.drop()
+                self.log.warning(
+                    "SerialConnection %s: write timed out (%s); %d message(s) dropped", conn._url, e, count
+                )
+                self.drop(count)
             except (self.serial.SerialException, OSError) as e:
                 if self.stopping:
                     return
-                self.drop()
+                self.drop(count)
                 self.lost(port, e)
 
-    def drop(self) -> None:
-        self.writes_dropped += 1
+    def drop(self, count: int = 1) -> None:
+        self.writes_dropped += count
         self.send_status()
