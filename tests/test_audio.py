@@ -437,6 +437,8 @@ def test_speaker_skips_unplayable_items_from_a_subscription_and_keeps_playing(pu
             source.put_nowait(np.zeros((4, 4, 4), np.float32))
             source.put_nowait(tone(440, RATE))
             await listen_for(listening, 440)
+            while speaker.skipped == 0:  # the count travels in the player's next report (every 0.1 s)
+                await asyncio.wait_for(speaker.next_counters(), WAIT)
             return speaker.skipped, speaker.closed
 
     assert run(main()) == (1, False)

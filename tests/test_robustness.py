@@ -506,17 +506,16 @@ def test_a_process_consumer_that_stops_taking_frames_does_not_queue_them_in_its_
     async def main():
         with Stuck() as stuck, SimCamera(640, 480, fps=100) as camera:
             await asyncio.wait_for(stuck.onReady(), WAIT)
-            worker = psutil.Process(stuck._process.pid)
+            worker = psutil.Process(worker_pid(stuck))
             stuck.putSubscription(camera)
             await eventually(lambda: camera.frame_count > 5, WAIT, "the camera should deliver")
             before = worker.memory_info().rss
             start = camera.frame_count
             await eventually(lambda: camera.frame_count > start + 100, WAIT, "100 more frames (90 MB)")
-            return (worker.memory_info().rss - before) / 2**20, stuck._feedInFlight
+            return (worker.memory_info().rss - before) / 2**20
 
-    growth_mb, in_flight = run(main())
+    growth_mb = run(main())  # (what the parent holds back is the base layer's flow control, tested there)
     assert growth_mb < 5, f"the stuck worker grew by {growth_mb:.1f} MB"
-    assert in_flight <= 2
 
 
 # ------------------------------------------------------------------------------------------ vanishing devices
