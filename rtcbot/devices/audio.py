@@ -320,6 +320,8 @@ class Speaker(ProcessSubscriptionConsumer):
     """
 
     _sounddevice_module = "sounddevice"  # tests swap in a fake module by name (it must import in the child)
+    # What stays in the parent when the player starts (the base layer's declaration of what does not cross).
+    _parent_only_attributes = frozenset({"_counters", "_counterWaitersLazy"})
 
     def __init__(
         self,

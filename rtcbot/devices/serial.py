@@ -397,6 +397,10 @@ class SerialConnection(ProcessSubscriptionProducerConsumer):
             return
         await waiters.wait(key=bool(present))
 
+    # What stays in the parent when the worker starts (the base layer's declaration of what does not cross).
+    _parent_only_attributes = frozenset(
+        {"_waitersLazy", "_batch", "_batchCount", "_batchLimit", "_status", "_portGone", "_droppedHere"}
+    )
     _batch: Optional[bytearray] = None  # writes of this loop turn, not yet handed to the worker
     _batchCount = 0
     _batchLimit = _BATCH_MAX
