@@ -86,11 +86,23 @@ def _is_url(url: str) -> bool:
     return "://" in url
 
 
+def _errno_of(err: Optional[BaseException]) -> Optional[int]:
+    """The errno of ``err``, or of what caused it (pyserial wraps termios errors: ENOTTY for /dev/null)."""
+    seen = 0
+    while err is not None and seen < 5:
+        code = getattr(err, "errno", None)
+        if code is None and err.args and isinstance(err.args[0], int):
+            code = err.args[0]
+        if code is not None:
+            return code
+        err = err.__cause__ or err.__context__
+        seen += 1
+    return None
+
+
 def _open_error(url: str, err: BaseException) -> DeviceOpenError:
     """A DeviceOpenError for ``url`` saying what to check, from the errno of ``err`` (or of its cause)."""
-    code = getattr(err, "errno", None)
-    if code is None and err.args and isinstance(err.args[0], int):
-        code = err.args[0]
+    code = _errno_of(err)
     if code == errno.ENOENT:
         hint = (
             "it does not exist: is the device plugged in? `rtcbot devices` lists the serial ports (use a "
