@@ -203,8 +203,9 @@ class SerialConnection(ProcessSubscriptionProducerConsumer):
 
     Writing (``put_nowait``, ``putSubscription``): str and bytes are sent as they are; with ``writeFormat``
     a tuple/list (or a dict, with ``writeKeys``) is packed with that struct format. A message that does not
-    fit (wrong count, missing key, out of range) raises :class:`rtcbot.EncodeError` at ``put_nowait``,
-    naming the field; nothing is sent and the connection keeps running. (Items read from a
+    fit (wrong count, missing key, out of range, NaN or infinity in a float field: refused, never clipped)
+    raises :class:`rtcbot.EncodeError` at ``put_nowait``, naming the field; nothing is sent and the
+    connection keeps running. (Items read from a
     ``putSubscription`` are checked in the worker: a bad one is logged, counted in ``writes_dropped`` and
     skipped.)
 
