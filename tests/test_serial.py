@@ -638,6 +638,7 @@ def test_writes_of_one_loop_turn_travel_together_and_a_timed_out_batch_counts_ea
         with SerialConnection(peer.port, write_timeout=0.2) as conn:
             await ready(conn)
             peer.pause_reading()
+            conn.put_nowait(b"first\n")  # the first write of a loop turn goes at once, alone
             for k in range(3):
                 conn.put_nowait(b"small %d\n" % k)
             conn.put_nowait(b"x" * 1_000_000)  # one write() with the three above: it fills the pty, times out
@@ -647,6 +648,7 @@ def test_writes_of_one_loop_turn_travel_together_and_a_timed_out_batch_counts_ea
             for k in range(3):  # the next turn's writes go on their own, in order
                 conn.put_nowait(b"next %d\n" % k)
             assert await in_thread(peer.wait_for, lambda data: data.endswith(b"next 0\nnext 1\nnext 2\n"))
+            assert bytes(peer.received).startswith(b"first\nsmall 0\n")  # in order (the timed-out write is cut)
             return conn.writes_dropped
 
     assert run(main()) == 4

@@ -328,33 +328,39 @@ class SerialConnection(ProcessSubscriptionProducerConsumer):
             self._droppedHere += 1
             return
         batch = self._batch
-        if batch is not None:
+        if batch is not None:  # more writes in this turn of the event loop: they wait for its end
             batch += encoded
             self._batchCount += 1
             if len(batch) >= self._batchLimit:
-                self._flush_batch()
+                self._send_batch()
             return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # not on a running loop (module-level code, another thread): no batching
             super().put_nowait(_Wire(encoded))
             return
-        # Writes made in this turn of the event loop travel to the worker as one item, written with one
-        # write(): the per-message cost of the hand-off and the system call is paid once per batch.
-        self._batch = bytearray(encoded)
-        self._batchCount = 1
+        # The first write of a turn of the event loop goes at once (no added latency for a lone command);
+        # the ones after it in the same turn travel to the worker together, as one item written with one
+        # write(), so a burst pays the hand-off and the system call once.
+        super().put_nowait(_Wire(encoded))
+        self._batch = bytearray()
+        self._batchCount = 0
         self._batchLimit = _batch_limit(self._baudrate, self._writeTimeout)
-        loop.call_soon(self._flush_batch)
+        loop.call_soon(self._end_batch)
 
-    def _flush_batch(self) -> None:
+    def _send_batch(self) -> None:
         batch, count = self._batch, self._batchCount
-        if batch is None:
+        if not batch:
             return
-        self._batch = None
+        self._batch = bytearray()
         self._batchCount = 0
         if self._shouldClose:
             return  # closed meanwhile: as for any write still queued at close, it is not sent
         super().put_nowait(_Wire(bytes(batch), count))
+
+    def _end_batch(self) -> None:
+        self._send_batch()
+        self._batch = None
 
     @property
     def port_present(self) -> bool:
