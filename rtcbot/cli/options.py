@@ -1,7 +1,7 @@
 """What every ``rtcbot`` command shares: the usage error, checked number types, output-path checks.
 
 Numbers are checked by argparse (``--seconds 0`` is refused with the usual usage message), and output
-paths are checked before any device opens, so a typo costs nothing::
+paths are checked before any device opens, so a typo costs nothing. The examples use the same types::
 
     parser.add_argument("--seconds", type=positive_float)
     check_output_path(args.file, (".png", ".jpg"), "an image")   # UsageError naming the fix
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Sequence
+from typing import Callable, Sequence
 
 
 class UsageError(Exception):
@@ -32,6 +32,27 @@ def positive_float(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"{text} is not a positive number")
     return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number greater than zero (a width, a frame rate)."""
+    value = int(_number(text, int))
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive whole number")
+    return value
+
+
+def int_in_range(low: int, high: int) -> Callable[[str], int]:
+    """argparse type factory: a whole number from ``low`` to ``high`` (``type=int_in_range(0, 255)``)."""
+
+    def parse(text: str) -> int:
+        value = int(_number(text, int))
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text} is not between {low} and {high}")
+        return value
+
+    parse.__name__ = f"whole number {low}..{high}"
+    return parse
 
 
 def non_negative_int(text: str) -> int:
