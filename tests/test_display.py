@@ -84,6 +84,13 @@ class ThreadBoundWindows(RecordingWindows):
         super()._note()
 
 
+@pytest.fixture(autouse=True)
+def fresh_gui_thread():
+    """Each test starts as a fresh process would: no GUI thread yet (another test file may have left the
+    process-wide one running, bound to its own fake backend)."""
+    display_module._manager.shutdown()
+
+
 @pytest.fixture(params=[RecordingWindows, ThreadBoundWindows], ids=["windows", "qt-like"])
 def windows(request, monkeypatch, no_leaks):
     """A recording window backend in place of HighGUI (also one bound to its first thread, like Qt's). The
