@@ -61,7 +61,7 @@ def generic_row(item: Any) -> str:
 
 
 _ROWS: Dict[type, Callable[[Any], str]] = {Camera: _camera_row, AudioDevice: _audio_row, SerialPort: _serial_row}
-_TITLES = {"cameras": "Cameras", "audio": "Audio", "serial": "Serial ports"}
+_TITLES = {"cameras": "Cameras", "audio": "Audio", "serial": "Serial ports", "inputs": "Input devices"}
 
 
 def print_inventory(inv: Inventory, out: TextIO) -> None:
