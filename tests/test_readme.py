@@ -35,23 +35,27 @@ class Block:
     language: str
     code: str
     line: int
+    file: str = "README.md"
 
     @property
     def id(self) -> str:
         first = next((x for x in self.code.splitlines() if x.strip() and not x.startswith(("import", "from"))), "")
-        return f"line{self.line}-{self.language}-{re.sub(r'[^a-zA-Z0-9]+', '_', first)[:30]}"
+        where = "" if self.file == "README.md" else self.file.replace("/", "_").replace(".md", "") + "-"
+        return f"{where}line{self.line}-{self.language}-{re.sub(r'[^a-zA-Z0-9]+', '_', first)[:30]}"
 
 
-def readme_blocks() -> List[Block]:
-    text = README.read_text()
+def readme_blocks(path: Path = README) -> List[Block]:
+    text = path.read_text()
     blocks = []
     for m in re.finditer(r"^```(\w*)\n(.*?)^```", text, re.S | re.M):
-        blocks.append(Block(m.group(1), m.group(2), text[: m.start()].count("\n") + 1))
+        line = text[: m.start()].count("\n") + 1
+        blocks.append(Block(m.group(1), m.group(2), line, str(path.relative_to(REPO))))
     return blocks
 
 
 BLOCKS = readme_blocks()
-PYTHON = [b for b in BLOCKS if b.language == "python"]
+#: The README's Python blocks, and those of the examples' own READMEs.
+PYTHON = [b for b in BLOCKS + readme_blocks(REPO / "examples" / "arduino" / "README.md") if b.language == "python"]
 BASH = [b for b in BLOCKS if b.language == "bash"]
 
 RUNNER = textwrap.dedent(
@@ -211,7 +215,7 @@ def test_bash_block_is_checked(block):
 
 def test_every_block_has_a_known_language():
     assert {b.language for b in BLOCKS} <= {"python", "bash", "text"}, [b.line for b in BLOCKS if not b.language]
-    assert len(PYTHON) >= 8
+    assert len([b for b in BLOCKS if b.language == "python"]) >= 8
 
 
 def test_readme_keeps_its_first_two_commands_first():
