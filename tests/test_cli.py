@@ -195,9 +195,9 @@ def test_check_a_failing_device_prints_the_library_error_and_exits_nonzero(capsy
 
 
 def test_check_named_device_that_does_not_exist_is_a_usage_error(capsys, nothing_found):
-    code, out, _ = run_cli(capsys, "check", "no-such-thing")
+    code, _, err = run_cli(capsys, "check", "no-such-thing")
     assert code == 2
-    assert "no device matches no-such-thing" in out
+    assert err.strip() == "rtcbot check: no device matches no-such-thing (see `rtcbot devices`)"
 
 
 def test_check_named_simulated_device_checks_only_that_one(capsys, nothing_found):

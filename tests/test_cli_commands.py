@@ -143,6 +143,19 @@ def test_check_accepts_a_pyserial_url():
     assert re.search(r"ok\s+loop://", result.stdout)
 
 
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (("check", "--sim", "bogus"), ("sim-camera", "bogus")),
+        (("check", "no-such-device"), ("no device matches no-such-device", "rtcbot devices")),
+    ],
+)
+def test_check_names_that_match_nothing_are_one_line_on_stderr(argv, words):
+    result = rtcbot(*argv)
+    assert_one_line_failure(result, *words)
+    assert result.stdout.strip() == "" or "note:" in result.stdout
+
+
 # ------------------------------------------------------------------------------------------ sim-serial
 
 

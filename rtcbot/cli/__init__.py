@@ -95,7 +95,10 @@ def _parser() -> argparse.ArgumentParser:
         s.set_defaults(run=run)
     # serve's arguments belong to rtcbot.web.serve, imported only when it runs (see rtcbot.cli.serve)
     sub.add_parser(
-        "serve", help="the robot in a browser: cameras, audio and a drive pad (needs rtcbot[web])", add_help=False
+        "serve",
+        help="the robot in a browser: cameras, audio and a drive pad (needs rtcbot[web])",
+        add_help=False,
+        parents=[common],
     )
     return p
 

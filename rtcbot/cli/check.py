@@ -24,7 +24,7 @@ from typing import Any, Iterator, List, Optional, Sequence, TextIO
 
 from .. import discovery
 from ..discovery import AudioDevice, Camera, Inventory, SerialPort
-from .options import positive_float
+from .options import UsageError, positive_float
 from .output import Progress, carries_traceback
 from .probes import CameraProbe, MicrophoneProbe, Probe, Result, SerialProbe, SpeakerProbe, run_probe
 
@@ -196,13 +196,12 @@ def named_probes(inv: Inventory, name: str) -> List[Probe]:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _choose(args: argparse.Namespace, out: TextIO) -> Optional[List[Probe]]:
-    """The probes to run, printing what was chosen and why; None after a usage mistake (printed)."""
+def _choose(args: argparse.Namespace, out: TextIO) -> List[Probe]:
+    """The probes to run, printing what was chosen and why; UsageError for a name that matches nothing."""
     if args.sim:
         unknown = [n for n in args.names if n not in SIM_NAMES]
         if unknown:
-            print(f"rtcbot check --sim: only {', '.join(SIM_NAMES)} can be named, not {', '.join(unknown)}", file=out)
-            return None
+            raise UsageError(f"with --sim only {', '.join(SIM_NAMES)} can be named, not {', '.join(unknown)}")
         print("Checking the simulated devices (--sim).", file=out)
         return sim_probes(args.names or SIM_NAMES)
     inv = discovery.discover()
@@ -212,8 +211,7 @@ def _choose(args: argparse.Namespace, out: TextIO) -> Optional[List[Probe]]:
         named = {name: named_probes(inv, name) for name in args.names}
         unmatched = [name for name, probes in named.items() if not probes]
         if unmatched:
-            print(f"rtcbot check: no device matches {', '.join(unmatched)} (see `rtcbot devices`)", file=out)
-            return None
+            raise UsageError(f"no device matches {', '.join(unmatched)} (see `rtcbot devices`)")
         return [probe for probes in named.values() for probe in probes]
     probes = default_probes(inv)
     if probes:
@@ -266,8 +264,6 @@ async def _run_all(probes: List[Probe], seconds: float, out: TextIO) -> List[Res
 
 def run(args: argparse.Namespace, out: TextIO) -> int:
     probes = _choose(args, out)
-    if probes is None:
-        return 2
     with _quiet_device_tracebacks(getattr(args, "verbose", False)):
         results = asyncio.run(_run_all(probes, args.seconds, out))
     failed = [r for r in results if not r.ok]

@@ -1,7 +1,7 @@
 """Device checks for ``rtcbot check``: one :class:`Probe` per kind of device, all run the same way.
 
-A probe opens its device through rtcbot's own class (``create``), watches what it delivers while
-:func:`run_probe` lets it run (``started``, ``progress``), says how it did (``report``) and closes it
+A probe opens its device through rtcbot's own class (``create``), follows it while :func:`run_probe` lets
+it run (``started``, then ``tick`` a few times a second), says how it did (``report``) and closes it
 (``close``)::
 
     probe = CameraProbe("sim-camera", SimCamera)
@@ -38,7 +38,7 @@ class Result:
 
 
 class Probe:
-    """Checks one device: ``create`` opens it, ``started``/``progress`` follow it, ``report`` judges it,
+    """Checks one device: ``create`` opens it, ``started``/``tick`` follow it, ``report`` judges it,
     ``close`` releases it (idempotent, also after a failed ``create``).
 
     ``make`` is called with no arguments and returns the rtcbot device object (a producer or consumer).
@@ -61,8 +61,8 @@ class Probe:
         """True once the device has delivered (or accepted) something."""
         return bool(self.device.ready)
 
-    def progress(self, elapsed: float) -> str:
-        """The status line while it runs."""
+    def tick(self, elapsed: float) -> str:
+        """Called a few times a second while it runs (a speaker is fed here); returns the status line."""
         return f"{elapsed:4.1f} s"
 
     def report(self, seconds: float) -> Result:
@@ -85,7 +85,7 @@ async def run_probe(probe: Probe, seconds: float, progress: Progress) -> Result:
         except RtcbotError as e:
             return Result(label, False, error_text(e))
         try:
-            await _run_for(device, seconds, lambda elapsed: progress.update(label, probe.progress(elapsed)), probe)
+            await _run_for(device, seconds, lambda elapsed: progress.update(label, probe.tick(elapsed)), probe)
         except TimeoutError as e:
             return Result(label, False, f"{probe.not_started}: {e}")
         finally:
@@ -162,7 +162,7 @@ class CameraProbe(Probe):
         s = self.shape
         return f"{s[1]}x{s[0]}" if s is not None and len(s) >= 2 else "?"
 
-    def progress(self, elapsed: float) -> str:
+    def tick(self, elapsed: float) -> str:
         return f"{elapsed:4.1f} s  {len(self.times):4d} frames  {self._fps():5.1f} fps  {self._size()}"
 
     def report(self, seconds: float) -> Result:
@@ -221,7 +221,7 @@ class MicrophoneProbe(Probe):
             parts.append(f"{overflows} overflows")
         return "  ".join(parts)
 
-    def progress(self, elapsed: float) -> str:
+    def tick(self, elapsed: float) -> str:
         return f"{elapsed:4.1f} s  {self._text()}"
 
     def report(self, seconds: float) -> Result:
@@ -242,7 +242,7 @@ class SpeakerProbe(Probe):
         rate = int(getattr(self.device, "samplerate", 48000) or 48000)
         return rate, int(getattr(self.device, "channels", 1) or 1)
 
-    def progress(self, elapsed: float) -> str:
+    def tick(self, elapsed: float) -> str:
         rate, channels = self._format()
         block = np.zeros((int(rate * self.BLOCK_SECONDS), channels), dtype=np.float32)
         while self.sent * self.BLOCK_SECONDS < elapsed + 0.2:  # keep ~200 ms queued ahead
@@ -287,7 +287,7 @@ class SerialProbe(Probe):
             return f"{self.counts['items']} messages received ({self.counts['items'] / seconds:.1f}/s)"
         return "nothing received"
 
-    def progress(self, elapsed: float) -> str:
+    def tick(self, elapsed: float) -> str:
         return f"{elapsed:4.1f} s  open, {self._received(max(elapsed, 0.001))}"
 
     def report(self, seconds: float) -> Result:
