@@ -46,20 +46,28 @@ class Probe:
 
     #: What ``report`` says when the device never started within :data:`OPEN_TIMEOUT`.
     not_started = "did not start"
+    #: Whether the device counts as started when it is ready; otherwise the probe calls
+    #: :meth:`_mark_started` (e.g. at the first frame).
+    starts_when_ready = True
 
     def __init__(self, label: str, make: Callable[[], Any]) -> None:
         self.label = label
         self.make = make
         self.device: Any = None
+        self.started: Optional[asyncio.Event] = None
 
     def create(self) -> Any:
-        """Open the device (raises RtcbotError if it cannot) and start watching it."""
+        """Open the device (raises RtcbotError if it cannot) and start watching it. Runs on the event loop;
+        :attr:`started` is set once the device works (by default: when it is ready)."""
+        self.started = asyncio.Event()
         self.device = self.make()
+        if self.starts_when_ready:
+            self.device.onReady(self._mark_started)
         return self.device
 
-    def started(self) -> bool:
-        """True once the device has delivered (or accepted) something."""
-        return bool(self.device.ready)
+    def _mark_started(self) -> None:
+        if self.started is not None:
+            self.started.set()
 
     def tick(self, elapsed: float) -> str:
         """Called a few times a second while it runs (a speaker is fed here); returns the status line."""
@@ -98,20 +106,22 @@ async def run_probe(probe: Probe, seconds: float, progress: Progress) -> Result:
 
 
 async def _run_for(device: Any, seconds: float, tick: Callable[[float], None], probe: Probe) -> None:
-    """Let ``device`` run for ``seconds`` after ``probe.started()``, calling ``tick(elapsed)`` a few times a
+    """Let ``device`` run for ``seconds`` after ``probe.started`` is set, calling ``tick(elapsed)`` a few times a
     second; returns early if the device closes (an error). TimeoutError if it never starts."""
 
     async def wait_closed() -> None:
         await device.onClose()
 
+    assert probe.started is not None, "create() first"
     closed = asyncio.ensure_future(wait_closed())
+    started = asyncio.ensure_future(probe.started.wait())
     try:
         deadline = time.monotonic() + OPEN_TIMEOUT
-        while not probe.started():
-            await asyncio.wait({closed}, timeout=0.1)
+        while not started.done():  # woken by the start; the timeout only paces the status line
+            await asyncio.wait({closed, started}, timeout=0.25, return_when=asyncio.FIRST_COMPLETED)
             if closed.done():
                 return
-            if time.monotonic() > deadline:
+            if not started.done() and time.monotonic() > deadline:
                 raise TimeoutError(f"nothing in {OPEN_TIMEOUT:g} s")
             tick(0.0)
         t_start = time.monotonic()
@@ -124,8 +134,9 @@ async def _run_for(device: Any, seconds: float, tick: Callable[[float], None], p
                 return
             tick(time.monotonic() - t_start)
     finally:
-        closed.cancel()
-        await asyncio.gather(closed, return_exceptions=True)
+        for task in (closed, started):
+            task.cancel()
+        await asyncio.gather(closed, started, return_exceptions=True)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -135,6 +146,7 @@ class CameraProbe(Probe):
     """Frames per second (from the frames' capture stamps), size and count."""
 
     not_started = "no frames"
+    starts_when_ready = False  # at the first frame
 
     def __init__(self, label: str, make: Callable[[], Any]) -> None:
         super().__init__(label, make)
@@ -150,9 +162,7 @@ class CameraProbe(Probe):
         # capture time when the camera stamps its frames (Frame.timestamp), arrival time otherwise
         self.times.append(getattr(frame, "timestamp", None) or time.monotonic())
         self.shape = getattr(frame, "shape", None)
-
-    def started(self) -> bool:
-        return bool(self.times)
+        self._mark_started()
 
     def _fps(self) -> float:
         t = self.times
@@ -189,6 +199,7 @@ class MicrophoneProbe(Probe):
     """Sound level (dBFS), format, blocks and overflows; warns when every sample is zero."""
 
     not_started = "no sound blocks"
+    starts_when_ready = False  # at the first block
 
     def __init__(self, label: str, make: Callable[[], Any]) -> None:
         super().__init__(label, make)
@@ -208,9 +219,7 @@ class MicrophoneProbe(Probe):
         self.count += samples.size
         self.blocks += 1
         self.all_zero = self.all_zero and not np.any(samples)
-
-    def started(self) -> bool:
-        return self.blocks > 0
+        self._mark_started()
 
     def _text(self) -> str:
         rate, channels = getattr(self.device, "samplerate", None), getattr(self.device, "channels", None)
