@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import textwrap
-from typing import Any, TextIO
+from typing import Any, Optional, TextIO
 
 __all__ = ["Progress", "error_text", "configure_logging"]
 
@@ -74,17 +74,17 @@ def carries_traceback(record: logging.LogRecord) -> bool:
     )
 
 
+_handler: Optional[logging.Handler] = None  # the one configure_logging installed (replaced on a new call)
+
+
 def configure_logging(verbose: bool) -> None:
     """Debug logging with tracebacks for ``-v``; otherwise warnings and errors, one line each."""
+    global _handler
     handler = logging.StreamHandler()
-    if verbose:
-        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    else:
-        handler.setFormatter(_OneLineFormatter())
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s") if verbose else _OneLineFormatter())
     root = logging.getLogger()
-    for old in list(root.handlers):
-        if getattr(old, "_rtcbot_cli", False):
-            root.removeHandler(old)
-    handler._rtcbot_cli = True  # type: ignore[attr-defined]
+    if _handler is not None:
+        root.removeHandler(_handler)
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    _handler = handler
