@@ -37,9 +37,10 @@ def _check_link(path: str) -> None:
 
 
 class _StopSignals:
-    """Turns SIGTERM and SIGHUP into a stop request, like Ctrl+C, for the time of a ``with`` block."""
+    """Turns Ctrl+C (SIGINT), SIGTERM and SIGHUP into a stop request for the time of a ``with`` block: the
+    simulator then stops the same way whenever the signal comes (no KeyboardInterrupt mid-print)."""
 
-    SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
     def __init__(self) -> None:
         self.stop = threading.Event()
@@ -71,9 +72,6 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
             file=out,
             flush=True,
         )
-        try:
-            stop.wait()
-        except KeyboardInterrupt:
-            pass
+        stop.wait()
         print(f"stopped after {len(arduino.commands)} commands", file=out, flush=True)
     return 0
