@@ -393,3 +393,50 @@ def test_fault_injection_on_real_hardware_skips_saying_why(pytester, two_boards)
     result = pytester.runpytest("--hw", "-rs")
     result.assert_outcomes(skipped=1)
     result.stdout.fnmatch_lines(["*fault injection (unplug) needs the simulated serial board*(--hw)*"])
+
+
+# -------------------------------------------------------------------------------------------- real audio
+REAL_AUDIO_MACHINE = """
+from rtcbot.discovery import Inventory, list_audio
+
+def pytest_rtcbot_discover(config):
+    return Inventory(audio=list_audio())      # the private PulseAudio server's devices
+"""
+
+
+def test_audio_loopback_on_real_portaudio_hears_the_tone_and_not_silence(pytester, pulse):
+    pytest.importorskip("sounddevice")
+    pytester.makeconftest(REAL_AUDIO_MACHINE)
+    pytester.makepyprojecttoml(
+        """
+        [tool.rtcbot.hw.microphone]
+        name = "pulse"
+        channels = 1
+
+        [tool.rtcbot.hw.speaker]
+        name = "pulse"
+        channels = 1
+        max_latency = 2.0
+        """
+    )
+    pytester.makepyfile(
+        """
+        from rtcbot import Microphone, Speaker
+        from rtcbot.testing import audio_loopback
+
+        def test_tone_is_heard(rtcbot_check, rtcbot_microphone, rtcbot_speaker):
+            assert type(rtcbot_microphone) is Microphone and type(rtcbot_speaker) is Speaker
+            result = rtcbot_check.audio_loopback(frequency=1000)
+            assert result.heard, result
+            assert abs(result.frequency_hz - 1000) < 5 and -20 < result.level_dbfs < -5, result
+            assert 0 < result.latency_ms < 1000, result
+
+        def test_silence_is_not_heard(rtcbot_run, rtcbot_speaker, rtcbot_microphone):
+            result = rtcbot_run(audio_loopback(rtcbot_speaker, rtcbot_microphone, amplitude=0.0))
+            assert not result.heard and result.frequency_hz is None, result
+            assert "not heard" in str(result)
+        """
+    )
+    result = pytester.runpytest("--hw")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["*audio_loopback.latency_ms*"])
