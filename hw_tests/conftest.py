@@ -10,3 +10,12 @@ Devices are chosen by stable identity: ``[tool.rtcbot.hw]`` in pyproject.toml, t
 options, or ``--hw-device KIND=SELECTOR`` (see ``rtcbot.testing.config``). Without a choice, the first
 camera, the first USB serial board and the default sound devices are used.
 """
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--hw-ask",
+        action="store_true",
+        default=False,
+        help="also run the hardware checks that need a person (with -s): e.g. hold a red object to the camera",
+    )

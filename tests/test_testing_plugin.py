@@ -104,7 +104,7 @@ def test_with_hw_a_missing_device_skips_naming_it_and_what_was_found(pytester):
     result.stdout.fnmatch_lines(
         [
             "*no serial board vid_pid='2341:0043' on this machine (found: none)*",
-            "*no any camera on this machine (found: none)*",
+            "*no camera on this machine (found: none)*",
         ]
     )
 
@@ -123,7 +123,7 @@ def test_rtcbot_hw_1_in_the_environment_is_the_same_as_hw(pytester, monkeypatch)
     )
     result = pytester.runpytest("-rs")
     result.assert_outcomes(skipped=1)
-    result.stdout.fnmatch_lines(["*no any microphone on this machine*"])
+    result.stdout.fnmatch_lines(["*no microphone on this machine*"])
 
 
 # -------------------------------------------------------------------------------------------- simulated

@@ -63,7 +63,7 @@ class DeviceConfig:
     def describe(self) -> str:
         """The identity as the user wrote it, for messages: ``camera by_id='usb-046d...'``."""
         if not self.identity:
-            return f"any {self.kind.replace('_', ' ')}"
+            return self.kind.replace("_", " ")
         wanted = " ".join(f"{k}={v!r}" for k, v in self.identity.items())
         return f"{self.kind.replace('_', ' ')} {wanted}"
 
