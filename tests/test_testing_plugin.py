@@ -35,8 +35,13 @@ def pytest_rtcbot_discover(config):
 """
 
 
-def outcomes(result: pytest.RunResult) -> dict:
-    return result.parseoutcomes()
+# Plugins the scratch runs do without: hypothesis's imports itself again at every in-process run's summary.
+QUIET = ("-p", "no:hypothesispytest", "-p", "no:cacheprovider")
+
+
+def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    """Run pytest in the scratch project, in this process (the plugin comes from its entry point)."""
+    return pytester.runpytest(*QUIET, *args)
 
 
 # -------------------------------------------------------------------------------------------- harmless
@@ -51,7 +56,7 @@ def test_the_plugin_is_loaded_from_its_entry_point_and_imports_no_device_library
             assert not {"cv2", "serial", "sounddevice", "zenoh"} & set(sys.modules)
         """
     )
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result = pytester.runpytest_subprocess(*QUIET)
     result.assert_outcomes(passed=1)
 
 
@@ -74,7 +79,7 @@ def test_hardware_tests_skip_without_hw_and_say_how_to_run_them(pytester, monkey
             assert rtcbot_hw is False
         """
     )
-    result = pytester.runpytest("-rs")
+    result = run(pytester, "-rs")
     result.assert_outcomes(passed=1, skipped=2)
     result.stdout.fnmatch_lines(["SKIPPED *: real-hardware test: run with --hw or RTCBOT_HW=1"] * 2)
 
@@ -99,7 +104,7 @@ def test_with_hw_a_missing_device_skips_naming_it_and_what_was_found(pytester):
             raise AssertionError("must not run")
         """
     )
-    result = pytester.runpytest("--hw", "-rs")
+    result = run(pytester, "--hw", "-rs")
     result.assert_outcomes(skipped=2)
     result.stdout.fnmatch_lines(
         [
@@ -121,7 +126,7 @@ def test_rtcbot_hw_1_in_the_environment_is_the_same_as_hw(pytester, monkeypatch)
             raise AssertionError("must not run")
         """
     )
-    result = pytester.runpytest("-rs")
+    result = run(pytester, "-rs")
     result.assert_outcomes(skipped=1)
     result.stdout.fnmatch_lines(["*no microphone on this machine*"])
 
@@ -159,7 +164,7 @@ def test_fixtures_give_simulated_devices_opened_once_for_the_session(pytester):
         """
     )
     before = set(threading.enumerate())
-    result = pytester.runpytest()
+    result = run(pytester)
     result.assert_outcomes(passed=2)
     left = [t.name for t in set(threading.enumerate()) - before if t.is_alive() and t.name.startswith("rtcbot")]
     assert not left, f"the session's devices were not all closed: {left}"
@@ -201,7 +206,7 @@ def test_hw_opens_the_board_chosen_by_usb_vendor_and_product_at_its_stable_path(
         """
     )
     pytester.makepyfile(BOARD_TEST)
-    result = pytester.runpytest("--hw", "-s")
+    result = run(pytester, "--hw", "-s")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines([f"*OPENED {two_boards['ftdi_link']} | *0403:6001 serial FTDI7 FT232R USB UART"])
 
@@ -220,7 +225,7 @@ def test_a_selector_option_overrides_the_pyproject_table(pytester, two_boards, h
         """
     )
     pytester.makepyfile(BOARD_TEST)
-    result = pytester.runpytest("--hw", "-s", *how)
+    result = run(pytester, "--hw", "-s", *how)
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines([f"*OPENED {two_boards['uno_link']} | *2341:0043 serial UNO1*"])
 
@@ -228,7 +233,7 @@ def test_a_selector_option_overrides_the_pyproject_table(pytester, two_boards, h
 def test_a_board_by_a_serial_number_this_machine_lacks_is_skipped_listing_the_boards_it_has(pytester, two_boards):
     pytester.makeconftest(FAKE_MACHINE.format(**two_boards))
     pytester.makepyfile(BOARD_TEST)
-    result = pytester.runpytest("--hw", "-rs", "--hw-device", "serial_board=serial:NOPE")
+    result = run(pytester, "--hw", "-rs", "--hw-device", "serial_board=serial:NOPE")
     result.assert_outcomes(skipped=1)
     result.stdout.fnmatch_lines(
         ["*no serial board serial_number='NOPE' on this machine (found: *2341:0043 serial UNO1*0403:6001*"]
@@ -252,7 +257,7 @@ def test_check_figures_land_in_junit_xml_and_in_the_summary_table(pytester):
             record_property("not_a_figure", 1)
         """
     )
-    result = pytester.runpytest("--junitxml=report.xml")
+    result = run(pytester, "--junitxml=report.xml")
     result.assert_outcomes(passed=3)
     properties = {
         (case.get("name"), prop.get("name")): prop.get("value")
@@ -303,7 +308,7 @@ def test_an_unplugged_board_is_seen_by_the_connection_and_the_next_test_gets_it_
             assert os.path.exists(rtcbot_serial_board.port)
         """
     )
-    pytester.runpytest().assert_outcomes(passed=2)
+    run(pytester).assert_outcomes(passed=2)
 
 
 def test_camera_faults_stall_drop_and_vanish_are_seen_by_the_subscriber(pytester):
@@ -354,7 +359,7 @@ def test_camera_faults_stall_drop_and_vanish_are_seen_by_the_subscriber(pytester
             rtcbot_run(asyncio.wait_for(rtcbot_camera.get(), 5))
         """
     )
-    pytester.runpytest().assert_outcomes(passed=4)
+    run(pytester).assert_outcomes(passed=4)
 
 
 def test_a_microphone_overflow_is_counted_and_its_audio_lost(pytester):
@@ -378,7 +383,7 @@ def test_a_microphone_overflow_is_counted_and_its_audio_lost(pytester):
             assert rtcbot_microphone.overflows == 1
         """
     )
-    pytester.runpytest().assert_outcomes(passed=1)
+    run(pytester).assert_outcomes(passed=1)
 
 
 def test_fault_injection_on_real_hardware_skips_saying_why(pytester, two_boards):
@@ -390,7 +395,7 @@ def test_fault_injection_on_real_hardware_skips_saying_why(pytester, two_boards)
             raise AssertionError("must not run")
         """
     )
-    result = pytester.runpytest("--hw", "-rs")
+    result = run(pytester, "--hw", "-rs")
     result.assert_outcomes(skipped=1)
     result.stdout.fnmatch_lines(["*fault injection (unplug) needs the simulated serial board*(--hw)*"])
 
@@ -437,6 +442,6 @@ def test_audio_loopback_on_real_portaudio_hears_the_tone_and_not_silence(pyteste
             assert "not heard" in str(result)
         """
     )
-    result = pytester.runpytest("--hw")
+    result = run(pytester, "--hw")
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(["*audio_loopback.latency_ms*"])
