@@ -362,7 +362,7 @@ def test_camera_faults_stall_drop_and_vanish_are_seen_by_the_subscriber(pytester
     run(pytester).assert_outcomes(passed=4)
 
 
-def test_a_microphone_overflow_is_counted_and_its_audio_lost(pytester):
+def test_a_microphone_overflow_is_counted_and_its_audio_lost_and_a_lost_microphone_closes(pytester):
     pytester.makepyfile(
         """
         import asyncio
@@ -381,9 +381,22 @@ def test_a_microphone_overflow_is_counted_and_its_audio_lost(pytester):
 
             assert rtcbot_run(main()) == 1            # the index runs on, as a sound card's does
             assert rtcbot_microphone.overflows == 1
+
+        def test_vanish(rtcbot_run, rtcbot_microphone, rtcbot_faults):
+            from rtcbot import DeviceLostError
+
+            async def main():
+                rtcbot_faults.microphone.vanish()
+                await asyncio.wait_for(rtcbot_microphone.onClose(), 5)
+
+            rtcbot_run(main())
+            assert isinstance(rtcbot_microphone.error, DeviceLostError)
+
+        def test_the_next_test_gets_a_fresh_microphone(rtcbot_microphone):
+            assert not rtcbot_microphone.closed and rtcbot_microphone.overflows == 0
         """
     )
-    run(pytester).assert_outcomes(passed=1)
+    run(pytester).assert_outcomes(passed=3)
 
 
 def test_fault_injection_on_real_hardware_skips_saying_why(pytester, two_boards):

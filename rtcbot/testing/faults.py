@@ -94,8 +94,34 @@ class FaultyCamera(SimCamera):
             return None
         return self._user_preprocess(frame)
 
+    def stall(self, seconds: float) -> None:
+        """The next frame is held ``seconds`` and then discarded: a gap in the stream."""
+        with self._fault_lock:
+            self._stall_seconds = float(seconds)
+
+    def freeze(self) -> None:
+        """Frames stop until :meth:`resume` (or close)."""
+        with self._fault_lock:
+            self._resume.clear()
+            self._frozen = True
+
+    def resume(self) -> None:
+        with self._fault_lock:
+            self._frozen = False
+            self._resume.set()
+
+    def drop(self, frames: int) -> None:
+        """The next ``frames`` frames are captured and lost (``index`` jumps by that much)."""
+        with self._fault_lock:
+            self._drop_next += int(frames)
+
+    def vanish(self) -> None:
+        """The camera is lost at its next frame: onError(DeviceLostError), then it closes."""
+        with self._fault_lock:
+            self._vanish = True
+
     def close(self) -> None:
-        self._resume.set()  # a frozen capture thread must see the close
+        self.resume()  # a frozen capture thread must see the close
         super().close()
 
 
@@ -115,32 +141,25 @@ class CameraFaults:
     def stall(self, seconds: float) -> None:
         """The next frame is held ``seconds`` and then discarded: a gap in the stream."""
         self._on_fault()
-        with self.camera._fault_lock:
-            self.camera._stall_seconds = float(seconds)
+        self.camera.stall(seconds)
 
     def freeze(self) -> None:
         """Frames stop until :meth:`resume` (or the camera closes)."""
         self._on_fault()
-        with self.camera._fault_lock:
-            self.camera._resume.clear()
-            self.camera._frozen = True
+        self.camera.freeze()
 
     def resume(self) -> None:
-        with self.camera._fault_lock:
-            self.camera._frozen = False
-            self.camera._resume.set()
+        self.camera.resume()
 
     def drop(self, frames: int) -> None:
         """The next ``frames`` frames are captured and lost (``index`` jumps by that much)."""
         self._on_fault()
-        with self.camera._fault_lock:
-            self.camera._drop_next += int(frames)
+        self.camera.drop(frames)
 
     def vanish(self) -> None:
         """The camera is lost at its next frame: onError(DeviceLostError), then it closes."""
         self._on_fault()
-        with self.camera._fault_lock:
-            self.camera._vanish = True
+        self.camera.vanish()
 
 
 class FaultyMicrophone(RoomMicrophone):
@@ -163,6 +182,16 @@ class FaultyMicrophone(RoomMicrophone):
         if stall is not None:
             self._wait_closed(stall)  # the worker is late: the next block finds its deadline long past
 
+    def overflow(self, seconds: float = _OVERFLOW_STALL) -> None:
+        """The worker falls behind once by ``seconds``: past half a second, an input overflow."""
+        with self._fault_lock:
+            self._stall_seconds = float(seconds)
+
+    def vanish(self) -> None:
+        """The microphone is lost at its next block: onError(DeviceLostError), then it closes."""
+        with self._fault_lock:
+            self._vanish = True
+
 
 class MicrophoneFaults:
     """Faults for the simulated ``rtcbot_microphone``::
@@ -178,13 +207,11 @@ class MicrophoneFaults:
     def overflow(self) -> None:
         """The worker falls behind once, long enough for an input overflow (about 0.8 s of audio lost)."""
         self._on_fault()
-        with self.microphone._fault_lock:
-            self.microphone._stall_seconds = _OVERFLOW_STALL
+        self.microphone.overflow()
 
     def vanish(self) -> None:
         self._on_fault()
-        with self.microphone._fault_lock:
-            self.microphone._vanish = True
+        self.microphone.vanish()
 
 
 class SerialBoardFaults:
