@@ -458,3 +458,39 @@ def test_audio_loopback_on_real_portaudio_hears_the_tone_and_not_silence(pyteste
     result = run(pytester, "--hw")
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(["*audio_loopback.latency_ms*"])
+
+
+def test_a_project_simulates_its_own_board_and_checks_its_round_trip(pytester):
+    """A robot whose board speaks lines: its own PtyDevice simulates it, its own SerialConnection options
+    read it, and the round-trip check is told what a request and its answer look like."""
+    pytester.makepyfile(
+        echo_board="""
+        from rtcbot.devices.arduino_sim import PtyDevice
+
+        class EchoBoard(PtyDevice):
+            def on_data(self, data):
+                self.write(data)
+        """
+    )
+    pytester.makepyprojecttoml(
+        """
+        [tool.rtcbot.hw.serial_board]
+        sim = "echo_board:EchoBoard"
+        options = { readFormat = "\\n" }
+        """
+    )
+    pytester.makepyfile(
+        """
+        def test_echo_round_trip(rtcbot_check, rtcbot_serial_board):
+            assert type(rtcbot_serial_board.sim_board).__name__ == "EchoBoard"
+            result = rtcbot_check.serial_round_trip(
+                count=30,
+                request=lambda i: f"ping {i}\\n".encode(),
+                is_reply=lambda i, line: line == f"ping {i}".encode(),
+                finally_send=None,
+            )
+            assert result.ok and result.answered == 30, result
+        """
+    )
+    pytester.syspathinsert()
+    run(pytester).assert_outcomes(passed=1)

@@ -17,9 +17,11 @@ A robot project says once which devices are its own, by a stable identity, and i
 
 Identity keys: ``path`` (``/dev/rtcbot/...``, ``/dev/serial/by-id/...``), ``by_id`` (the by-id name),
 ``vid_pid``, ``serial_number``, ``name``, ``index``, ``csi`` (a CSI camera's number). Every other key is a
-setting for the device: ``width``/``height``/``fps`` for cameras, ``samplerate``/``channels``/``blocksize``
-for audio, ``options`` (SerialConnection keyword arguments) and ``sim`` (``"module:Class"``, the simulated
-board, a PtyDevice) for the serial board.
+setting for the device: ``width``/``height``/``fps`` for cameras; ``samplerate``/``channels``/``blocksize``
+for audio (``max_latency`` for the speaker, ``sim_latency`` for the simulated room's delay, 0.03 s); for the
+serial board ``options`` (SerialConnection keyword arguments; default: examples/arduino's protocol), ``sim``
+(``"module:Class"``, the simulated board, a PtyDevice; default the simulated Arduino) and ``sim_options``
+(its keyword arguments).
 
 The ini option ``rtcbot_<kind>`` and ``--hw-device KIND=SELECTOR`` give the identity as one word, and win
 over the table: ``/dev/video2`` (a path), ``2341:0043`` (vid:pid), ``serial:8573...``, ``by-id:usb-...``,

@@ -3,6 +3,7 @@ and the real device chosen for each kind (found once, on first need)."""
 
 from __future__ import annotations
 
+import os
 from typing import Any, Dict, Optional
 
 from .config import DeviceConfig, load_config, read_pyproject_table
@@ -24,10 +25,17 @@ class HwSession:
 
     def configs(self) -> Dict[str, DeviceConfig]:
         if self._configs is None:
-            table = read_pyproject_table(str(self._config.rootpath))
+            table = read_pyproject_table(self._project_dir())
             ini = {kind: str(self._config.getini(f"rtcbot_{kind}") or "") for kind in DEVICE_KINDS}
             self._configs = load_config(table, ini, device_overrides(self._config))
         return self._configs
+
+    def _project_dir(self) -> str:
+        """Where pyproject.toml is: beside the ini file pytest chose, else the rootdir."""
+        inipath = getattr(self._config, "inipath", None)
+        if inipath is not None and os.path.basename(str(inipath)) == "pyproject.toml":
+            return os.path.dirname(str(inipath))
+        return str(self._config.rootpath)
 
     def inventory(self) -> Any:
         if self._inventory is None:

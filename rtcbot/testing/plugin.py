@@ -82,6 +82,7 @@ def pytest_collection_modifyitems(config: Any, items: List[Any]) -> None:
             item.add_marker(skip)
 
 
+@pytest.hookimpl(tryfirst=True)  # before the fixtures are set up: a missing device skips, it does not error
 def pytest_runtest_setup(item: Any) -> None:
     session = item.config.stash[_SESSION]
     if not session.hw:
