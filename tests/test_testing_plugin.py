@@ -170,6 +170,29 @@ def test_fixtures_give_simulated_devices_opened_once_for_the_session(pytester):
     assert not left, f"the session's devices were not all closed: {left}"
 
 
+def test_a_get_in_one_test_leaves_no_stale_items_for_the_next(pytester):
+    pytester.makepyfile(
+        """
+        import asyncio, threading, time
+
+        def test_reads_with_get(rtcbot_run, rtcbot_microphone, rtcbot_serial_board):
+            rtcbot_run(asyncio.wait_for(rtcbot_microphone.get(), 5))
+            rtcbot_run(asyncio.wait_for(rtcbot_serial_board.connection.get(), 5))
+
+        def test_something_slow():
+            threading.Event().wait(0.5)  # the scenario: time passes between the two tests
+
+        def test_get_gives_a_fresh_item(rtcbot_run, rtcbot_microphone, rtcbot_serial_board):
+            block = rtcbot_run(asyncio.wait_for(rtcbot_microphone.get(), 5))
+            assert time.monotonic() - block.timestamp < 0.3
+            assert rtcbot_serial_board.sim_board.reading()[0] - rtcbot_run(
+                asyncio.wait_for(rtcbot_serial_board.connection.get(), 5)
+            )["millis"] < 300
+        """
+    )
+    run(pytester).assert_outcomes(passed=3)
+
+
 # -------------------------------------------------------------------------------------------- identity
 @pytest.fixture
 def two_boards(tmp_path):

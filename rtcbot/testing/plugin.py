@@ -157,16 +157,24 @@ def _device(pool: Any, kind: str) -> Any:
         pytest.skip(str(e))
 
 
+def _shared(pool: Any, kind: str) -> Iterator[Any]:
+    device = _device(pool, kind)
+    yield device
+    # A get() in the test made the device's default subscription; left in place, it would fill for the rest
+    # of the session (a microphone's is unbounded) and serve the next test stale items.
+    pool.loop.call(device.unsubscribe)
+
+
 @pytest.fixture
-def rtcbot_camera(rtcbot_devices: Any) -> Any:
+def rtcbot_camera(rtcbot_devices: Any) -> Iterator[Any]:
     """The camera: a simulated FaultyCamera (test pattern), or with ``--hw`` the configured real one."""
-    return _device(rtcbot_devices, "camera")
+    yield from _shared(rtcbot_devices, "camera")
 
 
 @pytest.fixture
-def rtcbot_microphone(rtcbot_devices: Any) -> Any:
+def rtcbot_microphone(rtcbot_devices: Any) -> Iterator[Any]:
     """The microphone: simulated (it hears ``rtcbot_speaker`` in a simulated room), or the real one."""
-    return _device(rtcbot_devices, "microphone")
+    yield from _shared(rtcbot_devices, "microphone")
 
 
 @pytest.fixture

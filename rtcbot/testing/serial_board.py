@@ -52,10 +52,12 @@ class SerialBoard:
         return subscription
 
     def end_test(self) -> None:
-        """Unsubscribe what the test subscribed (on the loop thread)."""
+        """Unsubscribe what the test subscribed, and the default subscription a ``connection.get()`` made
+        (on the loop thread)."""
         subscriptions, self._subscriptions = self._subscriptions, []
         for conn, subscription in subscriptions:
             conn.unsubscribe(subscription)
+        self.connection.unsubscribe()
 
     def __repr__(self) -> str:
         kind = "simulated" if self.simulated else "real"
