@@ -193,6 +193,13 @@ def test_a_get_in_one_test_leaves_no_stale_items_for_the_next(pytester):
     run(pytester).assert_outcomes(passed=3)
 
 
+def test_a_malformed_hw_device_option_stops_the_run_at_once_saying_what_is_expected(pytester):
+    pytester.makepyfile("def test_nothing(): pass")
+    result = run(pytester, "--hw-device", "lidar=/dev/ttyUSB0")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--hw-device 'lidar=/dev/ttyUSB0': expected KIND=SELECTOR with KIND one of camera*"])
+
+
 # -------------------------------------------------------------------------------------------- identity
 @pytest.fixture
 def two_boards(tmp_path):

@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, List, Tuple
 
-__all__ = ["PREFIX", "Figure", "FigureTable", "figure_properties"]
+__all__ = ["PREFIX", "Figure", "FigureCollector", "FigureTable", "figure_properties", "record"]
 
 PREFIX = "rtcbot."
 
@@ -69,3 +69,22 @@ def _format(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}" if math.isfinite(value) else str(value)
     return str(value)
+
+
+class FigureCollector:
+    """A pytest plugin object (one per run): collects the rtcbot.* properties of every test report and
+    prints them as a table at the end of the run."""
+
+    def __init__(self) -> None:
+        self.table = FigureTable()
+
+    def pytest_runtest_logreport(self, report: Any) -> None:
+        if report.when == "call":
+            self.table.add_report(report.nodeid, report.user_properties)
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        lines = self.table.lines()
+        if lines:
+            terminalreporter.write_sep("=", "rtcbot figures")
+            for line in lines:
+                terminalreporter.write_line(line)

@@ -19,6 +19,7 @@ class HwSession:
     def __init__(self, config: Any) -> None:
         self._config = config
         self.hw = hw_requested(config)
+        self._overrides = device_overrides(config)  # a bad --hw-device is a usage error at startup
         self._configs: Optional[Dict[str, DeviceConfig]] = None
         self._inventory: Any = None
         self._selected: Dict[str, Selected] = {}
@@ -27,7 +28,7 @@ class HwSession:
         if self._configs is None:
             table = read_pyproject_table(self._project_dir())
             ini = {kind: str(self._config.getini(f"rtcbot_{kind}") or "") for kind in DEVICE_KINDS}
-            self._configs = load_config(table, ini, device_overrides(self._config))
+            self._configs = load_config(table, ini, self._overrides)
         return self._configs
 
     def _project_dir(self) -> str:

@@ -39,7 +39,7 @@ from typing import Any, Callable, Iterator, List
 import pytest
 
 from . import hookspecs
-from .figures import FigureTable
+from .figures import FigureCollector
 from .hw_session import HwSession
 from .options import DEVICE_KINDS, add_options, device_marker, register_markers
 
@@ -59,7 +59,7 @@ def pytest_addoption(parser: Any) -> None:
 def pytest_configure(config: Any) -> None:
     register_markers(config)
     config.stash[_SESSION] = HwSession(config)
-    config.pluginmanager.register(_FigureCollector(), f"rtcbot-figures-{id(config)}")
+    config.pluginmanager.register(FigureCollector(), f"rtcbot-figures-{id(config)}")
 
 
 @pytest.hookimpl(trylast=True)
@@ -98,24 +98,6 @@ def _skip_if_missing(session: HwSession, kind: str) -> None:
         session.selected(kind)
     except DeviceNotFound as e:
         pytest.skip(str(e))
-
-
-class _FigureCollector:
-    """Collects the rtcbot.* properties of every test report of one run and prints them at the end."""
-
-    def __init__(self) -> None:
-        self.table = FigureTable()
-
-    def pytest_runtest_logreport(self, report: Any) -> None:
-        if report.when == "call":
-            self.table.add_report(report.nodeid, report.user_properties)
-
-    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        lines = self.table.lines()
-        if lines:
-            terminalreporter.write_sep("=", "rtcbot figures")
-            for line in lines:
-                terminalreporter.write_line(line)
 
 
 # ---------------------------------------------------------------------------------------------- fixtures
