@@ -485,7 +485,7 @@ def test_audio_loopback_on_real_portaudio_hears_the_tone_and_not_silence(pyteste
             assert "not heard" in str(result)
         """
     )
-    result = run(pytester, "--hw")
+    result = run(pytester, "--hw", "-rs")
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(["*audio_loopback.latency_ms*"])
 
