@@ -104,7 +104,8 @@ def test_with_hw_a_missing_device_skips_naming_it_and_what_was_found(pytester):
             raise AssertionError("must not run")
         """
     )
-    result = run(pytester, "--hw", "-rs")
+    # In a process of its own: PortAudio lists devices once, and this one's list may predate the server.
+    result = pytester.runpytest_subprocess(*QUIET, "--hw", "-rs")
     result.assert_outcomes(skipped=2)
     result.stdout.fnmatch_lines(
         [
@@ -438,7 +439,8 @@ def test_fault_injection_on_real_hardware_skips_saying_why(pytester, two_boards)
             raise AssertionError("must not run")
         """
     )
-    result = run(pytester, "--hw", "-rs")
+    # In a process of its own: PortAudio lists devices once, and this one's list may predate the server.
+    result = pytester.runpytest_subprocess(*QUIET, "--hw", "-rs")
     result.assert_outcomes(skipped=1)
     result.stdout.fnmatch_lines(["*fault injection (unplug) needs the simulated serial board*(--hw)*"])
 
@@ -485,7 +487,8 @@ def test_audio_loopback_on_real_portaudio_hears_the_tone_and_not_silence(pyteste
             assert "not heard" in str(result)
         """
     )
-    result = run(pytester, "--hw", "-rs")
+    # In a process of its own: PortAudio lists devices once, and this one's list may predate the server.
+    result = pytester.runpytest_subprocess(*QUIET, "--hw", "-rs")
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(["*audio_loopback.latency_ms*"])
 
