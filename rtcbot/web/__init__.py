@@ -1,0 +1,28 @@
+"""rtcbot in the browser: WebRTC connections (aiortc), websockets (aiohttp), a JavaScript client and the
+``rtcbot serve`` dashboard. Needs the ``web`` extra: ``pip install 'rtcbot[web]'``.
+
+    from rtcbot.web import RTCConnection, Websocket, getRTCBotJS
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "RTCConnection": "rtcbot.web.connection",
+    "DataChannel": "rtcbot.web.datachannel",
+    "SharedVideoEncoder": "rtcbot.web.encoder",
+    "Websocket": "rtcbot.web.websocket",
+    "getRTCBotJS": "rtcbot.web.static_files",
+}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'rtcbot.web' has no attribute '{name}'")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,155 @@
+"""A connection's video and audio: ``conn.video`` and ``conn.audio``.
+
+Each is a consumer (what to send) and a producer (what the other side sends)::
+
+    conn.video.putSubscription(camera)        # send the camera (one outgoing track, made on first use)
+    conn.audio.putSubscription(microphone)
+    frames = conn.video.subscribe()           # receive the remote video (asks the other side to send it)
+    blocks = conn.audio.subscribe()
+
+Call them before :meth:`RTCConnection.getLocalDescription`, so the offer or answer includes the tracks.
+Putting a :class:`~rtcbot.web.encoder.SharedVideoEncoder` (or any producer of
+:class:`~rtcbot.web.tracks.EncodedVideo` with a ``mime``) sends its packets as they are and negotiates that
+codec only.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, List, Optional
+
+from ..base import SubscriptionProducer, SubscriptionProducerConsumer
+from ..subscriptions import GetterSubscription, MostRecentSubscription
+from .receivers import AudioReceiver, VideoReceiver, _TrackReceiver
+from .tracks import AudioTrack, FrameTrack
+
+__all__ = ["AudioHandler", "MediaHandler", "VideoHandler"]
+
+log = logging.getLogger("rtcbot.web.media")
+
+
+class MediaHandler(SubscriptionProducerConsumer):
+    """One kind of media of a connection (see the module docstring); ``kind`` is "video" or "audio"."""
+
+    kind = ""
+    _receivers: List[_TrackReceiver] = []
+
+    def __init__(self, pc: Any, queue_type: Any) -> None:
+        super().__init__(queue_type, queue_type, logger=log)
+        self._pc = pc
+        self._track: Any = None
+        self._mime: Optional[str] = None
+        self._receivers = []
+        self._track_producer = SubscriptionProducer(logger=log)
+        self.wants_remote = False
+
+    # -- sending -------------------------------------------------------------------------------------
+    def putSubscription(self, subscription: Any) -> None:
+        """Send what ``subscription`` (a producer, or anything with an async ``get()``) gives."""
+        mime = getattr(subscription, "mime", None)
+        super().putSubscription(subscription)
+        if mime is not None:
+            self._mime = mime
+        self._ensure_track()
+
+    def put_nowait(self, data: Any) -> None:
+        """Send one item (a frame, an audio block)."""
+        super().put_nowait(data)
+        self._ensure_track()
+
+    def _ensure_track(self) -> None:
+        if self._track is None:
+            self._track = self._make_track(GetterSubscription(self._get).get)
+            self._pc.addTrack(self._track)
+
+    def _make_track(self, get: Any) -> Any:
+        raise NotImplementedError
+
+    def _prefer_codec(self) -> None:
+        """Restrict the outgoing transceiver to the codec of pre-encoded input (called before an answer or
+        offer is created)."""
+        if self._mime is None or self._track is None:
+            return
+        from aiortc import RTCRtpSender
+
+        codecs = [c for c in RTCRtpSender.getCapabilities(self.kind).codecs if c.mimeType.lower() == self._mime.lower()]
+        if self._mime.lower() == "video/h264":
+            # The browser must decode what the camera made: constrained baseline, packetization-mode 1.
+            codecs = [c for c in codecs if c.parameters.get("packetization-mode") == "1"] or codecs
+        for transceiver in self._pc.getTransceivers():
+            if transceiver.sender.track is self._track and codecs:
+                transceiver.setCodecPreferences(codecs)
+
+    # -- receiving -----------------------------------------------------------------------------------
+    def subscribe(self, subscription: Any = None) -> Any:
+        """Receive the other side's media; also makes an offer ask for it (see :meth:`offerToReceive`)."""
+        self.offerToReceive()
+        return super().subscribe(subscription)
+
+    def offerToReceive(self) -> None:
+        """Ask the other side for this kind of media in the offer (done by :meth:`subscribe`)."""
+        self.wants_remote = True
+
+    def onTrack(self, callback: Any = None) -> Any:
+        """Called with each remote track's receiver (a producer), like ``subscribe()``."""
+        return self._track_producer.subscribe(callback)
+
+    def _remote_track(self, track: Any) -> None:
+        receiver = self._make_receiver(track)
+        if not self._receivers:
+            receiver.subscribe(self._put_nowait)  # the first remote track feeds conn.video / conn.audio
+        self._receivers.append(receiver)
+        self._track_producer._put_nowait(receiver)
+
+    def _make_receiver(self, track: Any) -> _TrackReceiver:
+        raise NotImplementedError
+
+    # -- closing -------------------------------------------------------------------------------------
+    def close(self) -> None:
+        super().close()
+        for receiver in self._receivers:
+            receiver.close()
+        self._track_producer.close()
+        if self._track is not None:
+            self._track.stop()
+
+    async def aclose(self) -> None:
+        self.close()
+        await asyncio.gather(*(r.aclose() for r in self._receivers), return_exceptions=True)
+
+
+class VideoHandler(MediaHandler):
+    """``conn.video``: BGR frames (or encoded packets) out, BGR frames in; keeps only the newest frame."""
+
+    kind = "video"
+
+    def __init__(self, pc: Any) -> None:
+        super().__init__(pc, MostRecentSubscription)
+
+    def _make_track(self, get: Any) -> Any:
+        return FrameTrack(get)
+
+    def _make_receiver(self, track: Any) -> _TrackReceiver:
+        return VideoReceiver(track)
+
+
+class AudioHandler(MediaHandler):
+    """``conn.audio``: audio blocks ``(samples, channels)`` out, float32 blocks in (48 kHz from a browser)."""
+
+    kind = "audio"
+
+    def __init__(self, pc: Any, samplerate: int = 48000) -> None:
+        super().__init__(pc, asyncio.Queue)
+        self.samplerate = samplerate
+
+    def putSubscription(self, subscription: Any) -> None:
+        rate = getattr(subscription, "samplerate", None)
+        if isinstance(rate, int):
+            self.samplerate = rate
+        super().putSubscription(subscription)
+
+    def _make_track(self, get: Any) -> Any:
+        return AudioTrack(get, self.samplerate)
+
+    def _make_receiver(self, track: Any) -> _TrackReceiver:
+        return AudioReceiver(track)
