@@ -3,6 +3,7 @@
 
     from rtcbot.web import RTCConnection, Websocket, getRTCBotJS
 """
+
 from __future__ import annotations
 
 import importlib

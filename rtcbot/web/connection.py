@@ -22,6 +22,7 @@ Between two Python programs, one calls ``offer = await a.getLocalDescription()``
 Only host candidates are gathered (the LAN, no internet needed) unless ``iceServers`` names STUN/TURN
 servers (``[{"urls": "stun:stun.l.google.com:19302"}]``). Descriptions are complete (no trickle ICE).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -65,7 +66,7 @@ class RTCConnection(SubscriptionProducerConsumer):
     """
 
     _pc: Any = None
-    _closing: Optional["asyncio.Future[None]"] = None
+    _closing: Optional[asyncio.Future[None]] = None
 
     def __init__(self, defaultChannelOrdered: bool = True, iceServers: Optional[List[Any]] = None) -> None:
         aiortc = require("aiortc")
@@ -134,9 +135,9 @@ class RTCConnection(SubscriptionProducerConsumer):
     def onDataChannel(self, callback: Any = None) -> Any:
         """Called with each data channel the other side adds (a :class:`DataChannel`), like ``subscribe()``::
 
-            @conn.onDataChannel
-            def added(channel):
-                channel.subscribe(print)
+        @conn.onDataChannel
+        def added(channel):
+            channel.subscribe(print)
         """
         return self._channel_producer.subscribe(callback)
 
@@ -174,7 +175,7 @@ class RTCConnection(SubscriptionProducerConsumer):
 
     @property
     def connectionState(self) -> str:
-        """"new", "connecting", "connected", "failed" or "closed"."""
+        """ "new", "connecting", "connected", "failed" or "closed"."""
         return str(self._pc.connectionState)
 
     async def _state_changed(self) -> None:
@@ -196,7 +197,7 @@ class RTCConnection(SubscriptionProducerConsumer):
         super().put_nowait(data)
 
     # -- closing -------------------------------------------------------------------------------------
-    def close(self) -> "asyncio.Future[None]":
+    def close(self) -> asyncio.Future[None]:
         """Closes the connection, its channels and tracks. Returns an awaitable that finishes the closing
         (``await conn.close()``); calling it again returns the same one."""
         if self._closing is not None:
@@ -222,4 +223,3 @@ class RTCConnection(SubscriptionProducerConsumer):
 
     def __exit__(self, *exc_info: Any) -> None:
         self.close()
-

@@ -10,6 +10,7 @@ You get one from :meth:`RTCConnection.addDataChannel` or :meth:`RTCConnection.on
 Messages put before the channel opens wait in order and go out once it is open (see :mod:`.messages` for
 the encoding).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -32,7 +33,7 @@ class DataChannel(SubscriptionProducerConsumer):
     A sender task (started here, ended and awaited by :meth:`aclose`) sends what is put in, in order.
     """
 
-    _sender: Optional["asyncio.Task[None]"] = None
+    _sender: Optional[asyncio.Task[None]] = None
     _channel: Any = None
 
     def __init__(self, channel: Any) -> None:

@@ -13,6 +13,7 @@ each frame once (VP8 or H.264, with PyAV, in its own thread), and produces
 It encodes only while someone subscribes. A viewer that joins, or misses a packet, asks for a keyframe
 (:meth:`request_keyframe`); there is also one every ``keyframe_interval`` seconds.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -43,7 +44,7 @@ class SharedVideoEncoder(SubscriptionProducer):
     Each subscriber gets a bounded queue of packets (a slow one loses packets and resumes at a keyframe).
     """
 
-    _task: Optional["asyncio.Task[None]"] = None
+    _task: Optional[asyncio.Task[None]] = None
     _executor: Optional[concurrent.futures.ThreadPoolExecutor] = None
 
     def __init__(

@@ -12,6 +12,7 @@ Putting a :class:`~rtcbot.web.encoder.SharedVideoEncoder` (or any producer of
 :class:`~rtcbot.web.tracks.EncodedVideo` with a ``mime``) sends its packets as they are and negotiates that
 codec only.
 """
+
 from __future__ import annotations
 
 import asyncio

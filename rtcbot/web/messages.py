@@ -9,6 +9,7 @@ same rules, so both ends see what the other sent::
     decode_message('{"left": 100}') # {'left': 100}
     decode_message("hello")         # 'hello'
 """
+
 from __future__ import annotations
 
 import json

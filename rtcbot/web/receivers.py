@@ -11,6 +11,7 @@ default subscription keeps the newest); :class:`AudioReceiver` gives float32
 Each receiver owns one task reading the track; it ends when the track ends (the receiver closes) or at
 :meth:`aclose`.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -33,7 +34,7 @@ log = logging.getLogger("rtcbot.web.receivers")
 class _TrackReceiver(SubscriptionProducer):
     """Reads a remote track in a task and produces what :meth:`_convert` makes of each frame."""
 
-    _task: Optional["asyncio.Task[None]"] = None
+    _task: Optional[asyncio.Task[None]] = None
 
     def __init__(self, track: Any, default_subscription: Any) -> None:
         super().__init__(default_subscription, logger=log, ready=False)

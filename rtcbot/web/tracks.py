@@ -18,6 +18,7 @@ an async ``get()`` (a producer's subscription, a consumer's ``_get``)::
 Timestamps come from the items' ``timestamp`` (capture time, ``time.monotonic()`` clock) when they have one,
 so the browser shows frames with the spacing they were captured with.
 """
+
 from __future__ import annotations
 
 import fractions

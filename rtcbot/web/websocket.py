@@ -14,6 +14,7 @@ As a client, give it a URL; in an aiohttp server, give it the request::
 Messages are encoded as on a data channel (:mod:`rtcbot.web.messages`): strings as text, dicts and lists
 as JSON (parsed back on arrival), bytes as binary. ``json=False`` leaves text alone on arrival.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -38,8 +39,8 @@ class Websocket(SubscriptionProducerConsumer):
     ``await ws.close()``.
     """
 
-    _task: Optional["asyncio.Task[None]"] = None
-    _closing: Optional["asyncio.Future[None]"] = None
+    _task: Optional[asyncio.Task[None]] = None
+    _closing: Optional[asyncio.Future[None]] = None
 
     def __init__(self, url_or_request: Any, json: bool = True) -> None:
         aiohttp = require("aiohttp")
@@ -124,7 +125,7 @@ class Websocket(SubscriptionProducerConsumer):
         encode_message(data)
         super().put_nowait(data)
 
-    def close(self) -> "asyncio.Future[None]":
+    def close(self) -> asyncio.Future[None]:
         """Closes the websocket; returns an awaitable that finishes when it is closed (``await ws.close()``)."""
         if self._closing is None:
             SubscriptionProducerConsumer.close(self)
@@ -143,5 +144,3 @@ class Websocket(SubscriptionProducerConsumer):
 
     def __exit__(self, *exc_info: Any) -> None:
         self.close()
-
-

@@ -1,6 +1,7 @@
 """RTCBot's own tests of RTCConnection and Websocket (its tests/test_RTCConnection.py and
 tests/test_websocket.py), run against rtcbot. The bodies are RTCBot's; only the harness changed: aiounittest
 and pytest-aiohttp's fixtures became ``run()`` and a small aiohttp server fixture on a free port."""
+
 from __future__ import annotations
 
 import asyncio
@@ -103,7 +104,7 @@ async def serving(app):
 def test_websocket():
     async def body():
         async with serving(create_ws_server()) as port:
-            ws = Websocket("http://localhost:{}/".format(port))
+            ws = Websocket(f"http://localhost:{port}/")
             ws.put_nowait("Hello")
             assert await ws.get() == "Hello"
             ws.put_nowait({"foo": "bar"})
