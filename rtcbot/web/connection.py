@@ -93,14 +93,12 @@ class RTCConnection(SubscriptionProducerConsumer):
         if description is not None and not self._has_remote:
             await self.setRemoteDescription(description)
         if self._has_remote:
-            self._prefer_codecs()
             await self._pc.setLocalDescription(await self._pc.createAnswer())
         else:
             self._attach_default(DataChannel(self._pc.createDataChannel("default", ordered=self._ordered)))
             for handler in (self._video, self._audio):
-                if handler.wants_remote and handler._track is None:
+                if handler.wants_remote and not handler.sending:
                     self._pc.addTransceiver(handler.kind, direction="recvonly")
-            self._prefer_codecs()
             await self._pc.setLocalDescription(await self._pc.createOffer())
         local = self._pc.localDescription
         return {"sdp": local.sdp, "type": local.type}
@@ -111,10 +109,6 @@ class RTCConnection(SubscriptionProducerConsumer):
 
         await self._pc.setRemoteDescription(RTCSessionDescription(sdp=description["sdp"], type=description["type"]))
         self._has_remote = True
-
-    def _prefer_codecs(self) -> None:
-        self._video._prefer_codec()
-        self._audio._prefer_codec()
 
     # -- data channels -------------------------------------------------------------------------------
     def _attach_default(self, channel: DataChannel) -> None:

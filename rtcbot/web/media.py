@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, List, Optional
+from typing import Any, List, Optional, Tuple
 
 from ..base import SubscriptionProducer, SubscriptionProducerConsumer
 from ..subscriptions import GetterSubscription, MostRecentSubscription
@@ -38,8 +38,9 @@ class MediaHandler(SubscriptionProducerConsumer):
     def __init__(self, pc: Any, queue_type: Any) -> None:
         super().__init__(queue_type, queue_type, logger=log)
         self._pc = pc
-        self._track: Any = None
-        self._mime: Optional[str] = None
+        self._track: Any = None  # the default outgoing track, made on first use
+        self._tracks: List[Any] = []  # every outgoing track
+        self._owned: List[Tuple[Any, Any]] = []  # (producer, subscription) made by addTrack
         self._receivers = []
         self._track_producer = SubscriptionProducer(logger=log)
         self.wants_remote = False
@@ -47,38 +48,67 @@ class MediaHandler(SubscriptionProducerConsumer):
     # -- sending -------------------------------------------------------------------------------------
     def putSubscription(self, subscription: Any) -> None:
         """Send what ``subscription`` (a producer, or anything with an async ``get()``) gives."""
-        mime = getattr(subscription, "mime", None)
         super().putSubscription(subscription)
-        if mime is not None:
-            self._mime = mime
         self._ensure_track()
+        self._prefer_codec(self._track, getattr(subscription, "mime", None))
 
     def put_nowait(self, data: Any) -> None:
         """Send one item (a frame, an audio block)."""
         super().put_nowait(data)
         self._ensure_track()
 
+    def addTrack(self, subscription: Any = None) -> Any:
+        """Adds another outgoing track (a second camera) reading ``subscription`` (a producer, or anything
+        with an async ``get()``); with None, the default track, fed by ``putSubscription``/``put_nowait``.
+        The other side's offer must ask for as many tracks (tracks are matched to its m-lines in order)."""
+        if subscription is None:
+            self._ensure_track()
+            return self._track
+        if hasattr(subscription, "subscribe") and hasattr(subscription, "unsubscribe"):
+            source = subscription.subscribe()
+            self._owned.append((subscription, source))
+        elif callable(getattr(subscription, "get", None)):
+            source = subscription
+        else:
+            raise TypeError(
+                f"conn.{self.kind}.addTrack() needs a producer or a subscription with an async get(), "
+                f"got {type(subscription).__name__}"
+            )
+        track = self._make_track(source.get)
+        self._pc.addTrack(track)
+        self._tracks.append(track)
+        self._prefer_codec(track, getattr(subscription, "mime", None))
+        return track
+
+    @property
+    def sending(self) -> bool:
+        """Whether this connection sends this kind of media (a track was added)."""
+        return bool(self._tracks)
+
     def _ensure_track(self) -> None:
         if self._track is None:
             self._track = self._make_track(GetterSubscription(self._get).get)
             self._pc.addTrack(self._track)
+            self._tracks.append(self._track)
 
     def _make_track(self, get: Any) -> Any:
         raise NotImplementedError
 
-    def _prefer_codec(self) -> None:
-        """Restrict the outgoing transceiver to the codec of pre-encoded input (called before an answer or
-        offer is created)."""
-        if self._mime is None or self._track is None:
+    def _prefer_codec(self, track: Any, mime: Optional[str]) -> None:
+        """Restrict ``track``'s transceiver to ``mime``, the codec of pre-encoded input. aiortc applies the
+        preference when the remote description is set, so this runs as the track is added."""
+        if mime is None or track is None:
             return
         from aiortc import RTCRtpSender
 
-        codecs = [c for c in RTCRtpSender.getCapabilities(self.kind).codecs if c.mimeType.lower() == self._mime.lower()]
-        if self._mime.lower() == "video/h264":
-            # The browser must decode what the camera made: constrained baseline, packetization-mode 1.
+        capabilities = RTCRtpSender.getCapabilities(self.kind).codecs
+        codecs = [c for c in capabilities if c.mimeType.lower() == mime.lower()]
+        if mime.lower() == "video/h264":
+            # The browser must decode what the encoder made: packetization-mode 1 (what aiortc packs).
             codecs = [c for c in codecs if c.parameters.get("packetization-mode") == "1"] or codecs
+        codecs += [c for c in capabilities if c.mimeType.lower() == f"{self.kind}/rtx"]
         for transceiver in self._pc.getTransceivers():
-            if transceiver.sender.track is self._track and codecs:
+            if transceiver.sender.track is track:
                 transceiver.setCodecPreferences(codecs)
 
     # -- receiving -----------------------------------------------------------------------------------
@@ -111,8 +141,11 @@ class MediaHandler(SubscriptionProducerConsumer):
         for receiver in self._receivers:
             receiver.close()
         self._track_producer.close()
-        if self._track is not None:
-            self._track.stop()
+        for track in self._tracks:
+            track.stop()
+        for producer, source in self._owned:
+            producer.unsubscribe(source)
+        self._owned = []
 
     async def aclose(self) -> None:
         self.close()
