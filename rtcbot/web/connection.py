@@ -196,8 +196,8 @@ class RTCConnection(SubscriptionProducerConsumer):
         (``await conn.close()``); calling it again returns the same one."""
         if self._closing is not None:
             return self._closing
+        self._closing = asyncio.ensure_future(self._close_all())  # set first: onClose callbacks may call close()
         super().close()
-        self._closing = asyncio.ensure_future(self._close_all())
         return self._closing
 
     async def _close_all(self) -> None:

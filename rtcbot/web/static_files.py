@@ -12,6 +12,7 @@
 
 In the page: ``<script type="module"> import { RTCConnection, connect } from "/rtcbot.js"; ...</script>``.
 """
+
 from __future__ import annotations
 
 from importlib import resources

@@ -10,6 +10,7 @@ The browser runs in a fresh profile directory with fake camera/microphone and me
 is killed (and its profile removed) on the way out, whatever happened. ``CHROMIUM`` names the binary;
 :func:`find_chromium` returns None when there is none (tests skip then).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -71,7 +72,7 @@ class DevToolsError(RuntimeError):
 class Page:
     """One tab, reached through a flattened DevTools session."""
 
-    def __init__(self, browser: "Chromium", target_id: str, session_id: str) -> None:
+    def __init__(self, browser: Chromium, target_id: str, session_id: str) -> None:
         self.browser = browser
         self.target_id = target_id
         self.session_id = session_id
@@ -110,12 +111,20 @@ class Page:
         key, vk = _KEYS[code]
         await self.send(
             "Input.dispatchKeyEvent",
-            {"type": "keyDown", "key": key, "code": code, "windowsVirtualKeyCode": vk, "text": key if len(key) == 1 else ""},
+            {
+                "type": "keyDown",
+                "key": key,
+                "code": code,
+                "windowsVirtualKeyCode": vk,
+                "text": key if len(key) == 1 else "",
+            },
         )
 
     async def release(self, code: str) -> None:
         key, vk = _KEYS[code]
-        await self.send("Input.dispatchKeyEvent", {"type": "keyUp", "key": key, "code": code, "windowsVirtualKeyCode": vk})
+        await self.send(
+            "Input.dispatchKeyEvent", {"type": "keyUp", "key": key, "code": code, "windowsVirtualKeyCode": vk}
+        )
 
     async def close(self) -> None:
         """Closes the tab, as a user would."""
@@ -141,7 +150,7 @@ class Chromium:
         self._pending: Dict[int, asyncio.Future] = {}
         self.events: asyncio.Queue = asyncio.Queue()
 
-    async def __aenter__(self) -> "Chromium":
+    async def __aenter__(self) -> Chromium:
         try:
             await self.start()
         except BaseException:
@@ -211,7 +220,9 @@ class Chromium:
                 if not future.done():
                     future.set_exception(DevToolsError("the DevTools connection closed"))
 
-    async def send(self, method: str, params: Optional[Dict[str, Any]] = None, session_id: Optional[str] = None) -> Dict[str, Any]:
+    async def send(
+        self, method: str, params: Optional[Dict[str, Any]] = None, session_id: Optional[str] = None
+    ) -> Dict[str, Any]:
         message_id = next(self._ids)
         message: Dict[str, Any] = {"id": message_id, "method": method, "params": params or {}}
         if session_id is not None:

@@ -75,9 +75,10 @@ class MediaHandler extends Producer {
   }
 
   /** Receive remote media: `target` is a <video>/<audio> element (its srcObject is set) or a callback
-   * called with each MediaStream. Asks the offer for one more track each call. */
+   * called with each MediaStream. Makes the offer ask for one track, unless offerToReceive(n) asked for
+   * more. */
   subscribe(target) {
-    this.offerToReceive();
+    if (this._receive === 0) this.offerToReceive();
     const callback =
       target instanceof HTMLMediaElement
         ? (stream) => {
