@@ -61,8 +61,9 @@ class RTCConnection(SubscriptionProducerConsumer):
     :param iceServers: STUN/TURN servers (URLs, dicts as in the browser API, or ``aiortc.RTCIceServer``);
         none by default: host candidates only.
 
-    ``await conn.close()`` (or ``async with RTCConnection() as conn``) closes it; ``await conn`` returns when
-    it closed, from either side.
+    ``await conn.onReady()`` returns once connected (the default data channel is open; messages put before
+    wait for it). ``await conn.close()`` (or ``async with RTCConnection() as conn``) closes it; ``await conn``
+    returns when it closed, from either side.
     """
 
     _pc: Any = None
@@ -70,7 +71,7 @@ class RTCConnection(SubscriptionProducerConsumer):
 
     def __init__(self, defaultChannelOrdered: bool = True, iceServers: Optional[List[Any]] = None) -> None:
         aiortc = require("aiortc")
-        super().__init__(asyncio.Queue, asyncio.Queue, logger=log)
+        super().__init__(asyncio.Queue, asyncio.Queue, logger=log, ready=False)
         self._pc = aiortc.RTCPeerConnection(aiortc.RTCConfiguration(iceServers=_ice_servers(iceServers)))
         self._pc.on("datachannel", self._remote_channel)
         self._pc.on("track", self._remote_track)
@@ -117,6 +118,11 @@ class RTCConnection(SubscriptionProducerConsumer):
         self._channels[channel.name] = channel
         channel.putSubscription(GetterSubscription(self._get))
         channel.subscribe(self._put_nowait)
+        channel.onReady(self._channel_open)
+
+    def _channel_open(self) -> None:
+        if not self.closed:
+            self._setReady(True)
 
     def _remote_channel(self, rtc_channel: Any) -> None:
         channel = DataChannel(rtc_channel)
