@@ -30,6 +30,7 @@ from typing import Any, Awaitable, Callable, Optional
 import numpy as np
 
 from .._deps import require
+from ..base import SubscriptionClosed
 from ..errors import InvalidItemError
 
 __all__ = ["AudioTrack", "EncodedVideo", "FrameTrack", "VIDEO_CLOCK"]
@@ -63,6 +64,14 @@ class EncodedVideo:
 Getter = Callable[[], Awaitable[Any]]
 
 
+async def _next_or_end(get: Getter) -> Any:
+    """The next item; a closed source ends the track the way aiortc expects (MediaStreamError)."""
+    try:
+        return await get()
+    except SubscriptionClosed:
+        raise aiortc.mediastreams.MediaStreamError from None
+
+
 class FrameTrack(aiortc.MediaStreamTrack):  # type: ignore[misc]
     """A video track reading frames (or :class:`EncodedVideo`) from ``get``, an async function."""
 
@@ -89,7 +98,7 @@ class FrameTrack(aiortc.MediaStreamTrack):  # type: ignore[misc]
 
     async def recv(self) -> Any:
         while True:
-            item = await self._next()
+            item = await _next_or_end(self._next)
             if isinstance(item, EncodedVideo):
                 packet = self._splice(item)
                 if packet is None:
@@ -141,7 +150,7 @@ class AudioTrack(aiortc.MediaStreamTrack):  # type: ignore[misc]
         self._samples = 0
 
     async def recv(self) -> Any:
-        block = np.asarray(await self._next())
+        block = np.asarray(await _next_or_end(self._next))
         if block.ndim == 1:
             block = block[:, None]
         if block.ndim != 2 or block.shape[1] not in (1, 2):
