@@ -235,9 +235,11 @@ def test_two_browsers_share_one_encode_per_camera():
     run(body(), timeout=90)
 
 
-def write_tone(path, seconds=2.0, rate=48000, amplitude=0.5):
-    """A 16-bit mono WAV of a 440 Hz tone (-9 dBFS RMS), for Chromium's fake microphone."""
-    samples = (amplitude * 32767 * np.sin(2 * np.pi * 440 * np.arange(int(seconds * rate)) / rate)).astype("<i2")
+def write_tone(path, seconds=2.0, rate=48000, amplitude=0.5, frequency=1000):
+    """A 16-bit mono WAV of a tone (-9 dBFS RMS) for Chromium's fake microphone (not the robot microphone's
+    440 Hz, which the page plays: echo cancellation would take that out)."""
+    t = np.arange(int(seconds * rate)) / rate
+    samples = (amplitude * 32767 * np.sin(2 * np.pi * frequency * t)).astype("<i2")
     with wave.open(str(path), "wb") as out:
         out.setnchannels(1)
         out.setsampwidth(2)
@@ -257,9 +259,8 @@ def test_browser_microphone_plays_on_the_robot_speaker(tmp_path):
             assert speaker.frames == 0  # nothing plays until "talk" is held
             await page.evaluate("document.querySelector('#talk').dispatchEvent(new PointerEvent('pointerdown')); 1")
             await asyncio.wait_for(speaker.received(48000), 10)
-            # The -9 dBFS tone, after the browser's voice processing (echo cancellation, noise suppression,
-            # gain control) and Opus: about -30 dBFS here; Chromium's default fake microphone (a short beep
-            # a second) gives under -55, silence -inf.
-            assert -40 < speaker.level_dbfs < -6
+            # The -9 dBFS tone through Opus: about -12 dBFS (the first blocks, from before "talk", are quieter);
+            # Chromium's default fake microphone (a short beep a second) gives under -55, silence -inf.
+            assert -20 < speaker.level_dbfs < -6
 
     run(body(), timeout=60)
