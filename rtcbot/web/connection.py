@@ -29,9 +29,9 @@ import asyncio
 import logging
 from typing import Any, Dict, List, Optional
 
-from .._deps import require
 from ..base import SubscriptionProducer, SubscriptionProducerConsumer
 from ..subscriptions import GetterSubscription
+from ._require import require_web as require
 from .datachannel import DataChannel
 from .media import AudioHandler, VideoHandler
 
@@ -197,7 +197,7 @@ class RTCConnection(SubscriptionProducerConsumer):
         super().put_nowait(data)
 
     # -- closing -------------------------------------------------------------------------------------
-    def close(self) -> asyncio.Future[None]:
+    def close(self) -> asyncio.Future[None]:  # type: ignore[override]  # RTCBot's API: await conn.close()
         """Closes the connection, its channels and tracks. Returns an awaitable that finishes the closing
         (``await conn.close()``); calling it again returns the same one."""
         if self._closing is not None:

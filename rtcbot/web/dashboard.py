@@ -23,7 +23,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from .._deps import require
+from ._require import require_web as require
 from .connection import RTCConnection
 from .drive import DriveGuard, parse_drive
 from .encoder import SharedVideoEncoder

@@ -25,9 +25,9 @@ from typing import Any, List, Optional
 
 import numpy as np
 
-from .._deps import require
 from ..base import SubscriptionClosed, SubscriptionProducer
 from ..subscriptions import BoundedQueue, MostRecentSubscription
+from ._require import require_web as require
 from .tracks import VIDEO_CLOCK, EncodedVideo
 
 __all__ = ["SharedVideoEncoder"]

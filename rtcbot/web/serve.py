@@ -47,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Runs the dashboard until Ctrl+C (or ``--seconds``); returns the exit status."""
-    from .._deps import require
+    from ._require import require_web as require
 
     require("aiortc")
     require("aiohttp")
@@ -115,6 +115,7 @@ class _Devices(contextlib.AsyncExitStack):
 
         args = self.args
         for camera in list_cameras():
+            device: Any
             try:
                 if camera.kind == "csi":
                     from ..devices.picamera import PiCamera2

@@ -22,7 +22,7 @@ __all__ = ["getRTCBotJS", "read_static"]
 
 def read_static(name: str) -> str:
     """The text of the packaged file ``rtcbot/web/static/<name>``."""
-    return resources.files("rtcbot.web").joinpath("static", name).read_text(encoding="utf-8")
+    return resources.files("rtcbot.web").joinpath("static").joinpath(name).read_text(encoding="utf-8")
 
 
 def getRTCBotJS(minified: bool = True) -> str:

@@ -29,9 +29,9 @@ from typing import Any, Awaitable, Callable, Optional
 
 import numpy as np
 
-from .._deps import require
 from ..base import SubscriptionClosed
 from ..errors import InvalidItemError
+from ._require import require_web as require
 
 __all__ = ["AudioTrack", "EncodedVideo", "FrameTrack", "VIDEO_CLOCK"]
 
@@ -42,6 +42,7 @@ VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK)
 
 aiortc = require("aiortc")
 av = require("av")
+from aiortc import MediaStreamTrack  # noqa: E402  (after require(): a missing web extra says what to install)
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ async def _next_or_end(get: Getter) -> Any:
         raise aiortc.mediastreams.MediaStreamError from None
 
 
-class FrameTrack(aiortc.MediaStreamTrack):  # type: ignore[misc]
+class FrameTrack(MediaStreamTrack):  # type: ignore[misc]
     """A video track reading frames (or :class:`EncodedVideo`) from ``get``, an async function."""
 
     kind = "video"
@@ -136,7 +137,7 @@ class FrameTrack(aiortc.MediaStreamTrack):  # type: ignore[misc]
         return av.VideoFrame.from_numpy_buffer(array, format="bgr24")
 
 
-class AudioTrack(aiortc.MediaStreamTrack):  # type: ignore[misc]
+class AudioTrack(MediaStreamTrack):  # type: ignore[misc]
     """An audio track reading blocks of shape ``(samples, channels)`` (float in [-1, 1] or int16) from
     ``get``, at ``samplerate`` samples per second."""
 

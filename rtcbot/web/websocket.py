@@ -21,9 +21,9 @@ import asyncio
 import logging
 from typing import Any, Optional
 
-from .._deps import require
 from ..base import SubscriptionClosed, SubscriptionProducerConsumer
 from ..errors import DeviceOpenError, EncodeError
+from ._require import require_web as require
 from .messages import decode_message, encode_message
 
 __all__ = ["Websocket"]
@@ -125,7 +125,7 @@ class Websocket(SubscriptionProducerConsumer):
         encode_message(data)
         super().put_nowait(data)
 
-    def close(self) -> asyncio.Future[None]:
+    def close(self) -> asyncio.Future[None]:  # type: ignore[override]  # RTCBot's API: await conn.close()
         """Closes the websocket; returns an awaitable that finishes when it is closed (``await ws.close()``)."""
         if self._closing is None:
             SubscriptionProducerConsumer.close(self)
