@@ -196,6 +196,8 @@ def test_closing_the_page_stops_the_motors():
             await page.close()
             await reading_where(readings, lambda r: (r["left"], r["right"]) == (0, 0), timeout=2)
             assert time.monotonic() - closed < STOP_WITHIN
+            assert dashboard.guard.stops == 1  # the server saw the page go (rtcbot.js closes on pagehide)
+            await asyncio.wait_for(dashboard.wait_viewers(0), 5)
 
     run(body(), timeout=60)
 

@@ -81,6 +81,7 @@ class Dashboard:
         self.level_dbfs = -math.inf
         self.reading: Optional[Dict[str, Any]] = None
         self._numbers = itertools.count(1)
+        self._viewers_changed = asyncio.Event()
         self._runner: Any = None
         self.url = ""
         self._status_task: Optional[asyncio.Task[None]] = None
@@ -146,6 +147,7 @@ class Dashboard:
             await conn.close()
             raise web.HTTPBadRequest(text=f"could not answer the offer: {e}") from e
         self.viewers[viewer.name] = viewer
+        self._viewers_changed.set()
         log.info("%s connected (%d watching)", viewer.name, len(self.viewers))
         conn.put_nowait({"hello": viewer.name, **self.info()})
         return web.json_response(answer)
@@ -176,9 +178,16 @@ class Dashboard:
         if self.guard is not None:
             self.guard.release(viewer.name)  # first: the motors stop before anything else is cleaned up
         if self.viewers.pop(viewer.name, None) is not None:
+            self._viewers_changed.set()
             log.info("%s left (%d watching)", viewer.name, len(self.viewers))
             self._closers.append(viewer.conn.close())
         self._closers = [c for c in self._closers if not c.done()]
+
+    async def wait_viewers(self, count: int) -> None:
+        """Wait until exactly ``count`` browsers are connected (wrap in wait_for for a timeout)."""
+        while len(self.viewers) != count:
+            self._viewers_changed.clear()
+            await self._viewers_changed.wait()
 
     # -- to the pages --------------------------------------------------------------------------------
     def _measure_level(self, block: Any) -> None:
