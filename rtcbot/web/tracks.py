@@ -85,6 +85,8 @@ class FrameTrack(MediaStreamTrack):  # type: ignore[misc]
         self._last_pts = -1
         self._last_index: Optional[int] = None  # for encoded input: the last packet passed on
         self._awaiting_keyframe = False
+        self._relay_keyframe_request = False
+        self._keyframe_requests = 0
         self.frames = 0
 
     def _pts(self, timestamp: Optional[float]) -> int:
@@ -112,8 +114,18 @@ class FrameTrack(MediaStreamTrack):  # type: ignore[misc]
             self.frames += 1
             return frame
 
+    def keyframe_requested(self) -> None:
+        """The receiver asked for a keyframe (RTCP PLI/FIR: it lost data it could not recover). Encoded
+        input is asked for one with the next item; raw frames are left to aiortc's encoder, which sees the
+        request itself."""
+        self._keyframe_requests += 1
+        self._relay_keyframe_request = True
+
     def _splice(self, item: EncodedVideo) -> Any:
         """The packet to send, or None while waiting for a keyframe (at the start and after a gap)."""
+        if self._relay_keyframe_request:
+            self._relay_keyframe_request = False
+            item.request_keyframe()
         continuous = self._last_index is not None and item.index == self._last_index + 1
         if not continuous and not item.keyframe:
             if not self._awaiting_keyframe:
