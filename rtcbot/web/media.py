@@ -112,25 +112,6 @@ class MediaHandler(SubscriptionProducerConsumer):
                 transceiver.setCodecPreferences(codecs)
                 _relay_keyframe_requests(transceiver.sender, track)
 
-
-def _relay_keyframe_requests(sender: Any, track: Any) -> None:
-    """Pass the receiver's keyframe requests (RTCP PLI/FIR) on to ``track``.
-
-    aiortc's sender turns them into a forced keyframe of its own encoder, which pre-encoded packets bypass;
-    without this a browser that lost a packet would freeze until the source's next periodic keyframe. The
-    hook is aiortc's ``RTCRtpSender._send_keyframe`` (there since aiortc 1.0); without it, the periodic
-    keyframes still recover the stream."""
-    original = getattr(sender, "_send_keyframe", None)
-    if original is None:
-        log.warning("this aiortc has no RTCRtpSender._send_keyframe: lost video recovers at the next keyframe")
-        return
-
-    def send_keyframe() -> None:
-        original()
-        track.keyframe_requested()
-
-    sender._send_keyframe = send_keyframe
-
     # -- receiving -----------------------------------------------------------------------------------
     def subscribe(self, subscription: Any = None) -> Any:
         """Receive the other side's media; also makes an offer ask for it (see :meth:`offerToReceive`)."""
@@ -207,3 +188,22 @@ class AudioHandler(MediaHandler):
 
     def _make_receiver(self, track: Any) -> _TrackReceiver:
         return AudioReceiver(track)
+
+
+def _relay_keyframe_requests(sender: Any, track: Any) -> None:
+    """Pass the receiver's keyframe requests (RTCP PLI/FIR) on to ``track``.
+
+    aiortc's sender turns them into a forced keyframe of its own encoder, which pre-encoded packets bypass;
+    without this a browser that lost a packet would freeze until the source's next periodic keyframe. The
+    hook is aiortc's ``RTCRtpSender._send_keyframe`` (there since aiortc 1.0); without it, the periodic
+    keyframes still recover the stream."""
+    original = getattr(sender, "_send_keyframe", None)
+    if original is None:
+        log.warning("this aiortc has no RTCRtpSender._send_keyframe: lost video recovers at the next keyframe")
+        return
+
+    def send_keyframe() -> None:
+        original()
+        track.keyframe_requested()
+
+    sender._send_keyframe = send_keyframe
