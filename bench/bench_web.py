@@ -119,6 +119,10 @@ async def _serve(kind: str) -> None:
 
     from rtcbot.web import getRTCBotJS
 
+    import aiortc  # noqa: F401  (imported before serving, as a real server would: not counted in first frame)
+
+    from rtcbot.web import RTCConnection
+
     camera = StampedCamera()
     encoder = None
     if kind == "rtcbot-shared":
@@ -132,8 +136,6 @@ async def _serve(kind: str) -> None:
         if kind == "aiortc":
             answer = await _bare_aiortc_answer(offer, camera, connections)
         else:
-            from rtcbot.web import RTCConnection
-
             conn = RTCConnection()
             connections.append(conn)
             conn.video.putSubscription(encoder if encoder is not None else camera.producer)
