@@ -115,13 +115,10 @@ await connect(conn, "/connect");
 
 
 async def _serve(kind: str) -> None:
+    import aiortc  # noqa: F401  (imported before serving, as a real server would: not counted in first frame)
     from aiohttp import web
 
-    from rtcbot.web import getRTCBotJS
-
-    import aiortc  # noqa: F401  (imported before serving, as a real server would: not counted in first frame)
-
-    from rtcbot.web import RTCConnection
+    from rtcbot.web import RTCConnection, getRTCBotJS
 
     camera = StampedCamera()
     encoder = None

@@ -71,7 +71,7 @@ class FakeH264Camera:
         self.keyframe_requests += 1
         self._force.set()
 
-    def start(self) -> "FakeH264Camera":
+    def start(self) -> FakeH264Camera:
         self._thread = threading.Thread(target=self._run, name="fake-h264-camera")
         self._thread.start()
         return self
@@ -104,7 +104,7 @@ class FakeH264Camera:
         if self._thread is not None:
             self._thread.join(5)
 
-    def __enter__(self) -> "FakeH264Camera":
+    def __enter__(self) -> FakeH264Camera:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
