@@ -9,6 +9,10 @@ same frames (pre-rendered test pattern + the stamp), each in its own process:
 - ``rtcbot``: ``RTCConnection`` with ``conn.video.putSubscription(camera)`` (aiortc's encoder per connection);
 - ``rtcbot-shared``: the dashboard's path, a ``SharedVideoEncoder`` (one VP8 encode for every viewer).
 
+and, for H.264 passthrough, the server CPU of ``rtcbot-h264-passthrough`` (an ``EncodedVideoSource`` fed
+pre-encoded H.264, as a Pi camera's hardware encoder would) against ``aiortc-h264`` (bare aiortc encoding the
+raw frames with H.264); those frames carry no stamp, so only frames/s and CPU are reported for them.
+
 Metrics: frames/s displayed, time to first frame (from the page starting its offer), capture-to-display
 latency p50/p90, server CPU (all its threads, % of one core) over the same window. Targets: >= 29 frames/s,
 first frame < 1 s, p50 latency < 100 ms, CPU <= 1.1x the bare aiortc server.
@@ -20,6 +24,7 @@ first frame < 1 s, p50 latency < 100 ms, CPU <= 1.1x the bare aiortc server.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import re
 import statistics
@@ -31,7 +36,7 @@ import numpy as np
 
 WIDTH, HEIGHT, FPS = 640, 480, 30
 BITS, BLOCK = 32, 40  # the stamp: 32 bits, 16 blocks of 40x40 px per row, two rows
-SERVERS = ("aiortc", "rtcbot", "rtcbot-shared")
+SERVERS = ("aiortc", "rtcbot", "rtcbot-shared")  # H.264: "aiortc-h264", "rtcbot-h264-passthrough"
 
 
 def _row(case: str, metric: str, value: float, unit: str, baseline: Optional[str] = None,
@@ -121,7 +126,9 @@ async def _serve(kind: str) -> None:
     from rtcbot.web import RTCConnection, getRTCBotJS
 
     camera = StampedCamera()
-    encoder = None
+    encoder: Any = None
+    if kind == "rtcbot-h264-passthrough":
+        encoder = await _replayed_h264()
     if kind == "rtcbot-shared":
         from rtcbot.web.encoder import SharedVideoEncoder
 
@@ -130,8 +137,8 @@ async def _serve(kind: str) -> None:
 
     async def connect(request: Any) -> Any:
         offer = await request.json()
-        if kind == "aiortc":
-            answer = await _bare_aiortc_answer(offer, camera, connections)
+        if kind in ("aiortc", "aiortc-h264"):
+            answer = await _bare_aiortc_answer(offer, camera, connections, h264=kind == "aiortc-h264")
         else:
             conn = RTCConnection()
             connections.append(conn)
@@ -159,7 +166,46 @@ async def _serve(kind: str) -> None:
     await runner.cleanup()
 
 
-async def _bare_aiortc_answer(offer: Dict[str, str], camera: StampedCamera, connections: List[Any]) -> Dict[str, str]:
+async def _replayed_h264() -> Any:
+    """A stand-in for a camera's hardware H.264 encoder: 3 s of the test pattern encoded beforehand (libx264,
+    a keyframe a second), replayed at 30 frames/s into an EncodedVideoSource. Its encoding costs this
+    process nothing, as a Pi's encoder costs the CPU nothing."""
+    import fractions
+
+    import av
+
+    from rtcbot.devices.sim import render_test_pattern
+    from rtcbot.web.passthrough import EncodedVideoSource
+
+    context = av.CodecContext.create("libx264", "w")
+    context.width, context.height, context.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+    context.time_base = fractions.Fraction(1, 90000)
+    context.gop_size = FPS
+    context.bit_rate = 1_500_000
+    context.options = {"preset": "ultrafast", "tune": "zerolatency", "profile": "baseline", "level": "31"}
+    units = []
+    for i in range(3 * FPS):
+        frame = av.VideoFrame.from_ndarray(render_test_pattern(WIDTH, HEIGHT, i), format="bgr24")
+        frame = frame.reformat(format="yuv420p")
+        frame.pts = i * 3000
+        units += [(bytes(p), bool(p.is_keyframe)) for p in context.encode(frame)]
+    source = EncodedVideoSource()
+
+    async def replay() -> None:
+        next_at = time.monotonic()
+        for index in itertools.count():
+            data, keyframe = units[index % len(units)]
+            source.put_encoded(data, keyframe)
+            next_at += 1.0 / FPS
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+
+    source.replay = asyncio.get_running_loop().create_task(replay())  # type: ignore[attr-defined]
+    return source
+
+
+async def _bare_aiortc_answer(
+    offer: Dict[str, str], camera: StampedCamera, connections: List[Any], h264: bool = False
+) -> Dict[str, str]:
     """What a bare aiortc program does: a VideoStreamTrack converting each numpy frame with from_ndarray."""
     import fractions
 
@@ -183,6 +229,11 @@ async def _bare_aiortc_answer(offer: Dict[str, str], camera: StampedCamera, conn
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     connections.append(pc)
     pc.addTrack(Track())
+    if h264:
+        from aiortc import RTCRtpSender
+
+        codecs = [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType in ("video/H264", "video/rtx")]
+        pc.getTransceivers()[0].setCodecPreferences(codecs)
     await pc.setRemoteDescription(RTCSessionDescription(**offer))
     await pc.setLocalDescription(await pc.createAnswer())
     return {"sdp": pc.localDescription.sdp, "type": pc.localDescription.type}
@@ -261,6 +312,19 @@ def run(quick: bool) -> List[Dict[str, Any]]:
             _row(label, "server CPU", cpu, "% of a core", "bare aiortc", base["cpu"], "<= 1.1x",
                  cpu <= 1.1 * base["cpu"]),
         ]  # fmt: skip
+    h264 = {kind: [] for kind in ("aiortc-h264", "rtcbot-h264-passthrough")}  # type: Dict[str, List[Dict[str, float]]]
+    for _ in range(rounds):
+        for kind in h264:
+            h264[kind].append(asyncio.run(_measure(kind, window)))
+    reencode_cpu = min(r["cpu"] for r in h264["aiortc-h264"])
+    passthrough_cpu = min(r["cpu"] for r in h264["rtcbot-h264-passthrough"])
+    passthrough_fps = max(r["fps"] for r in h264["rtcbot-h264-passthrough"])
+    label = f"{WIDTH}x{HEIGHT} H.264 at {FPS} frames/s -> headless Chromium, rtcbot passthrough (camera-encoded)"
+    rows += [
+        _row(label, "frames/s displayed", passthrough_fps, "frames/s", "bare aiortc re-encoding H.264",
+             max(r["fps"] for r in h264["aiortc-h264"]), ">= 29", passthrough_fps >= 29),
+        _row(label, "server CPU", passthrough_cpu, "% of a core", "bare aiortc re-encoding H.264", reencode_cpu),
+    ]  # fmt: skip
     return rows
 
 

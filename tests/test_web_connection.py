@@ -186,3 +186,25 @@ def test_other_side_closing_closes_this_side():
             await asyncio.wait_for(closed, 10)
 
     run(body())
+
+
+def test_rtcbot_module_paths_still_work():
+    from rtcbot.connection import RTCConnection as FromConnection
+    from rtcbot.web import Websocket
+    from rtcbot.websocket import Websocket as FromWebsocket
+
+    assert FromConnection is RTCConnection and FromWebsocket is Websocket
+
+
+def test_connection_with_shared_encoder_leaves_no_thread(no_leaks):
+    async def body():
+        with SimCamera(width=160, height=120, fps=30) as camera:
+            encoder = SharedVideoEncoder(camera)
+            async with connected(
+                prepare_offerer=lambda a: a.video.subscribe(),
+                prepare_answerer=lambda b: b.video.putSubscription(encoder),
+            ) as (a, b):
+                await next_item(a.video.subscribe(), timeout=10)
+            await encoder.aclose()
+
+    run(body())

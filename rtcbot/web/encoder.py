@@ -52,7 +52,7 @@ class SharedVideoEncoder(SubscriptionProducer):
         source: Any,
         codec: str = "vp8",
         bitrate: int = 1_500_000,
-        keyframe_interval: float = 3.0,
+        keyframe_interval: float = 10.0,
     ) -> None:
         if codec not in _CODECS:
             raise ValueError(f"SharedVideoEncoder codec must be one of {sorted(_CODECS)}, got {codec!r}")
