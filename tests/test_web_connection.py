@@ -208,3 +208,24 @@ def test_connection_with_shared_encoder_leaves_no_thread(no_leaks):
             await encoder.aclose()
 
     run(body())
+
+
+def test_media_waits_in_bounded_subscriptions_until_sent():
+    async def body():
+        with SimMicrophone(blocksize=480) as mic, SimCamera(width=160, height=120, fps=30) as camera:
+            conn = RTCConnection()  # never connected: nothing takes the media
+            conn.audio.putSubscription(mic)
+            conn.video.putSubscription(camera)
+            audio, frames = conn.audio.subscription, conn.video.subscription
+            blocks = mic.subscribe()
+            for _ in range(20):  # 0.2 s of audio in 20 blocks: more than the bound
+                await next_item(blocks, timeout=2)
+            assert audio.qsize() <= 8 and audio.dropped > 0
+            assert type(frames).__name__ == "MostRecentSubscription"
+            await conn.close()
+            dropped = audio.dropped
+            for _ in range(10):
+                await next_item(blocks, timeout=2)
+            assert audio.dropped == dropped  # closing unsubscribed it from the microphone
+
+    run(body())

@@ -19,8 +19,8 @@ import asyncio
 import logging
 from typing import Any, List, Optional, Tuple
 
-from ..base import SubscriptionProducer, SubscriptionProducerConsumer
-from ..subscriptions import GetterSubscription, MostRecentSubscription
+from ..base import BaseSubscriptionProducer, SubscriptionProducer, SubscriptionProducerConsumer
+from ..subscriptions import BoundedQueue, GetterSubscription, MostRecentSubscription
 from .receivers import AudioReceiver, VideoReceiver, _TrackReceiver
 from .tracks import AudioTrack, FrameTrack
 
@@ -41,16 +41,40 @@ class MediaHandler(SubscriptionProducerConsumer):
         self._track: Any = None  # the default outgoing track, made on first use
         self._tracks: List[Any] = []  # every outgoing track
         self._owned: List[Tuple[Any, Any]] = []  # (producer, subscription) made by addTrack
+        self._producer_subscription: Optional[Tuple[Any, Any]] = None  # the same, for putSubscription
         self._receivers = []
         self._track_producer = SubscriptionProducer(logger=log)
         self.wants_remote = False
 
     # -- sending -------------------------------------------------------------------------------------
     def putSubscription(self, subscription: Any) -> None:
-        """Send what ``subscription`` (a producer, or anything with an async ``get()``) gives."""
+        """Send what ``subscription`` (a producer, or anything with an async ``get()``) gives.
+
+        A producer is subscribed to with a bounded subscription (:meth:`_bounded`): until the other side
+        takes the media (or if it never does) nothing piles up."""
+        mime = getattr(subscription, "mime", None)
+        owned = None
+        if _is_producer(subscription):
+            owned = (subscription, subscription.subscribe(self._bounded(subscription)))
+            subscription = owned[1]
         super().putSubscription(subscription)
+        self._release_producer()
+        self._producer_subscription = owned
         self._ensure_track()
-        self._prefer_codec(self._track, getattr(subscription, "mime", None))
+        self._prefer_codec(self._track, mime)
+
+    def stopSubscription(self) -> None:
+        super().stopSubscription()
+        self._release_producer()
+
+    def _release_producer(self) -> None:
+        owned, self._producer_subscription = self._producer_subscription, None
+        if owned is not None:
+            owned[0].unsubscribe(owned[1])
+
+    def _bounded(self, producer: Any) -> Any:
+        """The subscription to take from ``producer``: newest-frame for video, a short queue for audio."""
+        raise NotImplementedError
 
     def put_nowait(self, data: Any) -> None:
         """Send one item (a frame, an audio block)."""
@@ -64,8 +88,8 @@ class MediaHandler(SubscriptionProducerConsumer):
         if subscription is None:
             self._ensure_track()
             return self._track
-        if hasattr(subscription, "subscribe") and hasattr(subscription, "unsubscribe"):
-            source = subscription.subscribe()
+        if _is_producer(subscription):
+            source = subscription.subscribe(self._bounded(subscription))
             self._owned.append((subscription, source))
         elif callable(getattr(subscription, "get", None)):
             source = subscription
@@ -147,6 +171,7 @@ class MediaHandler(SubscriptionProducerConsumer):
         for producer, source in self._owned:
             producer.unsubscribe(source)
         self._owned = []
+        self._release_producer()
 
     async def aclose(self) -> None:
         self.close()
@@ -163,6 +188,11 @@ class VideoHandler(MediaHandler):
 
     def _make_track(self, get: Any) -> Any:
         return FrameTrack(get)
+
+    def _bounded(self, producer: Any) -> Any:
+        if getattr(producer, "mime", None) is not None:
+            return BoundedQueue(30)  # encoded packets: every one counts; a gap waits for a keyframe
+        return MostRecentSubscription()
 
     def _make_receiver(self, track: Any) -> _TrackReceiver:
         return VideoReceiver(track)
@@ -186,6 +216,9 @@ class AudioHandler(MediaHandler):
     def _make_track(self, get: Any) -> Any:
         return AudioTrack(get, self.samplerate)
 
+    def _bounded(self, producer: Any) -> Any:
+        return BoundedQueue(8)  # ~0.2 s of 1024-sample blocks: older audio is dropped, not sent late
+
     def _make_receiver(self, track: Any) -> _TrackReceiver:
         return AudioReceiver(track)
 
@@ -207,3 +240,10 @@ def _relay_keyframe_requests(sender: Any, track: Any) -> None:
         track.keyframe_requested()
 
     sender._send_keyframe = send_keyframe
+
+
+def _is_producer(obj: Any) -> bool:
+    """As putSubscription() tells them apart: a producer is subscribed to, anything else is read with get()."""
+    return isinstance(obj, BaseSubscriptionProducer) or (
+        hasattr(obj, "subscribe") and hasattr(obj, "unsubscribe") and not hasattr(obj, "put_nowait")
+    )
