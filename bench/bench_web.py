@@ -160,8 +160,13 @@ async def _serve(kind: str) -> None:
     print(f"http://127.0.0.1:{runner.addresses[0][1]}/", flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)  # until the parent closes stdin
     await asyncio.gather(*(c.close() for c in connections), return_exceptions=True)
-    if encoder is not None:
+    replay = getattr(encoder, "replay", None)
+    if replay is not None:
+        replay.cancel()
+    if hasattr(encoder, "aclose"):
         await encoder.aclose()
+    elif encoder is not None:
+        encoder.close()
     camera.task.cancel()
     await runner.cleanup()
 
