@@ -185,6 +185,23 @@ def test_key_press_reaches_the_arduino_as_a_motor_command():
     run(body(), timeout=60)
 
 
+def test_gamepad_stick_drives_the_arduino():
+    async def body():
+        async with robot() as (dashboard, arduino, readings, _), Chromium() as browser:
+            page = await browser.open(dashboard.url)
+            await page.wait_for("rtcbot.connected && rtcbot.messages > 0", 15)
+            # Headless Chromium has no gamepad: stand one in for the Gamepad API, left stick pushed forward.
+            await page.evaluate(
+                "const pad = {index: 0, id: 'test pad', axes: [0, -1], buttons: [{value: 0}]};"
+                "navigator.getGamepads = () => [pad]; window.testPad = pad; 1"
+            )
+            await reading_where(readings, lambda r: (r["left"], r["right"]) == (255, 255))
+            await page.evaluate("testPad.axes = [0.05, 0.1]; 1")  # back in the dead zone: stop
+            await reading_where(readings, lambda r: (r["left"], r["right"]) == (0, 0))
+
+    run(body(), timeout=60)
+
+
 def test_closing_the_page_stops_the_motors():
     async def body():
         async with robot() as (dashboard, arduino, readings, _), Chromium() as browser:
