@@ -283,3 +283,19 @@ def test_browser_microphone_plays_on_the_robot_speaker(tmp_path):
             assert -20 < speaker.level_dbfs < -6
 
     run(body(), timeout=60)
+
+
+def test_dashboard_without_motors_hides_the_drive_pad():
+    async def body():
+        with SimCamera(width=160, height=120, fps=30) as camera:
+            async with Dashboard(cameras={"only": camera}) as dashboard:
+                await dashboard.start(port=0)
+                async with Chromium() as browser:
+                    page = await browser.open(dashboard.url)
+                    await page.wait_for("window.rtcbot && rtcbot.frames[0] >= 5", 20)
+                    hidden = await page.evaluate(
+                        "['drive', 'serial', 'sound'].map((id) => document.getElementById(id).hidden)"
+                    )
+                    assert hidden == [True, True, True]
+
+    run(body(), timeout=60)
