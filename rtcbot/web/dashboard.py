@@ -19,6 +19,7 @@ import itertools
 import json
 import logging
 import math
+import time
 from typing import Any, Dict, List, Optional
 
 import numpy as np
@@ -34,6 +35,9 @@ __all__ = ["Dashboard"]
 log = logging.getLogger("rtcbot.web.dashboard")
 
 _STATUS_PERIOD = 0.1  # seconds between serial-reading / microphone-level updates to the pages
+# A page says "alive" twice a second; one silent for this long is gone (a closed tab need not tell WebRTC,
+# which would notice only by ICE consent, after ~30 s).
+_VIEWER_TIMEOUT = 2.0
 
 
 class _Viewer:
@@ -43,6 +47,7 @@ class _Viewer:
         self.name = f"viewer-{number}"
         self.conn = conn
         self.talking = False
+        self.heard = time.monotonic()
 
 
 class Dashboard:
@@ -154,6 +159,7 @@ class Dashboard:
 
     # -- from the pages ------------------------------------------------------------------------------
     def _message(self, viewer: _Viewer, message: Any) -> None:
+        viewer.heard = time.monotonic()
         if not isinstance(message, dict):
             return
         if "drive" in message and self.guard is not None:
@@ -207,6 +213,13 @@ class Dashboard:
                 status["serial"] = self.reading
             if self.guard is not None:
                 status["motors"] = list(self.guard.speeds)
+            now = time.monotonic()
+            for viewer in list(self.viewers.values()):
+                if not viewer.conn.ready:  # still connecting (its data channel not open yet)
+                    viewer.heard = now
+                elif now - viewer.heard > _VIEWER_TIMEOUT:
+                    log.info("%s silent for %.1f s: closing its connection", viewer.name, now - viewer.heard)
+                    viewer.conn.close()  # its onClose removes it (and stops the motors if it drove)
             if status:
                 text = json.dumps(status, default=str)
                 for viewer in list(self.viewers.values()):
