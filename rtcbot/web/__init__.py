@@ -2,6 +2,10 @@
 ``rtcbot serve`` dashboard. Needs the ``web`` extra: ``pip install 'rtcbot[web]'``.
 
     from rtcbot.web import RTCConnection, Websocket, getRTCBotJS
+
+RTCConnection and Websocket keep RTCBot's API; ``getRTCBotJS()`` is the browser client (an ES module);
+SharedVideoEncoder encodes a camera once for every viewer; EncodedVideoSource passes a hardware encoder's
+H.264 through; Dashboard is what ``rtcbot serve`` runs.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ _LAZY = {
     "RTCConnection": "rtcbot.web.connection",
     "DataChannel": "rtcbot.web.datachannel",
     "SharedVideoEncoder": "rtcbot.web.encoder",
+    "EncodedVideoSource": "rtcbot.web.passthrough",
+    "Dashboard": "rtcbot.web.dashboard",
     "Websocket": "rtcbot.web.websocket",
     "getRTCBotJS": "rtcbot.web.static_files",
 }
