@@ -39,6 +39,7 @@ ALL_EXAMPLES = {
     "robot_keyboard.py",
     "offload/robot.py",
     "offload/desktop.py",
+    "browser_robot.py",
 }
 
 

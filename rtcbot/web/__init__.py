@@ -1,0 +1,35 @@
+"""rtcbot in the browser: WebRTC connections (aiortc), websockets (aiohttp), a JavaScript client and the
+``rtcbot serve`` dashboard. Needs the ``web`` extra: ``pip install 'rtcbot[web]'``.
+
+    from rtcbot.web import RTCConnection, Websocket, getRTCBotJS
+
+RTCConnection and Websocket keep RTCBot's API; ``getRTCBotJS()`` is the browser client (an ES module);
+SharedVideoEncoder encodes a camera once for every viewer; EncodedVideoSource passes a hardware encoder's
+H.264 through; Dashboard is what ``rtcbot serve`` runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "RTCConnection": "rtcbot.web.connection",
+    "DataChannel": "rtcbot.web.datachannel",
+    "SharedVideoEncoder": "rtcbot.web.encoder",
+    "EncodedVideoSource": "rtcbot.web.passthrough",
+    "Dashboard": "rtcbot.web.dashboard",
+    "Websocket": "rtcbot.web.websocket",
+    "getRTCBotJS": "rtcbot.web.static_files",
+}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'rtcbot.web' has no attribute '{name}'")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
