@@ -75,6 +75,10 @@ _LAZY = {
     "Mouse": "rtcbot.devices.inputs",
     "ZenohPublisher": "rtcbot.net",
     "ZenohSubscriber": "rtcbot.net",
+    "PiCamera2H264": "rtcbot.devices.picamera_h264",
+    "RTCConnection": "rtcbot.web.connection",
+    "Websocket": "rtcbot.web.websocket",
+    "getRTCBotJS": "rtcbot.web.static_files",
 }
 
 
