@@ -49,7 +49,8 @@ def test_every_class_of_the_base_api_is_exported_from_rtcbot_base(name):
 
 @pytest.mark.parametrize("name", sorted(rtcbot._LAZY))
 def test_every_lazy_device_name_resolves(name):
-    assert isinstance(getattr(rtcbot, name), type)
+    value = getattr(rtcbot, name)
+    assert isinstance(value, type) or (name == "getRTCBotJS" and callable(value))
 
 
 def test_an_unknown_name_is_an_attribute_error():
