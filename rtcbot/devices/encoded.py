@@ -1,5 +1,11 @@
-"""Encoded video: :class:`EncodedVideoFrame`, one compressed frame, and :class:`EncodedFrameQueue`, the
-bounded subscription that drops frames without ever breaking a group of pictures (GOP).
+"""Encoded video: :class:`EncodedVideoFrame`, one compressed frame; :class:`EncodedFrameQueue`, the
+bounded subscription that drops frames without ever breaking a group of pictures (GOP); and
+:func:`h264_is_keyframe`, which tells an H.264 keyframe from its bytes.
+
+A producer of encoded video (such as :class:`~rtcbot.devices.picamera_h264.PiCamera2H264`) produces
+:class:`EncodedVideoFrame` s numbered by ``index``, names its codec in a ``codec`` attribute (``"h264"``)
+and has a ``request_keyframe()`` method; WebRTC (``conn.video.putSubscription(producer)``), a recording or
+Zenoh can then take it as it is.
 
 An H.264 stream can only be decoded from a keyframe on: drop one P-frame and every frame after it, up to
 the next keyframe, decodes wrong. So a slow reader of encoded video cannot simply lose the oldest frame
@@ -19,11 +25,34 @@ from __future__ import annotations
 import asyncio
 import collections
 from dataclasses import dataclass
-from typing import Callable, Deque, Optional
+from typing import Callable, Deque, Iterator, Optional
 
 from rtcbot.base import SubscriptionClosed
 
-__all__ = ["EncodedFrameQueue", "EncodedVideoFrame"]
+__all__ = ["EncodedFrameQueue", "EncodedVideoFrame", "h264_is_keyframe"]
+
+_H264_IDR = 5  # nal_unit_type of an IDR slice
+
+
+def _h264_nal_types(data: bytes) -> Iterator[int]:
+    """The NAL unit types in Annex-B H.264 bytes (the byte after each 00 00 01 start code)."""
+    start = 0
+    while True:
+        found = data.find(b"\x00\x00\x01", start)
+        if found < 0 or found + 3 >= len(data):
+            return
+        yield data[found + 3] & 0x1F
+        start = found + 3
+
+
+def h264_is_keyframe(data: bytes) -> bool:
+    """Whether an Annex-B H.264 access unit holds an IDR slice, so a decoder can start from it::
+
+        h264_is_keyframe(b"\\x00\\x00\\x00\\x01\\x67...\\x00\\x00\\x01\\x65...")   # SPS, ..., IDR -> True
+
+    For encoders that do not say which frames are keyframes.
+    """
+    return any(nal_type == _H264_IDR for nal_type in _h264_nal_types(data))
 
 
 @dataclass(frozen=True)

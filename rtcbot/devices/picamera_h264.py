@@ -3,7 +3,8 @@
 The Pi's video encoder (the V4L2 codec at /dev/video11 on a Pi 4 and earlier; picamera2's libx264
 encoder on a Pi 5, which has none) compresses the camera's frames; this producer hands out what it makes,
 one :class:`~rtcbot.devices.encoded.EncodedVideoFrame` per frame, so WebRTC, a recording or Zenoh can send
-it on without decoding or encoding anything in Python::
+it on without decoding or encoding anything in Python (``conn.video.putSubscription(PiCamera2H264(camera))``
+sends it to a browser as H.264, asking the encoder for a keyframe when the browser needs one)::
 
     import asyncio
     from rtcbot import PiCamera2
@@ -103,6 +104,7 @@ class PiCamera2H264(ThreadedSubscriptionProducer):
     keep increasing across restarts.
     """
 
+    codec = "h264"  #: what its frames hold (``conn.video.putSubscription(video)`` negotiates H.264 from it)
     joinTimeout = 3.0  # stopping an encoder waits for its last frame
     _handoff_limit = 30  # a second of frames may wait for a busy event loop; then the encoder waits
     _handoff_block = True  # never drop a frame here: GOP-safe dropping happens per subscription

@@ -4,8 +4,8 @@
     from rtcbot.web import RTCConnection, Websocket, getRTCBotJS
 
 RTCConnection and Websocket keep RTCBot's API; ``getRTCBotJS()`` is the browser client (an ES module);
-SharedVideoEncoder encodes a camera once for every viewer; EncodedVideoSource passes a hardware encoder's
-H.264 through; Dashboard is what ``rtcbot serve`` runs.
+SharedVideoEncoder encodes a camera once for every viewer; ``conn.video.putSubscription(PiCamera2H264(camera))``
+passes a Pi camera's hardware H.264 through; Dashboard is what ``rtcbot serve`` runs.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ _LAZY = {
     "RTCConnection": "rtcbot.web.connection",
     "DataChannel": "rtcbot.web.datachannel",
     "SharedVideoEncoder": "rtcbot.web.encoder",
-    "EncodedVideoSource": "rtcbot.web.passthrough",
     "Dashboard": "rtcbot.web.dashboard",
     "Websocket": "rtcbot.web.websocket",
     "getRTCBotJS": "rtcbot.web.static_files",

@@ -3,7 +3,7 @@
 Each aiortc connection normally encodes its own copy of the video; with several browsers watching one camera
 that is one full encode per browser. A :class:`SharedVideoEncoder` subscribes to the camera once, encodes
 each frame once (VP8 or H.264, with PyAV, in its own thread), and produces
-:class:`~rtcbot.web.tracks.EncodedVideo` packets that any number of connections pass through unchanged::
+:class:`~rtcbot.devices.encoded.EncodedVideoFrame` s that any number of connections pass through unchanged::
 
     encoder = SharedVideoEncoder(camera, codec="vp8")
     conn.video.putSubscription(encoder)       # in each connection; the codec is negotiated to match
@@ -26,22 +26,24 @@ from typing import Any, List, Optional
 import numpy as np
 
 from ..base import SubscriptionClosed, SubscriptionProducer
-from ..subscriptions import BoundedQueue, MostRecentSubscription
+from ..devices.encoded import EncodedFrameQueue, EncodedVideoFrame
+from ..subscriptions import MostRecentSubscription
 from ._require import require_web as require
-from .tracks import VIDEO_CLOCK, EncodedVideo
+from .tracks import VIDEO_CLOCK
 
 __all__ = ["SharedVideoEncoder"]
 
 log = logging.getLogger("rtcbot.web.encoder")
 
-_CODECS = {"vp8": ("libvpx", "video/VP8"), "h264": ("libx264", "video/H264")}
+_CODECS = {"vp8": "libvpx", "h264": "libx264"}
 
 
 class SharedVideoEncoder(SubscriptionProducer):
     """Encodes frames of ``source`` (a producer of BGR frames) once, for all its subscribers.
 
-    ``codec`` is ``"vp8"`` or ``"h264"``; ``bitrate`` in bits/s. ``mime`` names the codec for negotiation.
-    Each subscriber gets a bounded queue of packets (a slow one loses packets and resumes at a keyframe).
+    ``codec`` is ``"vp8"`` or ``"h264"`` (the connection negotiates it); ``bitrate`` in bits/s. Each
+    subscriber gets an :class:`~rtcbot.devices.encoded.EncodedFrameQueue` (a slow one loses whole GOPs and
+    resumes at a keyframe, which it asks for).
     """
 
     _task: Optional[asyncio.Task[None]] = None
@@ -56,9 +58,10 @@ class SharedVideoEncoder(SubscriptionProducer):
     ) -> None:
         if codec not in _CODECS:
             raise ValueError(f"SharedVideoEncoder codec must be one of {sorted(_CODECS)}, got {codec!r}")
-        super().__init__(lambda: BoundedQueue(30, overflow="drop-oldest"), logger=log)
+        super().__init__(lambda: EncodedFrameQueue(30, on_gap=self.request_keyframe), logger=log)
         self.av = require("av")
-        self.codec_name, self.mime = _CODECS[codec]
+        self.codec = codec
+        self.codec_name = _CODECS[codec]
         self.bitrate = int(bitrate)
         self.keyframe_interval = float(keyframe_interval)
         self.encoded = 0  # frames encoded (for tests and benchmarks)
@@ -107,15 +110,21 @@ class SharedVideoEncoder(SubscriptionProducer):
                     self._keyframe_wanted = False
                     self._last_keyframe = now
                 packets = await loop.run_in_executor(self._executor, self._encode, frame, keyframe)
+                height, width = np.shape(frame)[:2]
+                timestamp = getattr(frame, "timestamp", None)
                 for packet in packets:
                     self._put_nowait(
-                        EncodedVideo(packet, self._index, bool(packet.is_keyframe), self.request_keyframe, self.mime)
+                        EncodedVideoFrame(
+                            bytes(packet), bool(packet.is_keyframe),
+                            time.monotonic() if timestamp is None else timestamp,
+                            width, height, self.codec, self._index,
+                        )
                     )
                     self._index += 1
         except SubscriptionClosed:
             pass
         except Exception as e:
-            log.exception("shared %s encoder stopped", self.mime)
+            log.exception("shared %s encoder stopped", self.codec)
             self._setError(e)
 
     def _encode(self, image: Any, keyframe: bool) -> List[Any]:

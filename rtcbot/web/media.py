@@ -8,25 +8,63 @@ Each is a consumer (what to send) and a producer (what the other side sends)::
     blocks = conn.audio.subscribe()
 
 Call them before :meth:`RTCConnection.getLocalDescription`, so the offer or answer includes the tracks.
-Putting a :class:`~rtcbot.web.encoder.SharedVideoEncoder` (or any producer of
-:class:`~rtcbot.web.tracks.EncodedVideo` with a ``mime``) sends its packets as they are and negotiates that
-codec only.
+
+Encoded video goes out as it is: a producer of :class:`~rtcbot.devices.encoded.EncodedVideoFrame` with a
+``codec`` (``"h264"`` or ``"vp8"``) and a ``request_keyframe()``, such as a Pi camera's hardware encoder
+(:class:`~rtcbot.devices.picamera_h264.PiCamera2H264`) or a
+:class:`~rtcbot.web.encoder.SharedVideoEncoder`::
+
+    conn.video.putSubscription(PiCamera2H264(camera))   # H.264 only is negotiated; aiortc only packetizes
+
+Its subscription is an :class:`~rtcbot.devices.encoded.EncodedFrameQueue` (a slow connection loses whole
+GOPs, never part of one), and the browser's keyframe requests (RTCP PLI/FIR), like the queue's gaps, reach
+``request_keyframe()``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 from ..base import BaseSubscriptionProducer, SubscriptionProducer, SubscriptionProducerConsumer
+from ..devices.encoded import EncodedFrameQueue
+from ..errors import RtcbotError
 from ..subscriptions import BoundedQueue, GetterSubscription, MostRecentSubscription
 from .receivers import AudioReceiver, VideoReceiver, _TrackReceiver
 from .tracks import AudioTrack, FrameTrack
 
-__all__ = ["AudioHandler", "MediaHandler", "VideoHandler"]
+__all__ = ["AudioHandler", "MediaHandler", "NegotiationOrderError", "VideoHandler", "codec_preferences", "encoded_mime"]
 
 log = logging.getLogger("rtcbot.web.media")
+
+_MIME = {"h264": "video/H264", "vp8": "video/VP8"}  # an encoded producer's codec -> what WebRTC calls it
+
+
+class NegotiationOrderError(RtcbotError, RuntimeError):
+    """Encoded video was put into a connection after its codecs were chosen."""
+
+
+def encoded_mime(source: Any) -> Optional[str]:
+    """The WebRTC codec (``"video/H264"``) of a producer of encoded frames (its ``codec``), else None."""
+    codec = getattr(source, "codec", None)
+    return _MIME.get(codec.lower()) if isinstance(codec, str) else None
+
+
+def codec_preferences(kind: str, mime: str) -> List[Any]:
+    """aiortc's codecs for ``mime`` (and RTX), for a transceiver sending what is encoded already.
+
+    H.264 is offered with packetization-mode 1 only (what aiortc packs, FU-A/STAP-A); every profile aiortc
+    has is kept, so the browser picks one, and decodes the encoder's baseline stream under any of them."""
+    from aiortc import RTCRtpSender
+
+    capabilities = RTCRtpSender.getCapabilities(kind).codecs
+    codecs = [c for c in capabilities if c.mimeType.lower() == mime.lower()]
+    if mime.lower() == "video/h264":
+        codecs = [c for c in codecs if str(c.parameters.get("packetization-mode")) == "1"]
+    if not codecs:
+        raise ValueError(f"aiortc cannot send {mime} (it has {sorted({c.mimeType for c in capabilities})})")
+    return codecs + [c for c in capabilities if c.mimeType.lower() == f"{kind}/rtx"]
 
 
 class MediaHandler(SubscriptionProducerConsumer):
@@ -44,6 +82,7 @@ class MediaHandler(SubscriptionProducerConsumer):
         self._producer_subscription: Optional[Tuple[Any, Any]] = None  # the same, for putSubscription
         self._receivers = []
         self._track_producer = SubscriptionProducer(logger=log)
+        self._source_request_keyframe: Optional[Callable[[], None]] = None  # the default track's source's
         self.wants_remote = False
 
     # -- sending -------------------------------------------------------------------------------------
@@ -52,7 +91,11 @@ class MediaHandler(SubscriptionProducerConsumer):
 
         A producer is subscribed to with a bounded subscription (:meth:`_bounded`): until the other side
         takes the media (or if it never does) nothing piles up."""
-        mime = getattr(subscription, "mime", None)
+        mime = encoded_mime(subscription)
+        request = getattr(subscription, "request_keyframe", None) if mime is not None else None
+        new_track = self._track is None
+        if mime is not None and new_track:
+            self._check_codecs_open()
         owned = None
         if _is_producer(subscription):
             owned = (subscription, subscription.subscribe(self._bounded(subscription)))
@@ -60,12 +103,29 @@ class MediaHandler(SubscriptionProducerConsumer):
         super().putSubscription(subscription)
         self._release_producer()
         self._producer_subscription = owned
+        self._source_request_keyframe = request
         self._ensure_track()
-        self._prefer_codec(self._track, mime)
+        if new_track:
+            self._prefer_codec(self._track, mime)
 
     def stopSubscription(self) -> None:
         super().stopSubscription()
         self._release_producer()
+        self._source_request_keyframe = None
+
+    def _request_keyframe(self) -> None:
+        """The default track asks whatever source it reads now."""
+        request = self._source_request_keyframe
+        if request is not None:
+            request()
+
+    def _check_codecs_open(self) -> None:
+        if self._pc.signalingState == "have-remote-offer":
+            raise NegotiationOrderError(
+                f"conn.{self.kind}: encoded video was added after the other side's offer was applied, when "
+                "the codecs were already chosen (and it can only be sent in its own codec). Call "
+                "putSubscription()/addTrack() before getLocalDescription(offer) or setRemoteDescription(offer)"
+            )
 
     def _release_producer(self) -> None:
         owned, self._producer_subscription = self._producer_subscription, None
@@ -88,6 +148,9 @@ class MediaHandler(SubscriptionProducerConsumer):
         if subscription is None:
             self._ensure_track()
             return self._track
+        mime = encoded_mime(subscription)
+        if mime is not None:
+            self._check_codecs_open()
         if _is_producer(subscription):
             source = subscription.subscribe(self._bounded(subscription))
             self._owned.append((subscription, source))
@@ -98,10 +161,11 @@ class MediaHandler(SubscriptionProducerConsumer):
                 f"conn.{self.kind}.addTrack() needs a producer or a subscription with an async get(), "
                 f"got {type(subscription).__name__}"
             )
-        track = self._make_track(source.get)
+        request = getattr(subscription, "request_keyframe", None) if mime is not None else None
+        track = self._make_track(source.get, request)
         self._pc.addTrack(track)
         self._tracks.append(track)
-        self._prefer_codec(track, getattr(subscription, "mime", None))
+        self._prefer_codec(track, mime)
         return track
 
     @property
@@ -111,26 +175,20 @@ class MediaHandler(SubscriptionProducerConsumer):
 
     def _ensure_track(self) -> None:
         if self._track is None:
-            self._track = self._make_track(GetterSubscription(self._get).get)
+            self._track = self._make_track(GetterSubscription(self._get).get, self._request_keyframe)
             self._pc.addTrack(self._track)
             self._tracks.append(self._track)
 
-    def _make_track(self, get: Any) -> Any:
+    def _make_track(self, get: Any, request_keyframe: Optional[Callable[[], None]] = None) -> Any:
         raise NotImplementedError
 
     def _prefer_codec(self, track: Any, mime: Optional[str]) -> None:
-        """Restrict ``track``'s transceiver to ``mime``, the codec of pre-encoded input. aiortc applies the
-        preference when the remote description is set, so this runs as the track is added."""
+        """Restrict ``track``'s transceiver to ``mime``, the codec of pre-encoded input, and pass the
+        receiver's keyframe requests to the track. aiortc applies the preference when the remote description
+        is set, so this runs as the track is added."""
         if mime is None or track is None:
             return
-        from aiortc import RTCRtpSender
-
-        capabilities = RTCRtpSender.getCapabilities(self.kind).codecs
-        codecs = [c for c in capabilities if c.mimeType.lower() == mime.lower()]
-        if mime.lower() == "video/h264":
-            # The browser must decode what the encoder made: packetization-mode 1 (what aiortc packs).
-            codecs = [c for c in codecs if c.parameters.get("packetization-mode") == "1"] or codecs
-        codecs += [c for c in capabilities if c.mimeType.lower() == f"{self.kind}/rtx"]
+        codecs = codec_preferences(self.kind, mime)
         for transceiver in self._pc.getTransceivers():
             if transceiver.sender.track is track:
                 transceiver.setCodecPreferences(codecs)
@@ -186,12 +244,14 @@ class VideoHandler(MediaHandler):
     def __init__(self, pc: Any) -> None:
         super().__init__(pc, MostRecentSubscription)
 
-    def _make_track(self, get: Any) -> Any:
-        return FrameTrack(get)
+    encoded_queue_size = 15  #: encoded frames that may wait for a slow connection (then a GOP is dropped)
+
+    def _make_track(self, get: Any, request_keyframe: Optional[Callable[[], None]] = None) -> Any:
+        return FrameTrack(get, request_keyframe)
 
     def _bounded(self, producer: Any) -> Any:
-        if getattr(producer, "mime", None) is not None:
-            return BoundedQueue(30)  # encoded packets: every one counts; a gap waits for a keyframe
+        if encoded_mime(producer) is not None:  # every frame counts: a gap drops up to the next keyframe
+            return EncodedFrameQueue(self.encoded_queue_size, on_gap=getattr(producer, "request_keyframe", None))
         return MostRecentSubscription()
 
     def _make_receiver(self, track: Any) -> _TrackReceiver:
@@ -213,7 +273,7 @@ class AudioHandler(MediaHandler):
             self.samplerate = rate
         super().putSubscription(subscription)
 
-    def _make_track(self, get: Any) -> Any:
+    def _make_track(self, get: Any, request_keyframe: Optional[Callable[[], None]] = None) -> Any:
         return AudioTrack(get, self.samplerate)
 
     def _bounded(self, producer: Any) -> Any:
@@ -223,23 +283,27 @@ class AudioHandler(MediaHandler):
         return AudioReceiver(track)
 
 
-def _relay_keyframe_requests(sender: Any, track: Any) -> None:
-    """Pass the receiver's keyframe requests (RTCP PLI/FIR) on to ``track``.
+def _relay_keyframe_requests(sender: Any, track: Any) -> bool:
+    """Pass the receiver's keyframe requests (RTCP PLI/FIR) on to ``track`` (once per sender).
 
-    aiortc's sender turns them into a forced keyframe of its own encoder, which pre-encoded packets bypass;
+    aiortc's sender turns them into a forced keyframe of its own encoder, which pre-encoded frames bypass;
     without this a browser that lost a packet would freeze until the source's next periodic keyframe. The
-    hook is aiortc's ``RTCRtpSender._send_keyframe`` (there since aiortc 1.0); without it, the periodic
-    keyframes still recover the stream."""
+    hook is aiortc's ``RTCRtpSender._send_keyframe`` (there since aiortc 1.0); without it (False, logged),
+    the source's periodic keyframes still recover the stream."""
     original = getattr(sender, "_send_keyframe", None)
-    if original is None:
+    if original is None or not callable(original):
         log.warning("this aiortc has no RTCRtpSender._send_keyframe: lost video recovers at the next keyframe")
-        return
+        return False
+    if getattr(original, "_rtcbot_relays_to", None) is not None:
+        return True
 
     def send_keyframe() -> None:
         original()
         track.keyframe_requested()
 
+    send_keyframe._rtcbot_relays_to = track  # type: ignore[attr-defined]
     sender._send_keyframe = send_keyframe
+    return True
 
 
 def _is_producer(obj: Any) -> bool:

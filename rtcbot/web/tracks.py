@@ -8,9 +8,9 @@ an async ``get()`` (a producer's subscription, a consumer's ``_get``)::
 
 - :class:`FrameTrack` wraps each BGR frame (``(h, w, 3)`` uint8, e.g. a camera :class:`~rtcbot.Frame`) in an
   ``av.VideoFrame`` *without copying it* (``VideoFrame.from_numpy_buffer``): the only pass over the pixels
-  on the way out is the encoder's colour conversion. It also passes through :class:`EncodedVideo` items
-  (packets already encoded once for every viewer, or by a camera's hardware encoder), which aiortc
-  packetizes without decoding or re-encoding.
+  on the way out is the encoder's colour conversion. It also passes through
+  :class:`~rtcbot.devices.encoded.EncodedVideoFrame` s (encoded once for every viewer, or by a camera's
+  hardware encoder), which aiortc packetizes without decoding or re-encoding.
 - :class:`AudioTrack` wraps float or int16 blocks of shape ``(samples, channels)`` (a microphone's
   :class:`~rtcbot.devices.audio_blocks.AudioBlock`) in ``av.AudioFrame`` s (float blocks become int16, the
   one format aiortc's Opus encoder takes); the encoder resamples and re-chunks them to 20 ms.
@@ -24,16 +24,16 @@ from __future__ import annotations
 import fractions
 import logging
 import time
-from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Optional
 
 import numpy as np
 
 from ..base import SubscriptionClosed
+from ..devices.encoded import EncodedVideoFrame
 from ..errors import InvalidItemError
 from ._require import require_web as require
 
-__all__ = ["AudioTrack", "EncodedVideo", "FrameTrack", "VIDEO_CLOCK"]
+__all__ = ["AudioTrack", "FrameTrack", "VIDEO_CLOCK"]
 
 log = logging.getLogger("rtcbot.web.tracks")
 
@@ -43,24 +43,6 @@ VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK)
 aiortc = require("aiortc")
 av = require("av")
 from aiortc import MediaStreamTrack  # noqa: E402  (after require(): a missing web extra says what to install)
-
-
-@dataclass(frozen=True)
-class EncodedVideo:
-    """One encoded video packet and what a track needs to splice into the stream.
-
-    ``packet`` is an ``av.Packet`` (pts in 1/90000 s); ``index`` counts the source's packets, so a track sees
-    when it missed one; ``keyframe`` says the packet can start a stream; ``request_keyframe`` asks the
-    source for one (a new viewer, or one that missed a packet); ``mime`` is the codec (``"video/VP8"``,
-    ``"video/H264"``).
-    """
-
-    packet: Any
-    index: int
-    keyframe: bool
-    request_keyframe: Callable[[], None]
-    mime: str
-
 
 Getter = Callable[[], Awaitable[Any]]
 
@@ -74,19 +56,27 @@ async def _next_or_end(get: Getter) -> Any:
 
 
 class FrameTrack(MediaStreamTrack):  # type: ignore[misc]
-    """A video track reading frames (or :class:`EncodedVideo`) from ``get``, an async function."""
+    """A video track reading BGR frames (or :class:`~rtcbot.devices.encoded.EncodedVideoFrame`) from ``get``,
+    an async function.
+
+    Encoded frames go out as they are, starting at a keyframe; after a frame it did not get (its ``index``
+    skips one) the track waits for the next keyframe and asks for it with ``request_keyframe`` (the
+    source's), which also hears the receiver's keyframe requests (:meth:`keyframe_requested`)::
+
+        track = FrameTrack(frames.get, request_keyframe=video.request_keyframe)
+    """
 
     kind = "video"
 
-    def __init__(self, get: Getter) -> None:
+    def __init__(self, get: Getter, request_keyframe: Optional[Callable[[], None]] = None) -> None:
         super().__init__()
         self._next = get
+        self._request_keyframe = request_keyframe
         self._start: Optional[float] = None
         self._last_pts = -1
-        self._last_index: Optional[int] = None  # for encoded input: the last packet passed on
+        self._last_index: Optional[int] = None  # for encoded input: the last frame passed on
         self._awaiting_keyframe = False
-        self._relay_keyframe_request = False
-        self._keyframe_requests = 0
+        self.keyframe_requests = 0  #: keyframes this track asked its source for
         self.frames = 0
 
     def _pts(self, timestamp: Optional[float]) -> int:
@@ -102,10 +92,12 @@ class FrameTrack(MediaStreamTrack):  # type: ignore[misc]
     async def recv(self) -> Any:
         while True:
             item = await _next_or_end(self._next)
-            if isinstance(item, EncodedVideo):
-                packet = self._splice(item)
-                if packet is None:
+            if isinstance(item, EncodedVideoFrame):
+                if not self._splice(item):
                     continue
+                packet = av.Packet(item.data)
+                packet.pts = packet.dts = self._pts(item.timestamp)
+                packet.time_base = VIDEO_TIME_BASE
                 self.frames += 1
                 return packet
             frame = self._wrap(item)
@@ -115,26 +107,32 @@ class FrameTrack(MediaStreamTrack):  # type: ignore[misc]
             return frame
 
     def keyframe_requested(self) -> None:
-        """The receiver asked for a keyframe (RTCP PLI/FIR: it lost data it could not recover). Encoded
-        input is asked for one with the next item; raw frames are left to aiortc's encoder, which sees the
-        request itself."""
-        self._keyframe_requests += 1
-        self._relay_keyframe_request = True
+        """The receiver asked for a keyframe (RTCP PLI/FIR: it lost data it could not recover): passed on
+        to the source of encoded frames. Raw frames are left to aiortc's encoder, which sees the request
+        itself."""
+        self.request_keyframe()
 
-    def _splice(self, item: EncodedVideo) -> Any:
-        """The packet to send, or None while waiting for a keyframe (at the start and after a gap)."""
-        if self._relay_keyframe_request:
-            self._relay_keyframe_request = False
-            item.request_keyframe()
+    def request_keyframe(self) -> None:
+        """Asks the source for a keyframe (when the track has a ``request_keyframe``)."""
+        if self._request_keyframe is None:
+            return
+        self.keyframe_requests += 1
+        try:
+            self._request_keyframe()
+        except Exception as e:  # a failing encoder control must not end the stream: its periodic keyframes repair it
+            log.warning("asking the video source for a keyframe failed: %s", e)
+
+    def _splice(self, item: EncodedVideoFrame) -> bool:
+        """Whether to send ``item``: not while waiting for a keyframe (at the start and after a gap)."""
         continuous = self._last_index is not None and item.index == self._last_index + 1
         if not continuous and not item.keyframe:
             if not self._awaiting_keyframe:
                 self._awaiting_keyframe = True
-                item.request_keyframe()
-            return None
+                self.request_keyframe()
+            return False
         self._awaiting_keyframe = False
         self._last_index = item.index
-        return item.packet
+        return True
 
     @staticmethod
     def _wrap(image: Any) -> Any:
