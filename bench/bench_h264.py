@@ -3,8 +3,9 @@
 640x480 at 30 frames/s from one aiortc peer connection to another on loopback, the receiver in its own
 process (so its decoding is not counted). Three ways to send, one after the other in the same run:
 
-- passthrough: frames encoded beforehand (as the Pi's hardware encoder would hand them over) sent by
-  ``rtcbot.web.encoded_track.EncodedVideoTrack``, which aiortc only packs into RTP;
+- passthrough: frames encoded beforehand (as the Pi's hardware encoder would hand them over) from a
+  producer of ``EncodedVideoFrame`` put into ``RTCConnection().video`` (what ``PiCamera2H264`` does),
+  which aiortc only packs into RTP;
 - re-encode VP8: BGR frames (what a camera gives) turned into ``av.VideoFrame`` and encoded by aiortc, its
   default path and codec;
 - re-encode H.264: the same, with the codec forced to H.264 (aiortc's libx264).
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import fractions
-import importlib
 import multiprocessing
 import time
 from typing import Any, Dict, List, Optional, Tuple
@@ -158,7 +158,10 @@ def _frame_track(images: List[np.ndarray], pacer: _Pacer) -> Any:
 
 
 class _PacedEncodedSource:
-    """A producer of pre-encoded frames at FPS (the camera's encoder), feeding an EncodedVideoTrack."""
+    """A producer of pre-encoded frames at FPS (the camera's encoder), as ``conn.video.putSubscription`` takes
+    it: ``codec``, ``request_keyframe()``, ``subscribe``/``unsubscribe``."""
+
+    codec = "h264"
 
     def __init__(self, frames: List[Any], pacer: _Pacer) -> None:
         self._frames = frames
@@ -173,6 +176,9 @@ class _PacedEncodedSource:
     def start(self) -> None:
         """Starts the camera once the connection is up (as a running camera's frames would be waiting)."""
         self.task = asyncio.ensure_future(self._run())
+
+    def request_keyframe(self) -> None:
+        """The frames are fixed: the next IDR comes within 2 s (none is needed: nothing is lost on loopback)."""
 
     def unsubscribe(self, subscription: Any) -> None:
         if subscription in self._subscriptions:
@@ -193,47 +199,50 @@ class _PacedEncodedSource:
 async def _send(case: str, images: List[np.ndarray], encoded: List[Any], count: int) -> Dict[str, Any]:
     from aiortc import RTCPeerConnection, RTCSessionDescription
 
-    encoded_track = importlib.import_module("rtcbot.web.encoded_track")
+    from rtcbot.web import RTCConnection
+    from rtcbot.web.media import codec_preferences
+
     context = multiprocessing.get_context("spawn")
     parent, child = context.Pipe()
     process = context.Process(target=_receiver_main, args=(child,), daemon=True)
     process.start()
     pacer = _Pacer(count)
-    pc = RTCPeerConnection()
-    connected = asyncio.Event()
-
-    @pc.on("connectionstatechange")
-    def on_state() -> None:
-        if pc.connectionState == "connected":
-            connected.set()
-
-    source: Optional[_PacedEncodedSource] = None
-    track: Any
     try:
-        if case == "passthrough":
+        if case == "passthrough":  # rtcbot's path: the encoded producer into conn.video
             source = _PacedEncodedSource(encoded, pacer)
-            track = encoded_track.EncodedVideoTrack(source, maxsize=64)
-            encoded_track.add_encoded_track(pc, track)
-        else:
+            conn = RTCConnection()
+            try:
+                conn.video.encoded_queue_size = 64  # nothing is dropped if this machine stalls
+                conn.video.putSubscription(source)
+                offer = await conn.getLocalDescription()
+                parent.send((offer["type"], offer["sdp"]))
+                kind, sdp = await asyncio.to_thread(parent.recv)
+                await conn.setRemoteDescription({"type": kind, "sdp": sdp})
+                await asyncio.wait_for(conn.onReady(), 30)
+                source.start()
+                await asyncio.wait_for(pacer.done.wait(), count / FPS + 30)
+                received, size = await asyncio.to_thread(_recv_within, parent, 30.0)
+            finally:
+                await source.aclose()
+                await conn.close()
+        else:  # aiortc's own: BGR frames encoded by its sender
+            pc = RTCPeerConnection()
             track = _frame_track(images, pacer)
-            sender = pc.addTrack(track)
-            if case == "re-encode H.264":
-                (transceiver,) = [t for t in pc.getTransceivers() if t.sender is sender]
-                encoded_track.prefer_h264(transceiver)
-        await pc.setLocalDescription(await pc.createOffer())
-        parent.send((pc.localDescription.type, pc.localDescription.sdp))
-        kind, sdp = await asyncio.to_thread(parent.recv)
-        await pc.setRemoteDescription(RTCSessionDescription(sdp, kind))
-        if source is not None:
-            await asyncio.wait_for(connected.wait(), 30)
-            source.start()
-        await asyncio.wait_for(pacer.done.wait(), count / FPS + 30)
-        received, size = await asyncio.to_thread(_recv_within, parent, 30.0)
+            try:
+                sender = pc.addTrack(track)
+                if case == "re-encode H.264":
+                    (transceiver,) = [t for t in pc.getTransceivers() if t.sender is sender]
+                    transceiver.setCodecPreferences(codec_preferences("video", "video/H264"))
+                await pc.setLocalDescription(await pc.createOffer())
+                parent.send((pc.localDescription.type, pc.localDescription.sdp))
+                kind, sdp = await asyncio.to_thread(parent.recv)
+                await pc.setRemoteDescription(RTCSessionDescription(sdp, kind))
+                await asyncio.wait_for(pacer.done.wait(), count / FPS + 30)
+                received, size = await asyncio.to_thread(_recv_within, parent, 30.0)
+            finally:
+                track.stop()
+                await pc.close()
     finally:
-        track.stop()
-        if source is not None:
-            await source.aclose()
-        await pc.close()
         await asyncio.to_thread(process.join, 10)
         if process.is_alive():
             process.kill()
