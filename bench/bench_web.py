@@ -9,9 +9,10 @@ same frames (pre-rendered test pattern + the stamp), each in its own process:
 - ``rtcbot``: ``RTCConnection`` with ``conn.video.putSubscription(camera)`` (aiortc's encoder per connection);
 - ``rtcbot-shared``: the dashboard's path, a ``SharedVideoEncoder`` (one VP8 encode for every viewer).
 
-and, for H.264 passthrough, the server CPU of ``rtcbot-h264-passthrough`` (an ``EncodedVideoSource`` fed
-pre-encoded H.264, as a Pi camera's hardware encoder would) against ``aiortc-h264`` (bare aiortc encoding the
-raw frames with H.264); those frames carry no stamp, so only frames/s and CPU are reported for them.
+and, for H.264 passthrough, the server CPU of ``rtcbot-h264-passthrough`` (a producer of
+``EncodedVideoFrame`` replaying pre-encoded H.264, as a Pi camera's hardware encoder (``PiCamera2H264``)
+would) against ``aiortc-h264`` (bare aiortc encoding the raw frames with H.264); those frames carry no
+stamp, so only frames/s and CPU are reported for them.
 
 Metrics: frames/s displayed, time to first frame (from the page starting its offer), capture-to-display
 latency p50/p90, server CPU (all its threads, % of one core) over the same window. Targets: >= 29 frames/s,
@@ -173,14 +174,15 @@ async def _serve(kind: str) -> None:
 
 async def _replayed_h264() -> Any:
     """A stand-in for a camera's hardware H.264 encoder: 3 s of the test pattern encoded beforehand (libx264,
-    a keyframe a second), replayed at 30 frames/s into an EncodedVideoSource. Its encoding costs this
-    process nothing, as a Pi's encoder costs the CPU nothing."""
+    a keyframe a second), replayed at 30 frames/s by a producer of EncodedVideoFrame with a ``codec``, as
+    ``PiCamera2H264`` is. Its encoding costs this process nothing, as a Pi's encoder costs the CPU nothing."""
     import fractions
 
     import av
 
+    from rtcbot.base import SubscriptionProducer
+    from rtcbot.devices.encoded import EncodedVideoFrame
     from rtcbot.devices.sim import render_test_pattern
-    from rtcbot.web.passthrough import EncodedVideoSource
 
     context = av.CodecContext.create("libx264", "w")
     context.width, context.height, context.pix_fmt = WIDTH, HEIGHT, "yuv420p"
@@ -194,13 +196,19 @@ async def _replayed_h264() -> Any:
         frame = frame.reformat(format="yuv420p")
         frame.pts = i * 3000
         units += [(bytes(p), bool(p.is_keyframe)) for p in context.encode(frame)]
-    source = EncodedVideoSource()
+    class ReplayedH264(SubscriptionProducer):
+        codec = "h264"
+
+        def request_keyframe(self) -> None:
+            """One comes every second anyway (the frames are fixed)."""
+
+    source = ReplayedH264()
 
     async def replay() -> None:
         next_at = time.monotonic()
-        for index in itertools.count():
+        for index in itertools.count():  # 3 s = 3 whole GOPs: the replay starts again at a keyframe
             data, keyframe = units[index % len(units)]
-            source.put_encoded(data, keyframe)
+            source._put_nowait(EncodedVideoFrame(data, keyframe, time.monotonic(), WIDTH, HEIGHT, index=index))
             next_at += 1.0 / FPS
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
 
@@ -235,10 +243,9 @@ async def _bare_aiortc_answer(
     connections.append(pc)
     pc.addTrack(Track())
     if h264:
-        from aiortc import RTCRtpSender
+        from rtcbot.web.media import codec_preferences
 
-        codecs = [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType in ("video/H264", "video/rtx")]
-        pc.getTransceivers()[0].setCodecPreferences(codecs)
+        pc.getTransceivers()[0].setCodecPreferences(codec_preferences("video", "video/H264"))
     await pc.setRemoteDescription(RTCSessionDescription(**offer))
     await pc.setLocalDescription(await pc.createAnswer())
     return {"sdp": pc.localDescription.sdp, "type": pc.localDescription.type}
