@@ -1,5 +1,6 @@
 """Encoded video into WebRTC: a producer of EncodedVideoFrame put into ``conn.video`` is sent as it is, through
 two real aiortc peers on loopback in one process; the receiving side decodes what arrives."""
+
 from __future__ import annotations
 
 import asyncio

@@ -50,9 +50,7 @@ def test_the_cameras_h264_reaches_python_undecoded_on_the_way(picamera):
                 await video.get()  # the stream is under way
                 async with passthrough_pair(video) as (a, b, frames, answer):
                     codecs = [
-                        line
-                        for line in answer["sdp"].splitlines()
-                        if line.startswith("a=rtpmap") and "rtx" not in line
+                        line for line in answer["sdp"].splitlines() if line.startswith("a=rtpmap") and "rtx" not in line
                     ]
                     assert codecs and all("H264" in line for line in codecs), codecs
                     for _ in range(10):

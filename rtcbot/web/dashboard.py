@@ -7,7 +7,9 @@ or a gamepad. ``rtcbot serve`` runs one; you can run one in your own program::
         await stop_event.wait()
 
 Each camera is captured once and encoded once (:class:`~rtcbot.web.encoder.SharedVideoEncoder`), however
-many browsers watch. Every browser gets one WebRTC connection carrying all cameras, the microphone, its own
+many browsers watch; a camera that encodes itself (a Pi camera's hardware H.264,
+:class:`~rtcbot.devices.picamera_h264.PiCamera2H264`) is sent as it is.
+Every browser gets one WebRTC connection carrying all cameras, the microphone, its own
 microphone back and a data channel (drive commands in; serial readings and the microphone level out).
 Motors are commanded to stop when the driving page closes or goes silent (:class:`~rtcbot.web.drive.DriveGuard`).
 """
@@ -28,6 +30,7 @@ from ._require import require_web as require
 from .connection import RTCConnection
 from .drive import DriveGuard, parse_drive
 from .encoder import SharedVideoEncoder
+from .media import encoded_mime
 from .static_files import getRTCBotJS, read_static
 
 __all__ = ["Dashboard"]
@@ -53,7 +56,8 @@ class _Viewer:
 class Dashboard:
     """See the module docstring.
 
-    :param cameras: name -> camera (any producer of BGR frames).
+    :param cameras: name -> camera: any producer of BGR frames, or of encoded frames (``PiCamera2H264``),
+        which is sent as it is.
     :param microphone: a producer of audio blocks (Microphone, SimMicrophone) or None.
     :param speaker: a consumer of audio blocks (Speaker, SimSpeaker) or None.
     :param motors: the motor controller, a SerialConnection speaking ``examples/arduino``'s protocol (a
@@ -78,9 +82,13 @@ class Dashboard:
         self.speaker = speaker
         self.motors = motors
         self.ice_servers = iceServers
-        self.encoders = {
-            name: SharedVideoEncoder(cam, codec=codec, bitrate=bitrate) for name, cam in self.cameras.items()
+        self._own_encoders = {
+            name: SharedVideoEncoder(cam, codec=codec, bitrate=bitrate)
+            for name, cam in self.cameras.items()
+            if encoded_mime(cam) is None
         }
+        #: name -> what each camera's video is sent from: the camera's own encoder, or one made here
+        self.encoders: Dict[str, Any] = {name: self._own_encoders.get(name, cam) for name, cam in self.cameras.items()}
         self.guard = DriveGuard(motors) if motors is not None else None
         self.viewers: Dict[str, _Viewer] = {}
         self.level_dbfs = -math.inf
@@ -252,7 +260,7 @@ class Dashboard:
         viewers, self.viewers = list(self.viewers.values()), {}
         closing = [v.conn.close() for v in viewers] + self._closers
         await asyncio.gather(*closing, return_exceptions=True)
-        await asyncio.gather(*(e.aclose() for e in self.encoders.values()), return_exceptions=True)
+        await asyncio.gather(*(e.aclose() for e in self._own_encoders.values()), return_exceptions=True)
         if self.microphone is not None:
             self.microphone.unsubscribe(self._level_subscription)
         if self.motors is not None:

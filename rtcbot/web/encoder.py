@@ -115,9 +115,13 @@ class SharedVideoEncoder(SubscriptionProducer):
                 for packet in packets:
                     self._put_nowait(
                         EncodedVideoFrame(
-                            bytes(packet), bool(packet.is_keyframe),
+                            bytes(packet),
+                            bool(packet.is_keyframe),
                             time.monotonic() if timestamp is None else timestamp,
-                            width, height, self.codec, self._index,
+                            width,
+                            height,
+                            self.codec,
+                            self._index,
                         )
                     )
                     self._index += 1

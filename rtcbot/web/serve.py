@@ -3,6 +3,7 @@
     rtcbot serve --sim                        # simulated camera, microphone, speaker and Arduino
     rtcbot serve --serial /dev/rtcbot/arduino # every camera found, the default sound devices, real motors
     rtcbot serve --host 127.0.0.1 --port 9000
+    rtcbot serve --no-h264                    # Pi CSI cameras encoded in software (--codec) too
 
 Open the printed address in a browser on the same network. No internet is needed: connections use host
 candidates only, unless ``--ice-server stun:...`` is given.
@@ -33,7 +34,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--width", type=int, default=640, help="camera width (640)")
     parser.add_argument("--height", type=int, default=480, help="camera height (480)")
     parser.add_argument("--fps", type=float, default=30, help="camera frame rate (30)")
-    parser.add_argument("--codec", choices=("vp8", "h264"), default="vp8", help="video codec (vp8)")
+    parser.add_argument(
+        "--codec", choices=("vp8", "h264"), default="vp8", help="video codec of cameras encoded in software (vp8)"
+    )
+    parser.add_argument(
+        "--h264",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="Pi CSI cameras (PiCamera2) send their hardware encoder's H.264 as it is, with no CPU encode "
+        "(default: on; --no-h264 encodes them in software with --codec)",
+    )
     parser.add_argument("--no-audio", action="store_true", help="no microphone or speaker")
     parser.add_argument(
         "--ice-server",
@@ -121,6 +131,9 @@ class _Devices(contextlib.AsyncExitStack):
                     from ..devices.picamera import PiCamera2
 
                     device = PiCamera2(width=args.width, height=args.height, cameranumber=camera.index, fps=args.fps)
+                    if args.h264:
+                        self.cameras[camera.id] = self._hardware_h264(self._keep(device))
+                        continue
                 elif camera.capture is not False:
                     from ..devices.camera import CVCamera
 
@@ -131,6 +144,16 @@ class _Devices(contextlib.AsyncExitStack):
                 log.warning("camera %s (%s) not shown: %s", camera.id, camera.name, e)
                 continue
             self.cameras[camera.id] = self._keep(device)
+
+    def _hardware_h264(self, camera: Any) -> Any:
+        """The camera's hardware H.264 encoder (PiCamera2H264); the camera itself when that will not start."""
+        try:
+            from ..devices.picamera_h264 import PiCamera2H264
+
+            return self._keep(PiCamera2H264(camera))
+        except Exception as e:
+            log.warning("%s: no hardware H.264 (%s); encoded in software (%s)", camera.describe(), e, self.args.codec)
+            return camera
 
     def _open_audio(self) -> None:
         try:
