@@ -260,6 +260,22 @@ def test_encoded_video_after_the_remote_offer_is_refused_with_what_to_do():
     run(main())
 
 
+def test_encoded_video_is_refused_where_raw_frames_already_chose_the_codec():
+    from rtcbot.devices.sim import SimCamera
+
+    async def main():
+        source = SyntheticH264()
+        try:
+            with SimCamera(width=160, height=120, fps=30) as camera:
+                async with sending(camera) as (conn, pc, received):
+                    with pytest.raises(NegotiationOrderError, match="only be sent in its own codec"):
+                        conn.video.putSubscription(source)
+        finally:
+            await source.aclose()
+
+    run(main())
+
+
 def test_codec_preferences_refuse_a_codec_aiortc_cannot_send():
     with pytest.raises(ValueError, match="cannot send video/AV1"):
         codec_preferences("video", "video/AV1")

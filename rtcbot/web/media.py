@@ -83,6 +83,7 @@ class MediaHandler(SubscriptionProducerConsumer):
         self._receivers = []
         self._track_producer = SubscriptionProducer(logger=log)
         self._source_request_keyframe: Optional[Callable[[], None]] = None  # the default track's source's
+        self._track_mime: Optional[str] = None  # the codec the default track is limited to (encoded input)
         self.wants_remote = False
 
     # -- sending -------------------------------------------------------------------------------------
@@ -93,8 +94,8 @@ class MediaHandler(SubscriptionProducerConsumer):
         takes the media (or if it never does) nothing piles up."""
         mime = encoded_mime(subscription)
         request = getattr(subscription, "request_keyframe", None) if mime is not None else None
-        new_track = self._track is None
-        if mime is not None and new_track:
+        codec_changes = mime is not None and mime != self._track_mime
+        if codec_changes:
             self._check_codecs_open()
         owned = None
         if _is_producer(subscription):
@@ -105,8 +106,9 @@ class MediaHandler(SubscriptionProducerConsumer):
         self._producer_subscription = owned
         self._source_request_keyframe = request
         self._ensure_track()
-        if new_track:
+        if codec_changes:
             self._prefer_codec(self._track, mime)
+            self._track_mime = mime
 
     def stopSubscription(self) -> None:
         super().stopSubscription()
@@ -120,11 +122,12 @@ class MediaHandler(SubscriptionProducerConsumer):
             request()
 
     def _check_codecs_open(self) -> None:
-        if self._pc.signalingState == "have-remote-offer":
+        """Encoded video can only go out in its own codec, which must be chosen in the offer/answer."""
+        if self._pc.remoteDescription is not None or self._pc.localDescription is not None:
             raise NegotiationOrderError(
-                f"conn.{self.kind}: encoded video was added after the other side's offer was applied, when "
-                "the codecs were already chosen (and it can only be sent in its own codec). Call "
-                "putSubscription()/addTrack() before getLocalDescription(offer) or setRemoteDescription(offer)"
+                f"conn.{self.kind}: encoded video was put in after the offer/answer chose the codecs (and it can "
+                "only be sent in its own codec). Call putSubscription()/addTrack() before "
+                "getLocalDescription() or setRemoteDescription()"
             )
 
     def _release_producer(self) -> None:
