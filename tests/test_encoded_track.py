@@ -11,6 +11,8 @@ from typing import Any, List, Optional
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from rtcbot.base import SubscriptionProducer
 from rtcbot.devices.encoded import EncodedFrameQueue, EncodedVideoFrame, h264_is_keyframe
@@ -293,6 +295,20 @@ def test_h264_keyframes_are_found_in_the_stream():
     assert [h264_is_keyframe(f.data) for f in frames] == [f.keyframe for f in frames]
     assert [f.keyframe for f in frames] == [True, False, False, False, True, False, False, False, True]
     assert not h264_is_keyframe(b"") and not h264_is_keyframe(b"\x00\x00\x01")
+
+
+nal_unit = st.tuples(
+    st.integers(0, 31),  # nal_unit_type
+    st.integers(0, 3),  # nal_ref_idc
+    st.binary(max_size=20).map(lambda b: b.replace(b"\x00", b"\x01")),  # no start code inside (as in real streams)
+    st.sampled_from([b"\x00\x00\x01", b"\x00\x00\x00\x01"]),
+)
+
+
+@given(st.lists(nal_unit, max_size=8))
+def test_an_access_unit_is_a_keyframe_when_one_of_its_nal_units_is_an_idr_slice(units):
+    data = b"".join(start + bytes([ref << 5 | kind]) + payload for kind, ref, payload, start in units)
+    assert h264_is_keyframe(data) == any(kind == 5 for kind, _, _, _ in units)
 
 
 @pytest.fixture

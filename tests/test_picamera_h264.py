@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from rtcbot import DeviceClosedError, DeviceOpenError
 from rtcbot.base import SubscriptionClosed
 from rtcbot.devices import picamera_h264
-from rtcbot.devices.encoded import EncodedFrameQueue, EncodedVideoFrame
+from rtcbot.devices.encoded import EncodedFrameQueue, EncodedVideoFrame, h264_is_keyframe
 from rtcbot.devices.picamera import PiCamera2
 from rtcbot.devices.picamera_h264 import PiCamera2H264
 from tests.fakes import picamera2 as fake
@@ -170,6 +170,7 @@ def test_every_keyframe_carries_sps_and_pps_and_comes_every_keyframe_interval(pi
     for f in frames:
         nal_types = {nal[0] & 0x1F for nal in f.data.split(b"\x00\x00\x01")[1:] if nal}
         assert ({7, 8, 5} <= nal_types) == f.keyframe  # SPS, PPS, IDR slice
+        assert h264_is_keyframe(f.data) == f.keyframe
 
 
 def test_a_keyframe_request_without_the_v4l2_control_restarts_the_encoder_and_time_goes_on(picamera, no_leaks):
