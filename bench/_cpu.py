@@ -17,7 +17,8 @@ difference between two samples is the CPU spent in between, including by workers
     print(cpu.seconds, cpu.per_1k(5000))   # CPU seconds in all, and per 1,000 items
 
 Threads that belong to the test rig rather than to what is measured (a simulated device answering on a pty)
-can be left out: ``CpuMeter(exclude_threads=[native_id])``. Resolution: microseconds for this process,
+can be left out: ``CpuMeter(exclude_threads=[native_id])``; such a thread must outlive the measurement (the
+time of a thread that has ended can no longer be told apart). Resolution: microseconds for this process,
 clock ticks (10 ms) for each other process, so measure for at least a second where the figure matters.
 """
 
