@@ -1,7 +1,8 @@
 """Run rtcbot's benchmarks and print one table: ``python -m bench [--quick] [--json FILE] [--only NAME]``.
 
 Every module ``bench/bench_*.py`` is imported and its ``run(quick)`` called; a module that fails is reported
-and the others still run (the exit status is then 1). ``--only process`` runs ``bench/bench_process.py``.
+and the others still run (the exit status is then 1); one whose optional library is missing here
+(``MissingDependencyError``) is reported as skipped. ``--only process`` runs ``bench/bench_process.py``.
 ``--quick`` prints a one-screen summary of the targets (met / NOT MET); ``--table`` adds the full table (a
 full run prints both). ``--json FILE`` writes the rows with a description of the machine.
 """
@@ -19,6 +20,8 @@ import sys
 import time
 import traceback
 from typing import Any, Dict, List, Optional, Sequence
+
+from rtcbot.errors import MissingDependencyError
 
 from ._table import check_row, format_summary, format_table, targets
 
@@ -110,6 +113,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     described = machine()  # before the runs: the load average is the other users' load, not ours
     results: List[Dict[str, Any]] = []
     failures: Dict[str, str] = {}
+    skipped: Dict[str, str] = {}
     timings: Dict[str, float] = {}
     for name in names:
         print(f"running {name}{' (quick)' if args.quick else ''} ...", file=sys.stderr, flush=True)
@@ -121,6 +125,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if problems:
                 raise ValueError("; ".join(problems))
             results.extend(rows)
+        except MissingDependencyError as e:  # an optional library is not installed here: not a failure
+            skipped[name] = str(e)
+            print(f"{name} skipped: {e}", file=sys.stderr, flush=True)
         except Exception:
             failures[name] = traceback.format_exc()
             print(f"{name} failed:\n{failures[name]}", file=sys.stderr, flush=True)
@@ -134,6 +141,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(_machine_line(described))
     for name in failures:
         print(f"{name} FAILED (see above)")
+    for name, reason in skipped.items():
+        print(f"{name} skipped: {reason.split('. ')[0]}")
     if args.json:
         report = {
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -142,6 +151,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             "targets": targets(results),
             "seconds": timings,
             "failures": failures,
+            "skipped": skipped,
             "results": results,
         }
         directory = os.path.dirname(os.path.abspath(args.json))
