@@ -19,7 +19,7 @@ from bench._cpu import CpuMeter, CpuTotals, per_1k
 from bench._table import format_summary, row, targets
 
 ROOT = Path(__file__).resolve().parent.parent
-SPIN = 0.3  # CPU seconds each busy piece of work burns
+SPIN = 0.2  # CPU seconds each busy piece of work burns
 TICK = 0.02  # slack for another process's CPU time, counted in 10 ms clock ticks
 
 # A child that burns SPIN CPU seconds, says so, and stays alive until its stdin closes.
