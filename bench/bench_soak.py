@@ -316,13 +316,18 @@ def _print_sample(sample: Sample) -> None:
     print("  soak", sample.line(), flush=True)
 
 
+def _print_progress(sample: Sample) -> None:
+    """Samples as the soak goes, on stderr: stdout keeps the results table and summary on one screen."""
+    print("  soak", sample.line(), file=sys.stderr, flush=True)
+
+
 def run(quick: bool) -> List[Dict[str, Any]]:
     from ._cpu import CpuMeter
     from ._table import row
 
     duration, every, warmup = (20.0, 2.0, 5.0) if quick else (600.0, 30.0, 60.0)
     with CpuMeter() as cpu:  # this process and every worker and simulated board
-        result = soak(duration, every, warmup, report=_print_sample)
+        result = soak(duration, every, warmup, report=_print_progress)
     case = f"{duration:.0f} s, warm-up {warmup:.0f} s"
     growth = result.rss_growth_mb
     rows = [
