@@ -39,6 +39,10 @@ class NoClosedSubscription:
     letting an application exit cleanly::
 
         producer.subscribe(NoClosedSubscription(forward))
+
+    It is also a subscription whose ``get()`` awaits the wrapped coroutine function, as RTCBot uses it::
+
+        consumer.putSubscription(NoClosedSubscription(self._get))
     """
 
     def __init__(self, awaitable: Callable[..., Any]) -> None:
@@ -49,6 +53,17 @@ class NoClosedSubscription:
             return await self.callback(*args)
         except SubscriptionClosed:
             raise asyncio.CancelledError() from None
+
+    async def get(self) -> Any:
+        """Await the wrapped coroutine function for the next item (SubscriptionClosed becomes cancellation)."""
+        return await self()
+
+
+def _cancelling() -> bool:
+    """True when the current task was asked to cancel (Python 3.11+ can tell; before, assume not)."""
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)
+    return bool(cancelling is not None and cancelling())
 
 
 def _is_producer(obj: Any) -> bool:
@@ -86,6 +101,8 @@ class BaseSubscriptionProducer(baseEventHandler):
     _subscriptions: Dict[Any, Any] = {}
     _puts: Tuple[Callable[[Any], None], ...] = ()
     _putOne: Optional[Callable[[Any], None]] = None
+    _pendingGets: Set[asyncio.Future] = frozenset()  # type: ignore[assignment]
+    _endedGets: Set[asyncio.Future] = frozenset()  # type: ignore[assignment]
 
     def __init__(
         self,
@@ -100,6 +117,7 @@ class BaseSubscriptionProducer(baseEventHandler):
         self._subscriptions = {}  # what the user holds -> the sink that receives items
         self._puts = ()  # bound put_nowait of every sink, rebuilt on (un)subscribe, not per item
         self._pendingGets: Set[asyncio.Future] = set()
+        self._endedGets: Set[asyncio.Future] = set()  # pending gets cancelled by us, not by their caller
         self._lastFailureLog = 0.0
         self._shouldClose = False
         if defaultAutosubscribe:
@@ -133,8 +151,12 @@ class BaseSubscriptionProducer(baseEventHandler):
             self._defaultSubscription = None
             if subscription is None:
                 return
+            if self._pendingGets:
+                self._movePendingGets()
         elif subscription is self._defaultSubscription:
             self._defaultSubscription = None
+            if self._pendingGets:
+                self._movePendingGets()
         sink = self._subscriptions.pop(subscription, None)
         if sink is not None:
             self._rebuildPuts()
@@ -146,7 +168,8 @@ class BaseSubscriptionProducer(baseEventHandler):
         """Removes all active subscriptions, including the default one."""
         for subscription in list(self._subscriptions):
             self.unsubscribe(subscription)
-        self._defaultSubscription = None
+        if self._defaultSubscription not in self._subscriptions:  # not one made for pending gets just now
+            self._defaultSubscription = None
 
     def _rebuildPuts(self) -> None:
         self._puts = tuple(sink.put_nowait for sink in self._subscriptions.values())
@@ -157,28 +180,49 @@ class BaseSubscriptionProducer(baseEventHandler):
         """Like ``subscribe().get()``, on one default subscription created at the first call::
 
             frame = await camera.get()
+
+        A ``get()`` pending while the default subscription is unsubscribed goes on waiting on the new one;
+        pending and later calls raise SubscriptionClosed once the producer is closed.
         """
-        if self.closed:
-            raise SubscriptionClosed(f"{type(self).__name__} is closed")
-        if self._defaultSubscription is None:
-            self._defaultSubscription = self.subscribe()
-        subscription = self._defaultSubscription
-        get_nowait = getattr(subscription, "get_nowait", None)
-        if get_nowait is not None:
+        while True:
+            if self.closed:
+                raise SubscriptionClosed(f"{type(self).__name__} is closed")
+            if self._defaultSubscription is None:
+                self._defaultSubscription = self.subscribe()
+            subscription = self._defaultSubscription
+            get_nowait = getattr(subscription, "get_nowait", None)
+            if get_nowait is not None:
+                try:
+                    return get_nowait()
+                except asyncio.QueueEmpty:
+                    pass
+            waiter = asyncio.ensure_future(subscription.get())
+            self._pendingGets.add(waiter)
             try:
-                return get_nowait()
-            except asyncio.QueueEmpty:
-                pass
-        waiter = asyncio.ensure_future(subscription.get())
-        self._pendingGets.add(waiter)
-        try:
-            return await waiter
-        except asyncio.CancelledError:
-            if self._shouldClose and waiter.cancelled():
-                raise SubscriptionClosed(f"{type(self).__name__} was closed") from None
-            raise
-        finally:
-            self._pendingGets.discard(waiter)
+                return await waiter
+            except asyncio.CancelledError:
+                if waiter not in self._endedGets or _cancelling():
+                    raise  # the caller was cancelled: never swallowed
+                if self._shouldClose:
+                    raise SubscriptionClosed(f"{type(self).__name__} was closed") from None
+                # its subscription was unsubscribed: wait on the new default one
+            finally:
+                self._pendingGets.discard(waiter)
+                self._endedGets.discard(waiter)
+
+    def _movePendingGets(self) -> None:
+        """The default subscription was unsubscribed under pending ``get()`` calls: they wait on a new one,
+        made now, so nothing put from here on is missed."""
+        self._endPendingGets()
+        if not self._shouldClose:
+            self._defaultSubscription = self.subscribe()
+
+    def _endPendingGets(self) -> None:
+        """Wake every pending ``get()`` (close, or its default subscription was unsubscribed)."""
+        for waiter in list(self._pendingGets):
+            if not waiter.done():
+                self._endedGets.add(waiter)
+                waiter.cancel()
 
     # -- producing -----------------------------------------------------------------------------------
     def _put_nowait(self, element: Any) -> None:
@@ -217,8 +261,8 @@ class BaseSubscriptionProducer(baseEventHandler):
     def close(self) -> None:
         """Shuts down the data gathering, and removes all subscriptions."""
         self._shouldClose = True
-        for waiter in list(getattr(self, "_pendingGets", ())):
-            waiter.cancel()
+        if self._pendingGets:
+            self._endPendingGets()
         self.unsubscribeAll()
         if hasattr(self, "_closeEvent"):
             baseEventHandler.close(self)
@@ -343,9 +387,7 @@ class BaseSubscriptionConsumer(baseEventHandler):
             try:
                 return await waiter
             except asyncio.CancelledError:
-                task = asyncio.current_task()
-                outer_cancelled = bool(task is not None and getattr(task, "cancelling", lambda: 0)())
-                if self._switches == switches or outer_cancelled:
+                if self._switches == switches or _cancelling():
                     raise
                 # the subscription was switched (or the object closed) while waiting: go round again
             finally:
@@ -365,11 +407,31 @@ class BaseSubscriptionConsumer(baseEventHandler):
 
 
 class SubscriptionConsumer(BaseSubscriptionConsumer):
-    """The asyncio consumer (an alias of BaseSubscriptionConsumer)."""
+    """The asyncio consumer: a BaseSubscriptionConsumer whose ``get()`` is public, so it can be used as it is,
+    without a subclass (as in RTCBot)::
+
+        c = SubscriptionConsumer()
+        c.putSubscription(microphone)
+        block = await c.get()
+    """
+
+    async def get(self) -> Any:
+        """The next item of the active subscription (or of ``put_nowait``); SubscriptionClosed after close."""
+        return await self._get()
 
 
 class SubscriptionProducer(BaseSubscriptionProducer):
-    """The asyncio producer (an alias of BaseSubscriptionProducer)."""
+    """The asyncio producer: a BaseSubscriptionProducer whose ``put_nowait()`` is public, so a bare one works
+    as a broadcaster (as in RTCBot)::
+
+        news = SubscriptionProducer()
+        q = news.subscribe()
+        news.put_nowait("hello")     # every subscription gets it
+    """
+
+    def put_nowait(self, element: Any) -> None:
+        """Give ``element`` to every subscription."""
+        self._put_nowait(element)
 
 
 class SubscriptionProducerConsumer(BaseSubscriptionConsumer, BaseSubscriptionProducer):

@@ -20,7 +20,10 @@ import threading
 import warnings
 from typing import Any, List, Optional
 
+from ..errors import DeviceClosedError
 from ..subscriptions import CallbackSubscription, EventSubscription
+from .lifecycle import Lifecycle
+from .waiters import Waiters
 
 __all__ = ["baseEventHandler", "threadedEventHandler", "resolve_loop"]
 
@@ -133,11 +136,48 @@ class _Event:
                 logging.getLogger("rtcbot.base.events").exception("%s listener %r raised", self._name, sink)
 
 
+class _ReadyWait:
+    """What ``onReady()`` returns: awaiting it (or its ``get()``) gives True once the object is ready, and
+    raises at once if the object failed or closed first: the error that stopped it, or DeviceClosedError."""
+
+    __slots__ = ("_owner",)
+
+    def __init__(self, owner: "baseEventHandler") -> None:
+        self._owner = owner
+
+    async def get(self) -> bool:
+        owner = self._owner
+        if owner._isReady:
+            return True
+        failure = owner._notReadyReason()
+        if failure is not None:
+            raise failure
+        return await owner._readyWaiters.wait()
+
+    def __await__(self):
+        return self.get().__await__()
+
+
 class baseEventHandler:
     """This class handles base events: ready, error and close (see the module docstring).
 
     Objects are context managers: ``with obj:`` and ``async with obj:`` close them on the way out.
+
+    ``await obj.onReady()`` never hangs: if the object fails or is closed before it was ready, the await
+    ends at once, raising the error that stopped it (e.g. :class:`~rtcbot.errors.DeviceOpenError`,
+    :class:`~rtcbot.errors.WorkerDiedError`) or, closed without an error, a
+    :class:`~rtcbot.errors.DeviceClosedError`.
+
+    Hooks for subclasses: ``_setReady(value)``, ``_setError(err)`` (both callable from the worker in the
+    threaded and process flavours), and ``_life`` (the :class:`~rtcbot.base.lifecycle.Lifecycle`).
     """
+
+    # Class-level defaults keep the properties and close() safe on a half-constructed object.
+    _isReady = False
+    _error: Optional[BaseException] = None
+    _isClosed = False
+    _life: Optional[Lifecycle] = None
+    _readyWaiters: Optional[Waiters] = None
 
     def __init__(self, logger: Optional[logging.Logger] = None) -> None:
         self._log = logger if logger is not None else logging.getLogger("rtcbot." + type(self).__name__)
@@ -146,16 +186,33 @@ class baseEventHandler:
         self._errorEvent = _Event(repeat=False, name=f"{name}.onError")
         self._closeEvent = _Event(repeat=False, name=f"{name}.onClose")
         self._isReady = False
-        self._error: Optional[BaseException] = None
+        self._error = None
         self._isClosed = False
+        if self._life is None:  # a flavour may have made it already (both consumer and producer init)
+            self._life = Lifecycle()
+            self._readyWaiters = Waiters(f"{name}.onReady")
+
+    def _notReadyReason(self) -> Optional[BaseException]:
+        """Why an ``await onReady()`` cannot succeed any more (None while it still can)."""
+        if self._error is not None:
+            return self._error
+        if self.closed:
+            return DeviceClosedError(
+                f"{type(self).__name__} was closed before it was ready (check the log for why it stopped)"
+            )
+        return None
 
     def _setReady(self, value: bool = True) -> None:
         """Sets the ready state, firing onReady() subscriptions when it becomes True."""
         value = bool(value)
+        if value and self.closed:
+            return  # a worker finishing its start after close(): the object stays not ready
         was = self._isReady
         self._isReady = value
         if value and not was:
             self._readyEvent.fire(True)
+            if self._readyWaiters is not None:
+                self._readyWaiters.wake(True)
         elif not value:
             self._readyEvent.fired = False
 
@@ -165,7 +222,11 @@ class baseEventHandler:
             return
         self._error = value
         self._isReady = False
-        self._errorEvent.fire(value)
+        if hasattr(self, "_readyEvent"):
+            self._readyEvent.fired = False  # a later onReady() listener is not told "ready"
+            if self._readyWaiters is not None:
+                self._readyWaiters.fail_all(value)
+            self._errorEvent.fire(value)
 
     @property
     def ready(self) -> bool:
@@ -180,10 +241,14 @@ class baseEventHandler:
     @property
     def closed(self) -> bool:
         """Whether the object was closed, cleanly or by an error."""
-        return self._isClosed or self._error is not None
+        life = self._life
+        return self._isClosed or self._error is not None or (life is not None and life.closing)
 
     def onReady(self, subscription: Any = None) -> Any:
-        """Listen for the ready event: a callback, coroutine or subscription; with no argument, an awaitable."""
+        """Listen for the ready event: a callback, coroutine or subscription; with no argument, an awaitable
+        that returns True once ready, or raises if the object failed or closed first (see the class doc)."""
+        if subscription is None:
+            return _ReadyWait(self)
         return self._readyEvent.subscribe(subscription)
 
     def onError(self, subscription: Any = None) -> Any:
@@ -195,10 +260,18 @@ class baseEventHandler:
         return self._closeEvent.subscribe(subscription)
 
     def close(self) -> None:
-        """Fires the onClose event (once)."""
+        """Fires the onClose event (once); a pending ``await onReady()`` raises DeviceClosedError."""
+        life = self._life
+        if life is not None:
+            life.begin_close()
         self._isClosed = True
         self._isReady = False
-        self._closeEvent.fire(None)
+        if hasattr(self, "_closeEvent"):
+            self._readyEvent.fired = False
+            failure = self._notReadyReason()
+            if self._readyWaiters is not None and failure is not None:
+                self._readyWaiters.fail_all(failure)
+            self._closeEvent.fire(None)
 
     def __await__(self):
         return self.onClose().__await__()

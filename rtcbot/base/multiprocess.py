@@ -27,254 +27,90 @@ object fires ``onError`` with a :class:`~rtcbot.errors.WorkerDiedError` giving t
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
-import multiprocessing
-import multiprocessing.resource_tracker
 import os
-import pickle
-import queue
 import signal
+import sys
 import threading
 import traceback
-from typing import Any, Deque, Dict, FrozenSet, List, Optional
+from typing import Any, FrozenSet, Optional
 
-from ..errors import NotPicklableError, WorkerDiedError
+from ..errors import WorkerDiedError
 from .base import BaseSubscriptionConsumer, BaseSubscriptionProducer, SubscriptionClosed
 from .events import baseEventHandler, resolve_loop
-from .transport import ChannelClosed, ParentEndpoint, WorkerEndpoint, socket_pair
-from .worker import StartsWorkerAfterInit
+from .feed_window import FeedWindow
+from .process_child import (
+    SubscriptionFailed,
+    WorkerSide,
+    internalSubscriptionMessage,
+    picklable_error,
+    worker_process_main,
+)
+from .process_start import (
+    DEFAULT_START_METHOD,
+    START_METHOD_VARIABLE,
+    chosen_start_method,
+    context_for,
+    lifeline,
+    needs_main,
+    script_name,
+    start_process,
+)
+from .process_state import check_class_picklable, check_state_without_spawning, worker_state
+from .thread import _close_in_thread
+from .transport import ChannelClosed, ParentEndpoint, socket_pair
+from .worker import EXIT_MAIN_NOT_GUARDED, StartsWorkerMeta
 
 __all__ = [
+    "DEFAULT_START_METHOD",
+    "START_METHOD_VARIABLE",
     "ProcessSubscriptionConsumer",
     "ProcessSubscriptionProducer",
     "ProcessSubscriptionProducerConsumer",
     "internalSubscriptionMessage",
 ]
 
-
-class internalSubscriptionMessage:
-    """A control message between the parent and the worker process: ``type`` is "ready", "error", "close"
-    or "done", ``value`` its argument."""
-
-    __slots__ = ("type", "value")
-
-    def __init__(self, type: str, value: Any) -> None:
-        self.type = type
-        self.value = value
-
-    def __reduce__(self):
-        return (internalSubscriptionMessage, (self.type, self.value))
-
-    def __repr__(self) -> str:
-        return f"internalSubscriptionMessage({self.type!r}, {self.value!r})"
+# Former private names, kept for code that imported them.
+_SubscriptionFailed = SubscriptionFailed
+_WorkerSide = WorkerSide
+_picklable_error = picklable_error
 
 
-_CLOSED = object()
+class _ProcessWorker(baseEventHandler, metaclass=StartsWorkerMeta):
+    """The worker-process lifetime shared by process producers and consumers (the parent's side).
 
+    One :class:`~rtcbot.base.lifecycle.Lifecycle` owns it. The first to begin closing does the teardown:
 
-class _SubscriptionFailed:
-    """Sent to the worker in place of an item when the consumer's subscription raised: its ``_get()``
-    raises ``error``, as a threaded consumer's does."""
-
-    __slots__ = ("error",)
-
-    def __init__(self, error: BaseException) -> None:
-        self.error = error
-
-    def __reduce__(self):
-        return (_SubscriptionFailed, (self.error,))
-
-
-class _WorkerSide:
-    """What a process-based object has in its child process instead of subscriptions and events."""
-
-    def __init__(self, obj: Any, endpoint: WorkerEndpoint, block: bool) -> None:
-        self.obj = obj
-        self.endpoint = endpoint
-        self.block = block
-        self.closeRequested = threading.Event()
-        self.items: queue.SimpleQueue = queue.SimpleQueue()
-        # Flow control (see _FeedsWorker): the parent is told how many items _get() took, every half window,
-        # and, when it waits for room, as soon as all but the last item it sent were taken.
-        self.lock = threading.Lock()
-        self.received = 0  # items from the parent so far
-        self.taken = 0  # items _get() returned
-        self.reported = 0  # taken items the parent was told about
-        self.report_at: Optional[int] = None  # the parent waits: report once this many items were taken
-        self.report_every = max(1, getattr(obj, "_feed_window", 2) // 2)
-        self.reader = threading.Thread(target=self._read, name="rtcbot-worker-reader", daemon=True)
-        self.reader.start()
-
-    def _read(self) -> None:
-        # Items from the parent queue up for _get(); a close message (or the parent vanishing) stops the worker.
-        try:
-            while True:
-                item = self.endpoint.recv()
-                if type(item) is internalSubscriptionMessage:
-                    if item.type == "close":
-                        break
-                    if item.type == "report":
-                        with self.lock:
-                            self.report_at = self.received - 1
-                        self.report()
-                        continue
-                with self.lock:
-                    self.received += 1
-                self.items.put(item)
-        except ChannelClosed:
-            pass
-        self.requestStop()
-
-    def requestStop(self) -> None:
-        self.obj._shouldClose = True
-        self.closeRequested.set()
-        self.items.put(_CLOSED)
-        # A _put_nowait waiting for the parent to free a slot would wait forever: the parent stops reading
-        # once it asked us to close. It raises SubscriptionClosed instead, which ends the worker.
-        self.endpoint.stop_waiting()
-
-    def get(self) -> Any:
-        if self.obj._shouldClose:
-            raise SubscriptionClosed("closed")
-        item = self.items.get()
-        if item is _CLOSED:
-            self.items.put(_CLOSED)  # every later _get() ends too
-            raise SubscriptionClosed("closed")
-        with self.lock:
-            self.taken += 1
-        self.report()
-        if type(item) is _SubscriptionFailed:
-            raise item.error
-        return item
-
-    def report(self) -> None:
-        """Tell the parent how many items were taken, when it is due (few messages for a fast stream)."""
-        with self.lock:
-            due = self.taken - self.reported
-            asked = self.report_at is not None and self.taken >= self.report_at
-            if due <= 0 or not (asked or due >= self.report_every):
-                return
-            self.reported = self.taken
-            self.report_at = None
-        self.control("took", due)
-
-    def send(self, item: Any, block: bool = True) -> None:
-        try:
-            self.endpoint.send(item, block=block)
-        except ChannelClosed:
-            self.requestStop()
-            raise SubscriptionClosed("the parent process is gone") from None
-
-    def control(self, kind: str, value: Any = None) -> None:
-        try:
-            self.endpoint.send(internalSubscriptionMessage(kind, value))
-        except ChannelClosed:
-            self.requestStop()
-
-
-def _picklable_error(err: BaseException, tb: str) -> BaseException:
-    try:
-        pickle.loads(pickle.dumps(err))
-        return err
-    except Exception:
-        return WorkerDiedError(f"{type(err).__name__}: {err}\n{tb}")
-
-
-_HAVE_SIGMASK = hasattr(signal, "pthread_sigmask")
-
-
-def _start_without_sigint(process: Any) -> None:
-    """Start ``process`` from a helper thread that blocks SIGINT, so the child is born with it blocked.
-
-    Ctrl+C in a terminal reaches the whole process group: a child still starting up (a spawned interpreter
-    re-importing the script) would print a KeyboardInterrupt traceback before it ignores SIGINT. Blocked,
-    the signal waits in the child until it ignores it (which discards it). The calling thread keeps SIGINT
-    unblocked: blocking it there would make the kernel deliver a Ctrl+C to another thread, and Python 3.11
-    only notices a signal caught in another thread when something else wakes the main thread, so the
-    Ctrl+C was lost.
+    - ``close()`` (any thread): asks the worker to stop, waits ``joinTimeout`` for it, then terminates and
+      kills it, then closes the channel and fires onClose on the loop. Later callers wait for that.
+    - the worker ending by itself ("done", or the channel's EOF when it died): a reaper thread (owned, and
+      joined by ``close()``) joins, escalates and reports a death with its exit code, so the event loop
+      never blocks on a child that lingers.
     """
-    if not _HAVE_SIGMASK:
-        process.start()
-        return
-    if process._start_method in ("spawn", "forkserver"):  # type: ignore[attr-defined]
-        # Started here, not inside start(): starting the tracker unblocks SIGINT in its thread afterwards.
-        multiprocessing.resource_tracker.ensure_running()
-    failure: List[BaseException] = []
-
-    def start() -> None:
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-        try:
-            process.start()
-        except BaseException as e:  # raised again in the calling thread
-            failure.append(e)
-
-    starter = threading.Thread(target=start, name="rtcbot-worker-start", daemon=True)
-    starter.start()
-    starter.join()
-    if failure:
-        raise failure[0]
-
-
-DEFAULT_START_METHOD = "forkserver"
-"""The start method process workers use unless given ``start_method``. Not ``fork``: forking a process that
-has threads (numpy's BLAS pool, any threaded device, Zenoh) can deadlock the child, Python 3.12+ warns about
-it, and 3.14 itself moves to forkserver; a forked child would also inherit every open device and port. A
-forkserver child starts clean, but imports your script again: keep device creation under
-``if __name__ == "__main__":``."""
-
-
-def _context(start_method: Optional[str]) -> Any:
-    method = start_method or DEFAULT_START_METHOD
-    if method not in multiprocessing.get_all_start_methods():
-        method = multiprocessing.get_start_method()  # e.g. no forkserver on this platform
-    context = multiprocessing.get_context(method)
-    if method == "forkserver":
-        # Children fork from a server that has these imported already, so a worker starts in milliseconds.
-        context.set_forkserver_preload(["rtcbot.base.multiprocess"])
-    return context
-
-
-def _worker_process_main(
-    cls: Any, state: Dict[str, Any], sock: Any, slots: int, block: bool, environment: Dict[str, str]
-) -> None:
-    """Entry point of the child process."""
-    # A forkserver child inherits the server's environment, from when it started; give it the parent's now,
-    # as fork and spawn would (e.g. PULSE_SERVER or DISPLAY set by the script).
-    if os.environ != environment:
-        os.environ.clear()
-        os.environ.update(environment)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if _HAVE_SIGMASK:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked by the parent while starting us
-    endpoint = WorkerEndpoint(sock, slots=slots)
-    obj: Any = cls.__new__(cls)
-    obj.__dict__.update(state)
-    obj._shouldClose = False
-    obj._workerSide = side = _WorkerSide(obj, endpoint, block)
-    try:
-        obj._workerMain()
-    except SubscriptionClosed:
-        pass
-    except BaseException as e:  # everything the worker raised must reach the parent, even SystemExit
-        tb = traceback.format_exc()
-        side.control("error", (_picklable_error(e, tb), tb))
-    finally:
-        side.control("done")
-        endpoint.close()
-
-
-class _ProcessWorker(StartsWorkerAfterInit, baseEventHandler):
-    """The worker-process lifetime shared by process producers and consumers."""
 
     _handoff_block = True  # child's _put_nowait waits when the parent falls behind (False: drop the item)
     _handoff_slots = 4  # shared-memory slots for arrays in flight, each direction
-    _workerSide: Optional[_WorkerSide] = None
+    # Attributes that stay in the parent (see rtcbot.base.process_state); subclasses add their own.
+    _parent_only_attributes = frozenset(
+        {
+            "_life", "_readyWaiters", "_readyEvent", "_errorEvent", "_closeEvent", "_isReady", "_error",
+            "_isClosed", "_loop", "_process", "_endpoint", "_feedTask", "_feedWindow", "_feedCredit",
+            "_lifeline", "_reaper", "_daemonProcess", "_joinTimeout", "_startMethod", "_workerDone",
+            "_shouldClose", "_workerSide", "_defaultSubscriptionClass", "_defaultSubscription",
+            "_subscriptions", "_puts", "_putOne", "_pendingGets", "_lastFailureLog",
+            "_directPutSubscriptionType", "_directPutSubscription", "_source", "_userSubscription",
+            "_ownedSubscription", "_pendingGet", "_switches", "_parentOnlyKeys", "_ownerThread", "_reaper",
+        }
+    )
+    _workerSide: Optional[WorkerSide] = None
     _process: Any = None
     _endpoint: Optional[ParentEndpoint] = None
+    _lifeline: Any = None
+    _reaper: Optional[threading.Thread] = None
     _feedTask: Optional[asyncio.Task] = None
-    _parentOnlyKeys: FrozenSet[str] = frozenset()
+    _joinTimeout = 1.0
     _workerDone = False
+    _ownerThread: Optional[int] = None
 
     def _initProcess(
         self,
@@ -285,65 +121,58 @@ class _ProcessWorker(StartsWorkerAfterInit, baseEventHandler):
         start_method: Optional[str],
     ) -> None:
         self._loop = resolve_loop(loop)
+        self._ownerThread = threading.get_ident()
         self._daemonProcess = daemonProcess
         self._joinTimeout = joinTimeout
+        chosen_start_method(start_method)  # an unknown start method fails here, at construction
         self._startMethod = start_method
         self._process = None
         self._endpoint = None
         self._feedTask = None
         self._workerDone = False
-        # Everything the base classes set is parent-side state; the rest (the subclass's) crosses over.
-        # The logger crosses too (loggers pickle by name), so the worker logs like the parent.
-        self._parentOnlyKeys = frozenset(set(self.__dict__) - preexisting - {"_log"}) | {"_parentOnlyKeys"}
+
+    @property
+    def joinTimeout(self) -> float:
+        """Seconds ``close()`` waits for the worker process before terminating it."""
+        return self._joinTimeout
+
+    @joinTimeout.setter
+    def joinTimeout(self, value: float) -> None:
+        self._joinTimeout = value
 
     # -- starting ------------------------------------------------------------------------------------
-    def _workerState(self) -> Dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k not in self._parentOnlyKeys}
-
-    def _checkPicklable(self, state: Dict[str, Any]) -> None:
-        try:
-            pickle.dumps((type(self), state))
-            return
-        except Exception as e:
-            whole_error = e
-        name = type(self).__name__
-        try:
-            pickle.dumps(type(self))
-        except Exception as e:
-            raise NotPicklableError(
-                f"{name} cannot be sent to its worker process: the class itself is not picklable ({e}). "
-                "Define it at module level, not inside a function."
-            ) from e
-        for key, value in state.items():
-            try:
-                pickle.dumps(value)
-            except Exception as e:
-                raise NotPicklableError(
-                    f"{name}.{key} ({type(value).__name__}) cannot be pickled, so it cannot cross into the "
-                    f"worker process ({e}). Open devices and create such objects inside the worker method "
-                    "(_producer/_consumer/_producerConsumer), not in __init__."
-                ) from e
-        raise NotPicklableError(f"{name} cannot be sent to its worker process: {whole_error}") from whole_error
-
     def _startWorker(self) -> None:
-        state = self._workerState()
-        self._checkPicklable(state)
-        context = _context(self._startMethod)
+        cls = type(self)
+        check_class_picklable(cls)
+        state = worker_state(self)
+        context = context_for(self._startMethod)
+        if context.get_start_method() == "fork":  # nothing is pickled: the child inherits the values
+            check_state_without_spawning(state)
+            state = {name: crossing.value for name, crossing in state.items()}
         parent_sock, child_sock = socket_pair()
+        parent_life, child_life = lifeline()
+        self._lifeline = parent_life
         self._process = context.Process(
-            target=_worker_process_main,
-            args=(type(self), state, child_sock, self._handoff_slots, self._handoff_block, dict(os.environ)),
-            name=f"rtcbot-{type(self).__name__}",
+            target=worker_process_main,
+            args=(cls, state, child_sock, child_life, self._handoff_slots, self._handoff_block, dict(os.environ)),
+            name=f"rtcbot-{cls.__name__}",
             daemon=self._daemonProcess,
         )
         try:
-            _start_without_sigint(self._process)
+            start_process(self._process, omit_main=not needs_main(cls, state))
+        except BaseException:
+            self._process = None
+            parent_sock.close()
+            raise
         finally:
             child_sock.close()
+            child_life.close()
         self._endpoint = ParentEndpoint(
             parent_sock, self._loop, self._onItem, self._onWorkerGone, slots=self._handoff_slots
         )
         self._endpoint.start()
+        assert self._life is not None
+        self._life.running()
         self._startFeeding()
 
     def _startFeeding(self) -> None:
@@ -357,6 +186,8 @@ class _ProcessWorker(StartsWorkerAfterInit, baseEventHandler):
             self._deliver(item)
 
     def _deliver(self, item: Any) -> None:
+        """Receives what the worker sent with ``_sendToParent`` (producers: their items). Override it to
+        handle status items; call super for the rest."""
         self._log.warning("%s: its worker sent an item, but it is not a producer; dropped", type(self).__name__)
 
     def _onControl(self, message: internalSubscriptionMessage) -> None:
@@ -370,18 +201,50 @@ class _ProcessWorker(StartsWorkerAfterInit, baseEventHandler):
         elif kind == "took":
             self._feedTook(message.value)
         elif kind == "done":
-            # The worker returned (or failed, or was asked to close): it is exiting, so this join is short.
+            # The worker returned (or failed, or was asked to close): it is exiting.
             self._workerDone = True
-            self._closeNow(wait=True)
+            self._workerEnded(died=False)
         # "close" from the worker needs nothing here: the worker stops and sends "done".
 
     def _onWorkerGone(self) -> None:
-        if self._workerDone or self._shouldClose:
+        if not self._workerDone:
+            self._workerEnded(died=True)
+
+    def _workerEnded(self, died: bool) -> None:
+        """On the loop: the worker ended by itself. The joining happens in a reaper thread, not here."""
+        life = self._life
+        assert life is not None
+        if not life.begin_close():
+            return  # someone is closing it already
+        self._shouldClose = True
+        self._reaper = threading.Thread(
+            target=self._reap, args=(died,), name=f"rtcbot-reaper-{type(self).__name__}", daemon=True
+        )
+        self._reaper.start()
+
+    def _reap(self, died: bool) -> None:
+        """In the reaper thread: wait for the child to exit (escalating), report a death, then close."""
+        life = self._life
+        assert life is not None
+        try:
+            code = self._stopProcess(self._joinTimeout, warn=False)
+            if died:
+                self._reportDeath(code)
+        finally:
+            self._callOnLoop(self._closeLoopSide)
+            life.finish_close()
+
+    def _reportDeath(self, code: Optional[int]) -> None:
+        name = type(self).__name__
+        if code == EXIT_MAIN_NOT_GUARDED:
+            message = (
+                f"{script_name()} creates devices when it is imported: {name} is defined in the script, so its "
+                "worker process imports the script again. Put the code that creates devices under "
+                '`if __name__ == "__main__":` (or move the class into a module of its own).'
+            )
+            self._callOnLoop(self._setErrorNow, WorkerDiedError(message))
+            self._callOnLoop(_stop_the_script, message)
             return
-        process = self._process
-        if process is not None:
-            process.join(self._joinTimeout)
-        code = None if process is None else process.exitcode
         if code is not None and code < 0:
             try:
                 how = f"was killed by {signal.Signals(-code).name}"
@@ -390,29 +253,36 @@ class _ProcessWorker(StartsWorkerAfterInit, baseEventHandler):
         else:
             how = f"exited with code {code}"
         advice = "check the log above for what it was doing, and the system log (dmesg) for the OOM killer"
-        method = _context(self._startMethod).get_start_method()
-        if not self._readyEvent.fired and method != "fork" and code == 1:
-            advice = (
-                "it died while starting: with the spawn and forkserver start methods the child imports your "
-                "script again, so the code that creates devices must sit under `if __name__ == \"__main__\":`; "
-                "otherwise " + advice
-            )
-        err = WorkerDiedError(
-            f"{type(self).__name__}: its worker process (pid {getattr(process, 'pid', '?')}) {how} "
-            f"without closing; {advice}"
-        )
+        err = WorkerDiedError(f"{name}: its worker process {how} without closing; {advice}")
         self._log.error("%s", err)
-        self._setErrorNow(err)
-        self._closeNow(wait=False)
+        self._callOnLoop(self._setErrorNow, err)
 
     def _feedTook(self, count: int) -> None:
         """The worker's _get() took ``count`` items (consumers count them to bound what waits in the worker)."""
 
     def _setReadyNow(self, value: bool) -> None:
-        baseEventHandler._setReady(self, value)  # type: ignore[arg-type]
+        baseEventHandler._setReady(self, value)
 
     def _setErrorNow(self, err: BaseException) -> None:
-        baseEventHandler._setError(self, err)  # type: ignore[arg-type]
+        baseEventHandler._setError(self, err)
+
+    def _onLoopThread(self) -> bool:
+        """True when called on the thread running this object's event loop (or owning it, not running)."""
+        try:
+            return asyncio.get_running_loop() is self._loop
+        except RuntimeError:
+            return threading.get_ident() == self._ownerThread and not self._loop.is_running()
+
+    def _callOnLoop(self, fn: Any, *args: Any) -> None:
+        """Run ``fn(*args)`` on the object's loop: at once on its thread, scheduled from others, and in place
+        when the loop is closed (nobody else will)."""
+        if self._onLoopThread():
+            fn(*args)
+            return
+        try:
+            self._loop.call_soon_threadsafe(fn, *args)
+        except RuntimeError:
+            fn(*args)
 
     # -- worker-side API (these also work in the parent) ---------------------------------------------
     def _workerMain(self) -> None:  # pragma: no cover - overridden
@@ -440,6 +310,7 @@ class _ProcessWorker(StartsWorkerAfterInit, baseEventHandler):
         if side is None:
             self._setReadyNow(value)
         else:
+            self._isReady = bool(value) and not self._shouldClose
             side.control("ready", bool(value))
 
     def _setError(self, err: BaseException) -> None:
@@ -447,20 +318,75 @@ class _ProcessWorker(StartsWorkerAfterInit, baseEventHandler):
         if side is None:
             self._setErrorNow(err)
         else:
-            side.control("error", (_picklable_error(err, ""), f"{type(err).__name__}: {err}"))
+            if self._error is None:
+                self._error = err
+            self._isReady = False
+            side.control("error", (picklable_error(err, ""), f"{type(err).__name__}: {err}"))
 
     def _close(self) -> None:
         """Close from inside the worker (or the parent) without waiting."""
         side = self._workerSide
         if side is None:
-            self._closeNow(wait=False)
+            self._beginCloseWithoutWaiting()
         else:
             side.requestStop()
             side.control("close")
 
+    def _beginCloseWithoutWaiting(self) -> None:
+        life = self._life
+        if life is None or not life.begin_close():
+            return
+        self._shouldClose = True
+        self._askWorkerToStop()
+        self._reaper = threading.Thread(
+            target=self._reap, args=(False,), name=f"rtcbot-reaper-{type(self).__name__}", daemon=True
+        )
+        self._reaper.start()
+
     # -- closing -------------------------------------------------------------------------------------
-    def _closeNow(self, wait: bool) -> None:
-        first = not self._shouldClose
+    def _askWorkerToStop(self) -> None:
+        self._shouldClose = True
+        endpoint = self._endpoint
+        if endpoint is not None:
+            endpoint.shutdown_write()  # the worker reads EOF and stops; threadsafe
+
+    def _stopProcess(self, timeout: float, warn: bool) -> Optional[int]:
+        """Join the child (``timeout``), then terminate and kill it; release it. Returns its exit code.
+        Called by the one closer only (the lifecycle guarantees it), from a thread that may block."""
+        process = self._process
+        if process is None:
+            self._releaseLifeline()
+            return None
+        process.join(timeout)
+        if process.is_alive():
+            if warn:
+                self._log.warning(
+                    "%s: worker process did not stop within %.1f s (stuck in a blocking call?); terminating it",
+                    type(self).__name__,
+                    timeout,
+                )
+            process.terminate()
+            process.join(0.5)
+            if process.is_alive():
+                process.kill()
+                process.join(0.5)
+        code = process.exitcode
+        if not process.is_alive():
+            process.close()
+            self._process = None
+        self._releaseLifeline()
+        return code
+
+    def _releaseLifeline(self) -> None:
+        life, self._lifeline = self._lifeline, None
+        if life is not None:
+            life.close()
+
+    def _closeLoopSide(self) -> None:
+        """On the loop, once: stop feeding, close the channel, then unsubscribe and fire onClose."""
+        life = self._life
+        if life is not None and not life.claim_loop_side():
+            return
         self._shouldClose = True
         task = self._feedTask
         if task is not None and not task.done():
@@ -468,93 +394,104 @@ class _ProcessWorker(StartsWorkerAfterInit, baseEventHandler):
                 task.cancel()
             except RuntimeError:  # its loop is closed already
                 pass
-        endpoint = self._endpoint
-        process = self._process
-        if endpoint is not None and first and process is not None and process.is_alive():
-            try:
-                endpoint.send_nowait(internalSubscriptionMessage("close", None))
-            except (ChannelClosed, OSError, RuntimeError):
-                pass
-        if process is not None:
-            process.join(self._joinTimeout if wait else 0.2)
-            if process.is_alive():
-                if wait:
-                    self._log.warning(
-                        "%s: worker process did not stop within %.1f s (stuck in a blocking call?); "
-                        "terminating it",
-                        type(self).__name__,
-                        self._joinTimeout,
-                    )
-                process.terminate()
-                process.join(0.5)
-                if process.is_alive():
-                    process.kill()
-                    process.join(0.5)
-            if not process.is_alive():
-                process.close()
-                self._process = None
+        endpoint, self._endpoint = self._endpoint, None
         if endpoint is not None:
             endpoint.close()
-            self._endpoint = None
         self._closeBase()
+
+    def _closeNow(self, wait: bool = True) -> None:
+        """Former name of the whole close (kept for subclasses that called it)."""
+        if wait:
+            _ProcessWorker.close(self)
+        else:
+            self._beginCloseWithoutWaiting()
 
     def _closeBase(self) -> None:  # pragma: no cover - overridden
         raise NotImplementedError
 
     def close(self) -> None:
         """Shuts down the worker process (waiting at most ``joinTimeout`` seconds, then terminating it) and
-        closes all subscriptions. Safe to call more than once, and on a half-constructed object."""
+        closes all subscriptions. Safe from any thread, any number of times, at any moment, and on a
+        half-constructed object. From an async function prefer ``await obj.close_async()``."""
         if self._workerSide is not None:
             self._close()
             return
-        self._closeNow(wait=True)
+        life = self._life
+        if life is None:
+            self._shouldClose = True
+            return
+        if life.begin_close():
+            try:
+                self._askWorkerToStop()
+                self._stopProcess(self._joinTimeout, warn=True)
+            finally:
+                self._callOnLoop(self._closeLoopSide)
+                life.finish_close()
+            return
+        if not life.wait_closed(self._joinTimeout + 2.0):
+            self._log.warning("%s: still closing after %.1f s; giving up waiting", type(self).__name__, self._joinTimeout)
+        reaper = self._reaper
+        if reaper is not None and reaper is not threading.current_thread():
+            reaper.join(1.0)  # it has finished closing: only its last lines are left
+        if self._onLoopThread():
+            self._closeLoopSide()  # so onClose has fired when close() returns on the loop
+
+    async def close_async(self) -> None:
+        """Close without blocking the event loop: the waiting for the worker happens in a thread::
+
+            await serial.close_async()
+        """
+        await _close_in_thread(self)
+
+
+def _stop_the_script(message: str) -> None:
+    """On the loop: a worker class defined in an unguarded script cannot start; end the script with one
+    message instead of tracebacks (SystemExit leaves run_forever()/asyncio.run() and prints the message)."""
+    raise SystemExit(f"rtcbot: {message}")
 
 
 class _FeedsWorker(_ProcessWorker):
     """Consumers: a task on the event loop forwards the active subscription to the child.
 
-    What waits in the child for its ``_get()`` is bounded: at most ``_feed_window`` items, and beyond two
-    items at most ``_feed_window_bytes`` (camera frames: two). The feed then waits, so a slow worker reads
-    its subscription at its own pace (a camera's newest-frame subscription drops what it is too slow for,
-    as for a threaded consumer) instead of its process queueing every item, without limit.
+    What waits in the child for its ``_get()`` is bounded by a :class:`~rtcbot.base.feed_window.FeedWindow`:
+    at most ``_feed_window`` items, and beyond two items at most ``_feed_window_bytes`` (camera frames: two).
+    The feed then waits, so a slow worker reads its subscription at its own pace (a camera's newest-frame
+    subscription drops what it is too slow for, as for a threaded consumer) instead of its process queueing
+    every item, without limit.
     """
 
     _feed_window = 256  # items sent to the worker and not yet taken by its _get(), at most
     _feed_window_bytes = 1 << 20  # ...and beyond two such items, at most this many bytes of them
-    _feedInFlight = 0
-    _feedInFlightBytes = 0
-    _feedSizes: Optional[Deque[int]] = None
+    _feedWindow: Optional[FeedWindow] = None
     _feedCredit: Optional[asyncio.Event] = None
-    _feedAsked = False
+
+    @property
+    def _feedInFlight(self) -> int:
+        """Items sent to the worker and not yet taken (for tests and diagnostics)."""
+        window = self._feedWindow
+        return 0 if window is None else window.in_flight
 
     def _startFeeding(self) -> None:
+        self._feedWindow = FeedWindow(self._feed_window, self._feed_window_bytes)
         self._feedTask = self._loop.create_task(self._feed())
         self._feedTask.add_done_callback(self._feedEnded)
 
     def _feedTook(self, count: int) -> None:
-        sizes = self._feedSizes
-        for _ in range(count):
-            if sizes:
-                self._feedInFlightBytes -= sizes.popleft()
-        self._feedInFlight -= count
-        self._feedAsked = False
+        window = self._feedWindow
+        if window is not None:
+            window.took(count)
         credit = self._feedCredit
         if credit is not None:
             credit.set()
 
-    def _feedIsFull(self) -> bool:
-        n = self._feedInFlight
-        return n >= self._feed_window or (n >= 2 and self._feedInFlightBytes >= self._feed_window_bytes)
-
     async def _feed(self) -> None:
         endpoint = self._endpoint
-        assert endpoint is not None
+        window = self._feedWindow
+        assert endpoint is not None and window is not None
         credit = self._feedCredit = asyncio.Event()  # created here: on the loop that runs the feed
-        sizes = self._feedSizes = collections.deque()
         while True:
-            while self._feedIsFull():
-                if not self._feedAsked:  # ask the worker to say when it took all but the last item
-                    self._feedAsked = True
+            while window.full:
+                if window.ask():  # ask the worker to say when it took all but the last item
                     try:
                         endpoint.send_nowait(internalSubscriptionMessage("report", None))
                     except ChannelClosed:
@@ -578,12 +515,9 @@ class _FeedsWorker(_ProcessWorker):
                     e,
                 )
                 self.stopSubscription()  # type: ignore[attr-defined]
-                item = _SubscriptionFailed(_picklable_error(e, traceback.format_exc()))
+                item = SubscriptionFailed(picklable_error(e, traceback.format_exc()))
             try:
-                size = await endpoint.send(item)
-                sizes.append(size)
-                self._feedInFlight += 1
-                self._feedInFlightBytes += size
+                window.sent(await endpoint.send(item))
             except ChannelClosed:
                 return
             except Exception as e:

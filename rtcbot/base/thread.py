@@ -22,15 +22,22 @@ from typing import Any, Callable, Optional
 
 from .base import BaseSubscriptionConsumer, BaseSubscriptionProducer, SubscriptionClosed
 from .events import threadedEventHandler
-from .worker import LoopHandoff, StartsWorkerAfterInit
+from .worker import LoopHandoff, StartsWorkerMeta
 
 __all__ = ["ThreadedSubscriptionConsumer", "ThreadedSubscriptionProducer"]
 
 _CLOSED = object()
 
 
-class _ThreadedWorker(StartsWorkerAfterInit, threadedEventHandler):
-    """The worker-thread lifetime shared by threaded producers and consumers."""
+class _ThreadedWorker(threadedEventHandler, metaclass=StartsWorkerMeta):
+    """The worker-thread lifetime shared by threaded producers and consumers.
+
+    One :class:`~rtcbot.base.lifecycle.Lifecycle` owns it. Whoever begins closing first (a user's
+    ``close()`` from any thread, ``_close()`` from the worker or the loop, or the worker returning by itself)
+    does the teardown; a later ``close()`` waits for it (bounded). The loop-side part (unsubscribing, waking
+    pending gets, firing onClose) runs once, on the event loop, after the items the worker put before it.
+    No thread is ever joined inside a loop callback.
+    """
 
     joinTimeout = 1.0  # seconds close() waits for the worker before abandoning it with a warning
     # When the event loop falls behind by more than the hand-off's limit, the worker's _put_nowait waits
@@ -40,6 +47,8 @@ class _ThreadedWorker(StartsWorkerAfterInit, threadedEventHandler):
     _thread: Optional[threading.Thread] = None
     _workerIdent: Optional[int] = None
     _closeRequested: Optional[threading.Event] = None
+    _finish_when_worker_ends = False  # _close() began closing: the worker's end finishes it
+    _worker_returning = False  # the worker thread is in its last lines
 
     def _initWorker(
         self,
@@ -58,6 +67,8 @@ class _ThreadedWorker(StartsWorkerAfterInit, threadedEventHandler):
             target=self._runWorker, name=f"rtcbot-{type(self).__name__}", daemon=self._daemonThread
         )
         self._thread.start()
+        if self._life is not None:
+            self._life.running()
 
     def _workerMain(self) -> None:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -72,13 +83,22 @@ class _ThreadedWorker(StartsWorkerAfterInit, threadedEventHandler):
             self._log.error("%s: worker thread failed: %s", type(self).__name__, e, exc_info=True)
             self._handoff.call(self._setErrorNow, e)
         finally:
-            self._handoff.call(self._workerEnded)
+            self._workerFinished()
 
-    def _workerEnded(self) -> None:
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(self.joinTimeout)
-        self._closeNow()
+    def _workerFinished(self) -> None:
+        """The worker thread's last act: the object closes after the items it put (no join needed)."""
+        self._worker_returning = True
+        self._requestStop()
+        life = self._life
+        assert life is not None
+        if life.begin_close():
+            self._postLoopSide()
+            life.finish_close()
+        elif self._finish_when_worker_ends:
+            life.finish_close()
+
+    def _onWorkerThread(self) -> bool:
+        return threading.get_ident() == self._workerIdent
 
     def _wait_closed(self, timeout: Optional[float] = None) -> bool:
         """Block the worker until close() was called (True) or ``timeout`` seconds passed (False)."""
@@ -99,9 +119,20 @@ class _ThreadedWorker(StartsWorkerAfterInit, threadedEventHandler):
         self._inOrder(self._setErrorNow, err)
 
     def _close(self) -> None:
-        """Close from inside the worker (or the loop) without waiting for the worker."""
+        """Close from inside the worker (or the loop) without waiting for the worker: the object closes
+        (onClose fires) after the items already put, and the worker's end finishes the teardown."""
         self._requestStop()
-        self._inOrder(self._closeNow)
+        life = self._life
+        if life is None:
+            return
+        if life.begin_close():
+            thread = self._thread
+            if thread is None or not thread.is_alive():
+                self._postLoopSide()
+                life.finish_close()
+                return
+            self._finish_when_worker_ends = True
+            self._postLoopSide()
 
     def _requestStop(self) -> None:
         self._shouldClose = True
@@ -109,23 +140,114 @@ class _ThreadedWorker(StartsWorkerAfterInit, threadedEventHandler):
             self._closeRequested.set()
             self._handoff.stop()
 
+    def _postLoopSide(self) -> None:
+        """Run the loop-side close on the loop, after the items the worker put (inline if no loop runs)."""
+        if self._onLoopThread():
+            self._closeLoopSide()
+            return
+        handoff = getattr(self, "_handoff", None)
+        if handoff is not None:
+            handoff.call(self._closeLoopSide)
+        else:
+            self._callOnLoop(self._closeLoopSide)
+        if self._loop.is_closed():  # nobody will run it: close in place
+            self._closeLoopSide()
+
+    def _closeLoopSide(self, _deadline: Optional[float] = None) -> None:
+        thread = self._thread
+        if (
+            thread is not None
+            and thread.is_alive()
+            and self._onWorkerThreadEnding()
+            and self._loop.is_running()
+            and self._onLoopThread()
+        ):
+            # The worker posted this as its last act and is returning: fire onClose once it is gone, checking
+            # again shortly rather than joining it inside a loop callback.
+            now = self._loop.time()
+            deadline = now + self.joinTimeout if _deadline is None else _deadline
+            if now < deadline:
+                self._loop.call_later(0.001, self._closeLoopSide, deadline)
+                return
+        life = self._life
+        if life is None or life.claim_loop_side():
+            self._closeNow()
+
+    def _onWorkerThreadEnding(self) -> bool:
+        return self._worker_returning
+
     def _closeNow(self) -> None:  # pragma: no cover - overridden
+        """The loop-side close (unsubscribe, wake pending gets, fire onClose); runs once. Devices may extend
+        it (call super) to wake their own waiters."""
         raise NotImplementedError
 
     def close(self) -> None:
-        """Stops the worker thread and closes the object. Waits up to ``joinTimeout`` seconds for the thread; a
-        thread stuck in a blocking device call is abandoned with a warning (it is a daemon thread)."""
+        """Stops the worker thread and closes the object; safe from any thread, any number of times, at any
+        moment. Waits up to ``joinTimeout`` seconds for the thread; a thread stuck in a blocking device call is
+        abandoned with a warning (it is a daemon thread). From an async function prefer
+        ``await obj.close_async()``, which waits without blocking the event loop."""
+        life = self._life
+        if life is None:  # half-constructed: nothing started
+            self._shouldClose = True
+            return
+        if self._onWorkerThread():  # the worker cannot wait for itself
+            self._close()
+            return
+        first = life.begin_close()
         self._requestStop()
         thread = self._thread
-        if thread is not None and thread is not threading.current_thread() and thread.is_alive():
-            thread.join(self.joinTimeout)
-            if thread.is_alive():
-                self._log.warning(
-                    "%s: worker thread did not stop within %.1f s (stuck in a blocking call?); abandoning it",
-                    type(self).__name__,
-                    self.joinTimeout,
-                )
-        self._closeNow()
+        if first:
+            if thread is not None and thread.is_alive():
+                thread.join(self.joinTimeout)
+                if thread.is_alive():
+                    self._log.warning(
+                        "%s: worker thread did not stop within %.1f s (stuck in a blocking call?); abandoning it",
+                        type(self).__name__,
+                        self.joinTimeout,
+                    )
+            self._postLoopSide()
+            life.finish_close()
+            return
+        if not life.wait_closed(self.joinTimeout + 1.0):
+            self._log.warning("%s: still closing after %.1f s; giving up waiting", type(self).__name__, self.joinTimeout)
+        if thread is not None and thread.is_alive():
+            thread.join(self.joinTimeout)  # finishing its last lines after it closed the object
+        if self._onLoopThread():
+            self._closeLoopSide()  # so onClose has fired when close() returns on the loop
+
+    async def close_async(self) -> None:
+        """Close without blocking the event loop: the waiting for the worker happens in a thread::
+
+            await camera.close_async()
+        """
+        await _close_in_thread(self)
+
+
+async def _close_in_thread(obj: Any) -> None:
+    """``obj.close()`` in a helper thread, awaited (cancelling the await does not abandon the close)."""
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+
+    def run() -> None:
+        try:
+            obj.close()
+        finally:
+            try:
+                loop.call_soon_threadsafe(lambda: done.done() or done.set_result(None))
+            except RuntimeError:
+                pass
+
+    thread = threading.Thread(target=run, name=f"rtcbot-close-{type(obj).__name__}", daemon=True)
+    thread.start()
+    try:
+        await asyncio.shield(done)
+    finally:
+        if not done.done():
+            # Cancelled: the close still finishes in its thread; wait for it off the loop's callbacks.
+            await asyncio.get_running_loop().run_in_executor(None, thread.join)
+    thread.join()
+    if obj._life is not None and obj._onLoopThread():
+        obj._closeLoopSide()
 
 
 class ThreadedSubscriptionProducer(_ThreadedWorker, BaseSubscriptionProducer):

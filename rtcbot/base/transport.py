@@ -78,7 +78,7 @@ _RECEIVE_POOL_BYTES = 32 << 20
 
 logger = logging.getLogger("rtcbot.base.transport")
 
-__all__ = ["ChannelClosed", "socket_pair", "WorkerEndpoint", "ParentEndpoint"]
+__all__ = ["ChannelClosed", "socket_pair", "register_parent_end", "WorkerEndpoint", "ParentEndpoint"]
 
 _HEADER = struct.Struct("<IB")  # payload length, kind
 _ITEM = struct.Struct("<IiH")  # pool id, slot (-1: none), number of shared buffers
@@ -113,8 +113,14 @@ def socket_pair() -> Tuple[socket.socket, socket.socket]:
     # Python creates sockets non-inheritable (O_CLOEXEC) already; say so explicitly for readers.
     parent_end.set_inheritable(False)
     worker_end.set_inheritable(False)
-    _parent_ends.add(parent_end)
+    register_parent_end(parent_end)
     return parent_end, worker_end
+
+
+def register_parent_end(sock: socket.socket) -> None:
+    """Close ``sock`` in every child made by fork(): only this process may hold it, so that the other end
+    sees EOF when this process closes it or dies."""
+    _parent_ends.add(sock)
 
 
 # A child made by fork() (the "fork" start method) inherits every parent end; if it kept them, a worker would
@@ -710,6 +716,14 @@ class ParentEndpoint:
         self._check_open()
         self._queue(encoded.frame())
         self._flush()
+
+    def shutdown_write(self) -> None:
+        """Tell the worker that nothing more comes (it reads EOF and stops); reading goes on. Threadsafe and
+        idempotent: the one call a thread other than the loop's may make."""
+        try:
+            self._sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass  # closed or disconnected already
 
     def close(self) -> None:
         """Stop reading and writing, close the socket and unmap shared memory; idempotent.
