@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import pickle
 import signal
 import sys
 import threading
@@ -56,7 +57,7 @@ from .process_start import (
     script_name,
     start_process,
 )
-from .process_state import check_class_picklable, check_state_without_spawning, worker_state
+from .process_state import check_class_picklable, check_state_without_spawning, find_what_cannot_cross, worker_state
 from .thread import _close_in_thread
 from .transport import ChannelClosed, ParentEndpoint, socket_pair
 from .worker import EXIT_MAIN_NOT_GUARDED, StartsWorkerMeta
@@ -147,8 +148,7 @@ class _ProcessWorker(baseEventHandler, metaclass=StartsWorkerMeta):
         state = worker_state(self)
         context = context_for(self._startMethod)
         if context.get_start_method() == "fork":  # nothing is pickled: the child inherits the values
-            check_state_without_spawning(state)
-            state = {name: crossing.value for name, crossing in state.items()}
+            check_state_without_spawning(cls.__name__, state)
         parent_sock, child_sock = socket_pair()
         parent_life, child_life = lifeline()
         self._lifeline = parent_life
@@ -159,10 +159,14 @@ class _ProcessWorker(baseEventHandler, metaclass=StartsWorkerMeta):
             daemon=self._daemonProcess,
         )
         try:
-            start_process(self._process, omit_main=not needs_main(cls, state))
+            try:
+                start_process(self._process, omit_main=not needs_main(cls, state))
+            except (TypeError, AttributeError, pickle.PicklingError) as e:  # the state failed to pickle
+                raise find_what_cannot_cross(cls.__name__, state, e) from e
         except BaseException:
             self._process = None
             parent_sock.close()
+            self._releaseLifeline()
             raise
         finally:
             child_sock.close()

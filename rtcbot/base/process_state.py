@@ -18,7 +18,7 @@ from typing import Any, Dict, FrozenSet
 
 from ..errors import NotPicklableError
 
-__all__ = ["CrossingAttribute", "parent_only_attributes", "worker_state"]
+__all__ = ["find_what_cannot_cross", "parent_only_attributes", "worker_state"]
 
 
 def parent_only_attributes(cls: type) -> FrozenSet[str]:
@@ -30,40 +30,35 @@ def parent_only_attributes(cls: type) -> FrozenSet[str]:
 
 
 def worker_state(obj: Any) -> Dict[str, Any]:
-    """The attributes of ``obj`` that cross into its worker, each wrapped to be checked as it is pickled."""
+    """The attributes of ``obj`` that cross into its worker (all but the parent-only ones)."""
     excluded = parent_only_attributes(type(obj))
-    owner = type(obj).__name__
-    return {k: CrossingAttribute(owner, k, v) for k, v in obj.__dict__.items() if k not in excluded}
+    return {k: v for k, v in obj.__dict__.items() if k not in excluded}
 
 
-class CrossingAttribute:
-    """One attribute on its way to the worker. Pickling it (in multiprocessing's spawning context, so what
-    multiprocessing can hand over works) first tries the value alone, so a failure names the attribute."""
+def _refused_outside_a_start(error: BaseException) -> bool:
+    # multiprocessing's objects refuse to pickle outside a process start: "... should only be shared
+    # between processes through inheritance"; they cross fine when the process starts.
+    return isinstance(error, RuntimeError) and "inheritance" in str(error)
 
-    __slots__ = ("owner", "name", "value")
 
-    def __init__(self, owner: str, name: str, value: Any) -> None:
-        self.owner = owner
-        self.name = name
-        self.value = value
+def find_what_cannot_cross(owner: str, state: Dict[str, Any], error: BaseException) -> NotPicklableError:
+    """The error to raise when the worker's state failed to pickle at start (``error``): it names the first
+    attribute that cannot be pickled, judged as a spawn child would need it."""
+    from multiprocessing.reduction import ForkingPickler
 
-    def __reduce__(self) -> Any:
-        from multiprocessing.reduction import ForkingPickler
-
+    for name, value in state.items():
         try:
-            ForkingPickler.dumps(self.value)
+            ForkingPickler.dumps(value)
         except Exception as e:
-            raise NotPicklableError(
-                f"{self.owner}.{self.name} ({type(self.value).__name__}) cannot be pickled, so it cannot cross "
-                f"into the worker process ({e}). Open devices and create such objects inside the worker method "
+            if _refused_outside_a_start(e):
+                continue
+            return NotPicklableError(
+                f"{owner}.{name} ({type(value).__name__}) cannot be pickled, so it cannot cross into the worker "
+                f"process ({e}). Open devices and create such objects inside the worker method "
                 "(_producer/_consumer/_producerConsumer), not in __init__, or list the attribute in "
                 "_parent_only_attributes if the worker does not need it."
-            ) from e
-        return (_unwrap, (self.value,))
-
-
-def _unwrap(value: Any) -> Any:
-    return value
+            )
+    return NotPicklableError(f"{owner} cannot be sent to its worker process: {error}")
 
 
 def check_class_picklable(cls: type) -> None:
@@ -77,18 +72,14 @@ def check_class_picklable(cls: type) -> None:
         ) from e
 
 
-def check_state_without_spawning(state: Dict[str, Any]) -> None:
-    """Under ``fork`` nothing is pickled, but a script must behave the same under every start method: check
-    each attribute as a spawn child would need it, accepting what only multiprocessing can hand over (its
-    objects refuse to pickle outside a process start with a RuntimeError saying so)."""
+def check_state_without_spawning(owner: str, state: Dict[str, Any]) -> None:
+    """Under ``fork`` nothing is pickled, but a script must behave the same under every start method: raise
+    NotPicklableError for an attribute a spawn child could not receive."""
     from multiprocessing.reduction import ForkingPickler
 
-    for crossing in state.values():
+    for value in state.values():
         try:
-            ForkingPickler.dumps(crossing.value)
-        except RuntimeError as e:
-            if "inheritance" in str(e):  # "... should only be shared between processes through inheritance"
-                continue
-            pickle.dumps(crossing)  # raises the NotPicklableError naming the attribute
-        except Exception:
-            pickle.dumps(crossing)
+            ForkingPickler.dumps(value)
+        except Exception as e:
+            if not _refused_outside_a_start(e):
+                raise find_what_cannot_cross(owner, state, e) from e
