@@ -13,7 +13,6 @@ from rtcbot.base import (
     ProcessSubscriptionConsumer,
     ProcessSubscriptionProducer,
     SubscriptionClosed,
-    ThreadedSubscriptionConsumer,
     ThreadedSubscriptionProducer,
 )
 from rtcbot.errors import DeviceClosedError, DeviceOpenError, WorkerDiedError
@@ -121,15 +120,15 @@ def test_close_from_an_executor_while_the_worker_ends_by_itself_never_raises(cls
         loop = asyncio.get_running_loop()
         for _ in range(8):
             obj = cls()
-            closes = []
-            obj.onClose(lambda: closes.append(1))
+            closes: list = []
+            obj.onClose(closes.append)
             await loop.run_in_executor(None, obj.close)
             assert obj.closed
             await asyncio.wait_for(obj.onClose(), 5)
             await asyncio.sleep(0)
-            assert closes == [1]
+            assert closes == [None]
             obj.close()  # again, from the loop
-            assert closes == [1]
+            assert closes == [None]
             if isinstance(obj, ProcessSubscriptionProducer):
                 assert obj._process is None  # reaped
 

@@ -142,7 +142,7 @@ class _ReadyWait:
 
     __slots__ = ("_owner",)
 
-    def __init__(self, owner: "baseEventHandler") -> None:
+    def __init__(self, owner: baseEventHandler) -> None:
         self._owner = owner
 
     async def get(self) -> bool:
@@ -152,7 +152,9 @@ class _ReadyWait:
         failure = owner._notReadyReason()
         if failure is not None:
             raise failure
-        return await owner._readyWaiters.wait()
+        waiters = owner._readyWaiters
+        assert waiters is not None
+        return await waiters.wait()
 
     def __await__(self):
         return self.get().__await__()

@@ -31,7 +31,6 @@ import logging
 import os
 import pickle
 import signal
-import sys
 import threading
 import traceback
 from typing import Any, FrozenSet, Optional
@@ -100,7 +99,7 @@ class _ProcessWorker(baseEventHandler, metaclass=StartsWorkerMeta):
             "_shouldClose", "_workerSide", "_defaultSubscriptionClass", "_defaultSubscription",
             "_subscriptions", "_puts", "_putOne", "_pendingGets", "_lastFailureLog",
             "_directPutSubscriptionType", "_directPutSubscription", "_source", "_userSubscription",
-            "_ownedSubscription", "_pendingGet", "_switches", "_parentOnlyKeys", "_ownerThread", "_reaper",
+            "_ownedSubscription", "_pendingGet", "_switches", "_parentOnlyKeys", "_ownerThread",
         }
     )
     _workerSide: Optional[WorkerSide] = None
@@ -433,7 +432,9 @@ class _ProcessWorker(baseEventHandler, metaclass=StartsWorkerMeta):
                 life.finish_close()
             return
         if not life.wait_closed(self._joinTimeout + 2.0):
-            self._log.warning("%s: still closing after %.1f s; giving up waiting", type(self).__name__, self._joinTimeout)
+            self._log.warning(
+                "%s: still closing after %.1f s; giving up waiting", type(self).__name__, self._joinTimeout
+            )
         reaper = self._reaper
         if reaper is not None and reaper is not threading.current_thread():
             reaper.join(1.0)  # it has finished closing: only its last lines are left

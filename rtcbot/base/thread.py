@@ -209,7 +209,9 @@ class _ThreadedWorker(threadedEventHandler, metaclass=StartsWorkerMeta):
             life.finish_close()
             return
         if not life.wait_closed(self.joinTimeout + 1.0):
-            self._log.warning("%s: still closing after %.1f s; giving up waiting", type(self).__name__, self.joinTimeout)
+            self._log.warning(
+                "%s: still closing after %.1f s; giving up waiting", type(self).__name__, self.joinTimeout
+            )
         if thread is not None and thread.is_alive():
             thread.join(self.joinTimeout)  # finishing its last lines after it closed the object
         if self._onLoopThread():
@@ -228,12 +230,16 @@ async def _close_in_thread(obj: Any) -> None:
     loop = asyncio.get_running_loop()
     done = loop.create_future()
 
+    def settle() -> None:
+        if not done.done():
+            done.set_result(None)
+
     def run() -> None:
         try:
             obj.close()
         finally:
             try:
-                loop.call_soon_threadsafe(lambda: done.done() or done.set_result(None))
+                loop.call_soon_threadsafe(settle)
             except RuntimeError:
                 pass
 
