@@ -22,6 +22,7 @@ Waiters may be woken or failed from any thread: a future is always settled on it
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 from typing import Any, Callable, List, Optional, Tuple
 
@@ -100,7 +101,7 @@ class Waiters:
             woken = [f for k, f in self._pending if key is _ANY or k is _ANY or k == key]
             self._pending = [(k, f) for k, f in self._pending if not any(f is w for w in woken)]
         for future in woken:
-            _settle(future, lambda future=future: future.set_result(value))
+            _settle(future, functools.partial(future.set_result, value))
         return len(woken)
 
     def fail_all(self, error: BaseException) -> None:
@@ -112,7 +113,7 @@ class Waiters:
             error = self._failure
             pending, self._pending = self._pending, []
         for _, future in pending:
-            _settle(future, lambda future=future: future.set_exception(error))
+            _settle(future, functools.partial(future.set_exception, error))
 
     def __repr__(self) -> str:
         state = "failed" if self._failure is not None else f"{len(self)} waiting"
