@@ -156,24 +156,34 @@ def test_a_script_defined_worker_without_main_guard_stops_with_one_short_message
 
 
 @pytest.mark.parametrize("method", ["forkserver", "spawn", "fork"])
-def test_multiprocessing_primitives_reach_the_worker(method):
-    # (no no_leaks: passing a Pipe end starts multiprocessing's own process-wide resource-sharer thread)
-    async def main():
-        obj = Echoes(start_method=method)
-        try:
-            assert await asyncio.wait_for(obj.get(), 20) == "from the parent"
-            assert obj.event.wait(5)
-            assert obj.reader.poll(5) and obj.reader.recv() == "through the pipe"
-            assert obj.value.value == 42
-        finally:
-            obj.close()
-            obj.queue.close()
-            obj.queue.join_thread()
-            obj.reader.close()
-            obj.writer.close()
+def test_multiprocessing_primitives_reach_the_worker(method, tmp_path):
+    # In a script of its own: a multiprocessing.Value maps a process-wide shared-memory arena that would stay
+    # in the test process for good, and a Pipe end starts multiprocessing's resource-sharer thread.
+    path, env = _script(
+        tmp_path,
+        f"""
+        import asyncio, multiprocessing
+        from tests.test_lifecycle_processes import Echoes
 
-    run(main(), timeout=60)
-    assert not multiprocessing.active_children()
+        async def main():
+            obj = Echoes(start_method={method!r})
+            try:
+                assert await asyncio.wait_for(obj.get(), 20) == "from the parent"
+                assert obj.event.wait(5)
+                assert obj.reader.poll(5) and obj.reader.recv() == "through the pipe"
+                assert obj.value.value == 42
+            finally:
+                obj.close()
+            assert not multiprocessing.active_children()
+            print("all crossed", flush=True)
+
+        if __name__ == "__main__":
+            asyncio.run(main())
+        """,
+    )
+    out = subprocess.run([sys.executable, str(path)], capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "all crossed" in out.stdout
 
 
 @pytest.mark.parametrize("method", ["forkserver", "fork"])
