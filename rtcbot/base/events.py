@@ -147,12 +147,12 @@ class _ReadyWait:
 
     async def get(self) -> bool:
         owner = self._owner
-        if owner._isReady:
+        if owner._is_ready:
             return True
-        failure = owner._notReadyReason()
+        failure = owner._not_ready_reason()
         if failure is not None:
             raise failure
-        waiters = owner._readyWaiters
+        waiters = owner._ready_waiters
         assert waiters is not None
         return await waiters.wait()
 
@@ -175,26 +175,26 @@ class baseEventHandler:
     """
 
     # Class-level defaults keep the properties and close() safe on a half-constructed object.
-    _isReady = False
+    _is_ready = False
     _error: Optional[BaseException] = None
-    _isClosed = False
+    _is_closed = False
     _life: Optional[Lifecycle] = None
-    _readyWaiters: Optional[Waiters] = None
+    _ready_waiters: Optional[Waiters] = None
 
     def __init__(self, logger: Optional[logging.Logger] = None) -> None:
         self._log = logger if logger is not None else logging.getLogger("rtcbot." + type(self).__name__)
         name = type(self).__name__
-        self._readyEvent = _Event(repeat=True, name=f"{name}.onReady")
-        self._errorEvent = _Event(repeat=False, name=f"{name}.onError")
-        self._closeEvent = _Event(repeat=False, name=f"{name}.onClose")
-        self._isReady = False
+        self._ready_event = _Event(repeat=True, name=f"{name}.onReady")
+        self._error_event = _Event(repeat=False, name=f"{name}.onError")
+        self._close_event = _Event(repeat=False, name=f"{name}.onClose")
+        self._is_ready = False
         self._error = None
-        self._isClosed = False
+        self._is_closed = False
         if self._life is None:  # a flavour may have made it already (both consumer and producer init)
             self._life = Lifecycle()
-            self._readyWaiters = Waiters(f"{name}.onReady")
+            self._ready_waiters = Waiters(f"{name}.onReady")
 
-    def _notReadyReason(self) -> Optional[BaseException]:
+    def _not_ready_reason(self) -> Optional[BaseException]:
         """Why an ``await onReady()`` cannot succeed any more (None while it still can)."""
         if self._error is not None:
             return self._error
@@ -209,31 +209,31 @@ class baseEventHandler:
         value = bool(value)
         if value and self.closed:
             return  # a worker finishing its start after close(): the object stays not ready
-        was = self._isReady
-        self._isReady = value
+        was = self._is_ready
+        self._is_ready = value
         if value and not was:
-            self._readyEvent.fire(True)
-            if self._readyWaiters is not None:
-                self._readyWaiters.wake(True)
+            self._ready_event.fire(True)
+            if self._ready_waiters is not None:
+                self._ready_waiters.wake(True)
         elif not value:
-            self._readyEvent.fired = False
+            self._ready_event.fired = False
 
     def _setError(self, value: BaseException) -> None:
         """Sets the error state: the object crashed and is no longer processing data. Fires onError()."""
         if self._error is not None:
             return
         self._error = value
-        self._isReady = False
-        if hasattr(self, "_readyEvent"):
-            self._readyEvent.fired = False  # a later onReady() listener is not told "ready"
-            if self._readyWaiters is not None:
-                self._readyWaiters.fail_all(value)
-            self._errorEvent.fire(value)
+        self._is_ready = False
+        if hasattr(self, "_ready_event"):
+            self._ready_event.fired = False  # a later onReady() listener is not told "ready"
+            if self._ready_waiters is not None:
+                self._ready_waiters.fail_all(value)
+            self._error_event.fire(value)
 
     @property
     def ready(self) -> bool:
         """True once the object is fully initialized and processing data."""
-        return self._isReady
+        return self._is_ready
 
     @property
     def error(self) -> Optional[BaseException]:
@@ -244,36 +244,36 @@ class baseEventHandler:
     def closed(self) -> bool:
         """Whether the object was closed, cleanly or by an error."""
         life = self._life
-        return self._isClosed or self._error is not None or (life is not None and life.closing)
+        return self._is_closed or self._error is not None or (life is not None and life.closing)
 
     def onReady(self, subscription: Any = None) -> Any:
         """Listen for the ready event: a callback, coroutine or subscription; with no argument, an awaitable
         that returns True once ready, or raises if the object failed or closed first (see the class doc)."""
         if subscription is None:
             return _ReadyWait(self)
-        return self._readyEvent.subscribe(subscription)
+        return self._ready_event.subscribe(subscription)
 
     def onError(self, subscription: Any = None) -> Any:
         """Listen for the error event; ``err = await obj.onError()`` returns the exception."""
-        return self._errorEvent.subscribe(subscription)
+        return self._error_event.subscribe(subscription)
 
     def onClose(self, subscription: Any = None) -> Any:
         """Listen for the close event; equivalent to ``await obj``."""
-        return self._closeEvent.subscribe(subscription)
+        return self._close_event.subscribe(subscription)
 
     def close(self) -> None:
         """Fires the onClose event (once); a pending ``await onReady()`` raises DeviceClosedError."""
         life = self._life
         if life is not None:
             life.begin_close()
-        self._isClosed = True
-        self._isReady = False
-        if hasattr(self, "_closeEvent"):
-            self._readyEvent.fired = False
-            failure = self._notReadyReason()
-            if self._readyWaiters is not None and failure is not None:
-                self._readyWaiters.fail_all(failure)
-            self._closeEvent.fire(None)
+        self._is_closed = True
+        self._is_ready = False
+        if hasattr(self, "_close_event"):
+            self._ready_event.fired = False
+            failure = self._not_ready_reason()
+            if self._ready_waiters is not None and failure is not None:
+                self._ready_waiters.fail_all(failure)
+            self._close_event.fire(None)
 
     def __await__(self):
         return self.onClose().__await__()
@@ -297,20 +297,20 @@ class threadedEventHandler(baseEventHandler):
 
     def __init__(self, logger: Optional[logging.Logger] = None, loop: Optional[asyncio.AbstractEventLoop] = None):
         super().__init__(logger)
-        self._bindLoop(loop)
+        self._bind_loop(loop)
 
-    def _bindLoop(self, loop: Optional[asyncio.AbstractEventLoop]) -> None:
+    def _bind_loop(self, loop: Optional[asyncio.AbstractEventLoop]) -> None:
         self._loop = resolve_loop(loop)
-        self._ownerThread = threading.get_ident()
+        self._owner_thread = threading.get_ident()
 
     def _onLoopThread(self) -> bool:
         try:
             return asyncio.get_running_loop() is self._loop
         except RuntimeError:
             # No loop running in this thread: safe only in the thread that owns the (not yet running) loop.
-            return threading.get_ident() == self._ownerThread and not self._loop.is_running()
+            return threading.get_ident() == self._owner_thread and not self._loop.is_running()
 
-    def _callOnLoop(self, fn: Any, *args: Any) -> None:
+    def _call_on_loop(self, fn: Any, *args: Any) -> None:
         if self._onLoopThread():
             fn(*args)
             return
@@ -320,16 +320,16 @@ class threadedEventHandler(baseEventHandler):
             # The loop is closed: nobody is left to notify, so update the state in place.
             fn(*args)
 
-    def _setReadyNow(self, value: bool) -> None:
+    def _set_ready_now(self, value: bool) -> None:
         baseEventHandler._setReady(self, value)
 
-    def _setErrorNow(self, err: BaseException) -> None:
+    def _set_error_now(self, err: BaseException) -> None:
         baseEventHandler._setError(self, err)
 
     def _setReady(self, value: bool = True) -> None:
         """Threadsafe version of baseEventHandler._setReady()."""
-        self._callOnLoop(self._setReadyNow, value)
+        self._call_on_loop(self._set_ready_now, value)
 
     def _setError(self, err: BaseException) -> None:
         """Threadsafe version of baseEventHandler._setError()."""
-        self._callOnLoop(self._setErrorNow, err)
+        self._call_on_loop(self._set_error_now, err)

@@ -93,26 +93,26 @@ class _ProcessWorker(baseEventHandler, metaclass=StartsWorkerMeta):
     # Attributes that stay in the parent (see rtcbot.base.process_state); subclasses add their own.
     _parent_only_attributes = frozenset(
         {
-            "_life", "_readyWaiters", "_readyEvent", "_errorEvent", "_closeEvent", "_isReady", "_error",
-            "_isClosed", "_loop", "_process", "_endpoint", "_feedTask", "_feedWindow", "_feedCredit",
-            "_lifeline", "_reaper", "_daemonProcess", "_joinTimeout", "_startMethod", "_workerDone",
-            "_shouldClose", "_workerSide", "_defaultSubscriptionClass", "_defaultSubscription",
-            "_subscriptions", "_puts", "_putOne", "_pendingGets", "_lastFailureLog",
-            "_directPutSubscriptionType", "_directPutSubscription", "_source", "_userSubscription",
-            "_ownedSubscription", "_pendingGet", "_switches", "_parentOnlyKeys", "_ownerThread",
+            "_life", "_ready_waiters", "_ready_event", "_error_event", "_close_event", "_is_ready", "_error",
+            "_is_closed", "_loop", "_process", "_endpoint", "_feed_task", "_feed_flow", "_feed_credit",
+            "_lifeline", "_reaper", "_daemon_process", "_join_timeout", "_start_method", "_worker_done",
+            "_shouldClose", "_worker_side", "_default_subscription_class", "_default_subscription",
+            "_subscriptions", "_puts", "_put_one", "_pending_gets", "_last_failure_log",
+            "_direct_put_subscription_type", "_direct_put_subscription", "_source", "_user_subscription",
+            "_owned_subscription", "_pending_get", "_switches", "_parent_only_keys", "_owner_thread",
         }
     )
-    _workerSide: Optional[WorkerSide] = None
+    _worker_side: Optional[WorkerSide] = None
     _process: Any = None
     _endpoint: Optional[ParentEndpoint] = None
     _lifeline: Any = None
     _reaper: Optional[threading.Thread] = None
-    _feedTask: Optional[asyncio.Task] = None
-    _joinTimeout = 1.0
-    _workerDone = False
-    _ownerThread: Optional[int] = None
+    _feed_task: Optional[asyncio.Task] = None
+    _join_timeout = 1.0
+    _worker_done = False
+    _owner_thread: Optional[int] = None
 
-    def _initProcess(
+    def _init_process(
         self,
         preexisting: FrozenSet[str],
         loop: Optional[asyncio.AbstractEventLoop],
@@ -121,31 +121,31 @@ class _ProcessWorker(baseEventHandler, metaclass=StartsWorkerMeta):
         start_method: Optional[str],
     ) -> None:
         self._loop = resolve_loop(loop)
-        self._ownerThread = threading.get_ident()
-        self._daemonProcess = daemonProcess
-        self._joinTimeout = joinTimeout
+        self._owner_thread = threading.get_ident()
+        self._daemon_process = daemonProcess
+        self._join_timeout = joinTimeout
         chosen_start_method(start_method)  # an unknown start method fails here, at construction
-        self._startMethod = start_method
+        self._start_method = start_method
         self._process = None
         self._endpoint = None
-        self._feedTask = None
-        self._workerDone = False
+        self._feed_task = None
+        self._worker_done = False
 
     @property
     def joinTimeout(self) -> float:
         """Seconds ``close()`` waits for the worker process before terminating it."""
-        return self._joinTimeout
+        return self._join_timeout
 
     @joinTimeout.setter
     def joinTimeout(self, value: float) -> None:
-        self._joinTimeout = value
+        self._join_timeout = value
 
     # -- starting ------------------------------------------------------------------------------------
-    def _startWorker(self) -> None:
+    def _start_worker(self) -> None:
         cls = type(self)
         check_class_picklable(cls)
         state = worker_state(self)
-        context = context_for(self._startMethod)
+        context = context_for(self._start_method)
         if context.get_start_method() == "fork":  # nothing is pickled: the child inherits the values
             check_state_without_spawning(cls.__name__, state)
         parent_sock, child_sock = socket_pair()
@@ -155,7 +155,7 @@ class _ProcessWorker(baseEventHandler, metaclass=StartsWorkerMeta):
             target=worker_process_main,
             args=(cls, state, child_sock, child_life, self._handoff_slots, self._handoff_block, dict(os.environ)),
             name=f"rtcbot-{cls.__name__}",
-            daemon=self._daemonProcess,
+            daemon=self._daemon_process,
         )
         try:
             try:
@@ -165,26 +165,26 @@ class _ProcessWorker(baseEventHandler, metaclass=StartsWorkerMeta):
         except BaseException:
             self._process = None
             parent_sock.close()
-            self._releaseLifeline()
+            self._release_lifeline()
             raise
         finally:
             child_sock.close()
             child_life.close()
         self._endpoint = ParentEndpoint(
-            parent_sock, self._loop, self._onItem, self._onWorkerGone, slots=self._handoff_slots
+            parent_sock, self._loop, self._on_item_from_worker, self._on_worker_gone, slots=self._handoff_slots
         )
         self._endpoint.start()
         assert self._life is not None
         self._life.running()
-        self._startFeeding()
+        self._start_feeding()
 
-    def _startFeeding(self) -> None:
+    def _start_feeding(self) -> None:
         """Consumers start a task that forwards their subscription to the child."""
 
     # -- parent side: what arrives from the child ----------------------------------------------------
-    def _onItem(self, item: Any) -> None:
+    def _on_item_from_worker(self, item: Any) -> None:
         if type(item) is internalSubscriptionMessage:
-            self._onControl(item)
+            self._on_control(item)
         else:
             self._deliver(item)
 
@@ -193,27 +193,27 @@ class _ProcessWorker(baseEventHandler, metaclass=StartsWorkerMeta):
         handle status items; call super for the rest."""
         self._log.warning("%s: its worker sent an item, but it is not a producer; dropped", type(self).__name__)
 
-    def _onControl(self, message: internalSubscriptionMessage) -> None:
+    def _on_control(self, message: internalSubscriptionMessage) -> None:
         kind = message.type
         if kind == "ready":
-            self._setReadyNow(message.value)
+            self._set_ready_now(message.value)
         elif kind == "error":
             err, tb = message.value
             self._log.error("%s: worker process failed:\n%s", type(self).__name__, tb)
-            self._setErrorNow(err)
+            self._set_error_now(err)
         elif kind == "took":
-            self._feedTook(message.value)
+            self._feed_took(message.value)
         elif kind == "done":
             # The worker returned (or failed, or was asked to close): it is exiting.
-            self._workerDone = True
-            self._workerEnded(died=False)
+            self._worker_done = True
+            self._worker_ended(died=False)
         # "close" from the worker needs nothing here: the worker stops and sends "done".
 
-    def _onWorkerGone(self) -> None:
-        if not self._workerDone:
-            self._workerEnded(died=True)
+    def _on_worker_gone(self) -> None:
+        if not self._worker_done:
+            self._worker_ended(died=True)
 
-    def _workerEnded(self, died: bool) -> None:
+    def _worker_ended(self, died: bool) -> None:
         """On the loop: the worker ended by itself. The joining happens in a reaper thread, not here."""
         life = self._life
         assert life is not None
@@ -230,14 +230,14 @@ class _ProcessWorker(baseEventHandler, metaclass=StartsWorkerMeta):
         life = self._life
         assert life is not None
         try:
-            code = self._stopProcess(self._joinTimeout, warn=False)
+            code = self._stop_process(self._join_timeout, warn=False)
             if died:
-                self._reportDeath(code)
+                self._report_death(code)
         finally:
-            self._callOnLoop(self._closeLoopSide)
+            self._call_on_loop(self._close_loop_side)
             life.finish_close()
 
-    def _reportDeath(self, code: Optional[int]) -> None:
+    def _report_death(self, code: Optional[int]) -> None:
         name = type(self).__name__
         if code == EXIT_MAIN_NOT_GUARDED:
             message = (
@@ -245,8 +245,8 @@ class _ProcessWorker(baseEventHandler, metaclass=StartsWorkerMeta):
                 "worker process imports the script again. Put the code that creates devices under "
                 '`if __name__ == "__main__":` (or move the class into a module of its own).'
             )
-            self._callOnLoop(self._setErrorNow, WorkerDiedError(message))
-            self._callOnLoop(_stop_the_script, message)
+            self._call_on_loop(self._set_error_now, WorkerDiedError(message))
+            self._call_on_loop(_stop_the_script, message)
             return
         if code is not None and code < 0:
             try:
@@ -258,15 +258,15 @@ class _ProcessWorker(baseEventHandler, metaclass=StartsWorkerMeta):
         advice = "check the log above for what it was doing, and the system log (dmesg) for the OOM killer"
         err = WorkerDiedError(f"{name}: its worker process {how} without closing; {advice}")
         self._log.error("%s", err)
-        self._callOnLoop(self._setErrorNow, err)
+        self._call_on_loop(self._set_error_now, err)
 
-    def _feedTook(self, count: int) -> None:
+    def _feed_took(self, count: int) -> None:
         """The worker's _get() took ``count`` items (consumers count them to bound what waits in the worker)."""
 
-    def _setReadyNow(self, value: bool) -> None:
+    def _set_ready_now(self, value: bool) -> None:
         baseEventHandler._setReady(self, value)
 
-    def _setErrorNow(self, err: BaseException) -> None:
+    def _set_error_now(self, err: BaseException) -> None:
         baseEventHandler._setError(self, err)
 
     def _onLoopThread(self) -> bool:
@@ -274,9 +274,9 @@ class _ProcessWorker(baseEventHandler, metaclass=StartsWorkerMeta):
         try:
             return asyncio.get_running_loop() is self._loop
         except RuntimeError:
-            return threading.get_ident() == self._ownerThread and not self._loop.is_running()
+            return threading.get_ident() == self._owner_thread and not self._loop.is_running()
 
-    def _callOnLoop(self, fn: Any, *args: Any) -> None:
+    def _call_on_loop(self, fn: Any, *args: Any) -> None:
         """Run ``fn(*args)`` on the object's loop: at once on its thread, scheduled from others, and in place
         when the loop is closed (nobody else will)."""
         if self._onLoopThread():
@@ -288,77 +288,77 @@ class _ProcessWorker(baseEventHandler, metaclass=StartsWorkerMeta):
             fn(*args)
 
     # -- worker-side API (these also work in the parent) ---------------------------------------------
-    def _workerMain(self) -> None:  # pragma: no cover - overridden
+    def _worker_main(self) -> None:  # pragma: no cover - overridden
         raise NotImplementedError
 
     def _wait_closed(self, timeout: Optional[float] = None) -> bool:
         """In the worker: block until close() was called (True) or ``timeout`` seconds passed (False)."""
-        side = self._workerSide
+        side = self._worker_side
         if side is None:
             return self._shouldClose
-        return side.closeRequested.wait(timeout)
+        return side.close_requested.wait(timeout)
 
     def _sendToParent(self, item: Any) -> None:
         """In the worker: send a status item (counters, a measurement) to the parent, where ``_deliver(item)``
         receives it. A consumer uses this to report back; a producer's ``_put_nowait`` does the same for data.
         Raises SubscriptionClosed once the parent is gone."""
-        side = self._workerSide
+        side = self._worker_side
         if side is None:
             self._deliver(item)
         else:
             side.send(item)
 
     def _setReady(self, value: bool = True) -> None:
-        side = self._workerSide
+        side = self._worker_side
         if side is None:
-            self._setReadyNow(value)
+            self._set_ready_now(value)
         else:
-            self._isReady = bool(value) and not self._shouldClose
+            self._is_ready = bool(value) and not self._shouldClose
             side.control("ready", bool(value))
 
     def _setError(self, err: BaseException) -> None:
-        side = self._workerSide
+        side = self._worker_side
         if side is None:
-            self._setErrorNow(err)
+            self._set_error_now(err)
         else:
             if self._error is None:
                 self._error = err
-            self._isReady = False
+            self._is_ready = False
             side.control("error", (picklable_error(err, ""), f"{type(err).__name__}: {err}"))
 
     def _close(self) -> None:
         """Close from inside the worker (or the parent) without waiting."""
-        side = self._workerSide
+        side = self._worker_side
         if side is None:
-            self._beginCloseWithoutWaiting()
+            self._begin_close_without_waiting()
         else:
-            side.requestStop()
+            side.request_stop()
             side.control("close")
 
-    def _beginCloseWithoutWaiting(self) -> None:
+    def _begin_close_without_waiting(self) -> None:
         life = self._life
         if life is None or not life.begin_close():
             return
         self._shouldClose = True
-        self._askWorkerToStop()
+        self._ask_worker_to_stop()
         self._reaper = threading.Thread(
             target=self._reap, args=(False,), name=f"rtcbot-reaper-{type(self).__name__}", daemon=True
         )
         self._reaper.start()
 
     # -- closing -------------------------------------------------------------------------------------
-    def _askWorkerToStop(self) -> None:
+    def _ask_worker_to_stop(self) -> None:
         self._shouldClose = True
         endpoint = self._endpoint
         if endpoint is not None:
             endpoint.shutdown_write()  # the worker reads EOF and stops; threadsafe
 
-    def _stopProcess(self, timeout: float, warn: bool) -> Optional[int]:
+    def _stop_process(self, timeout: float, warn: bool) -> Optional[int]:
         """Join the child (``timeout``), then terminate and kill it; release it. Returns its exit code.
         Called by the one closer only (the lifecycle guarantees it), from a thread that may block."""
         process = self._process
         if process is None:
-            self._releaseLifeline()
+            self._release_lifeline()
             return None
         process.join(timeout)
         if process.is_alive():
@@ -377,21 +377,21 @@ class _ProcessWorker(baseEventHandler, metaclass=StartsWorkerMeta):
         if not process.is_alive():
             process.close()
             self._process = None
-        self._releaseLifeline()
+        self._release_lifeline()
         return code
 
-    def _releaseLifeline(self) -> None:
+    def _release_lifeline(self) -> None:
         life, self._lifeline = self._lifeline, None
         if life is not None:
             life.close()
 
-    def _closeLoopSide(self) -> None:
+    def _close_loop_side(self) -> None:
         """On the loop, once: stop feeding, close the channel, then unsubscribe and fire onClose."""
         life = self._life
         if life is not None and not life.claim_loop_side():
             return
         self._shouldClose = True
-        task = self._feedTask
+        task = self._feed_task
         if task is not None and not task.done():
             try:
                 task.cancel()
@@ -400,23 +400,23 @@ class _ProcessWorker(baseEventHandler, metaclass=StartsWorkerMeta):
         endpoint, self._endpoint = self._endpoint, None
         if endpoint is not None:
             endpoint.close()
-        self._closeBase()
+        self._close_base()
 
     def _closeNow(self, wait: bool = True) -> None:
         """Former name of the whole close (kept for subclasses that called it)."""
         if wait:
             _ProcessWorker.close(self)
         else:
-            self._beginCloseWithoutWaiting()
+            self._begin_close_without_waiting()
 
-    def _closeBase(self) -> None:  # pragma: no cover - overridden
+    def _close_base(self) -> None:  # pragma: no cover - overridden
         raise NotImplementedError
 
     def close(self) -> None:
         """Shuts down the worker process (waiting at most ``joinTimeout`` seconds, then terminating it) and
         closes all subscriptions. Safe from any thread, any number of times, at any moment, and on a
         half-constructed object. From an async function prefer ``await obj.close_async()``."""
-        if self._workerSide is not None:
+        if self._worker_side is not None:
             self._close()
             return
         life = self._life
@@ -425,21 +425,21 @@ class _ProcessWorker(baseEventHandler, metaclass=StartsWorkerMeta):
             return
         if life.begin_close():
             try:
-                self._askWorkerToStop()
-                self._stopProcess(self._joinTimeout, warn=True)
+                self._ask_worker_to_stop()
+                self._stop_process(self._join_timeout, warn=True)
             finally:
-                self._callOnLoop(self._closeLoopSide)
+                self._call_on_loop(self._close_loop_side)
                 life.finish_close()
             return
-        if not life.wait_closed(self._joinTimeout + 2.0):
+        if not life.wait_closed(self._join_timeout + 2.0):
             self._log.warning(
-                "%s: still closing after %.1f s; giving up waiting", type(self).__name__, self._joinTimeout
+                "%s: still closing after %.1f s; giving up waiting", type(self).__name__, self._join_timeout
             )
         reaper = self._reaper
         if reaper is not None and reaper is not threading.current_thread():
             reaper.join(1.0)  # it has finished closing: only its last lines are left
         if self._onLoopThread():
-            self._closeLoopSide()  # so onClose has fired when close() returns on the loop
+            self._close_loop_side()  # so onClose has fired when close() returns on the loop
 
     async def close_async(self) -> None:
         """Close without blocking the event loop: the waiting for the worker happens in a thread::
@@ -467,33 +467,33 @@ class _FeedsWorker(_ProcessWorker):
 
     _feed_window = 256  # items sent to the worker and not yet taken by its _get(), at most
     _feed_window_bytes = 1 << 20  # ...and beyond two such items, at most this many bytes of them
-    _feedWindow: Optional[FeedWindow] = None
-    _feedCredit: Optional[asyncio.Event] = None
+    _feed_flow: Optional[FeedWindow] = None
+    _feed_credit: Optional[asyncio.Event] = None
 
     @property
     def _feedInFlight(self) -> int:
         """Items sent to the worker and not yet taken (for tests and diagnostics)."""
-        window = self._feedWindow
+        window = self._feed_flow
         return 0 if window is None else window.in_flight
 
-    def _startFeeding(self) -> None:
-        self._feedWindow = FeedWindow(self._feed_window, self._feed_window_bytes)
-        self._feedTask = self._loop.create_task(self._feed())
-        self._feedTask.add_done_callback(self._feedEnded)
+    def _start_feeding(self) -> None:
+        self._feed_flow = FeedWindow(self._feed_window, self._feed_window_bytes)
+        self._feed_task = self._loop.create_task(self._feed())
+        self._feed_task.add_done_callback(self._feed_ended)
 
-    def _feedTook(self, count: int) -> None:
-        window = self._feedWindow
+    def _feed_took(self, count: int) -> None:
+        window = self._feed_flow
         if window is not None:
             window.took(count)
-        credit = self._feedCredit
+        credit = self._feed_credit
         if credit is not None:
             credit.set()
 
     async def _feed(self) -> None:
         endpoint = self._endpoint
-        window = self._feedWindow
+        window = self._feed_flow
         assert endpoint is not None and window is not None
-        credit = self._feedCredit = asyncio.Event()  # created here: on the loop that runs the feed
+        credit = self._feed_credit = asyncio.Event()  # created here: on the loop that runs the feed
         while True:
             while window.full:
                 if window.ask():  # ask the worker to say when it took all but the last item
@@ -511,7 +511,7 @@ class _FeedsWorker(_ProcessWorker):
                 # The subscription's get() failed. Reading it again would fail again (and spin), and stopping
                 # here would leave a consumer that looks alive but takes nothing: the worker's _get() raises
                 # the error instead, as in a threaded consumer, and later put_nowait items still arrive.
-                subscription = getattr(self, "_userSubscription", None)
+                subscription = getattr(self, "_user_subscription", None)
                 self._log.error(
                     "%s: its subscription %r failed (%s: %s); it is no longer read",
                     type(self).__name__,
@@ -534,14 +534,14 @@ class _FeedsWorker(_ProcessWorker):
                     e,
                 )
 
-    def _feedEnded(self, task: asyncio.Task) -> None:
+    def _feed_ended(self, task: asyncio.Task) -> None:
         if not task.cancelled() and task.exception() is not None:
             err = task.exception()
             self._log.error("%s: feeding the worker failed", type(self).__name__, exc_info=err)
 
     def _get(self) -> Any:  # type: ignore[override]
         """In the worker: block until the next item arrives; SubscriptionClosed after close()."""
-        side = self._workerSide
+        side = self._worker_side
         if side is None:
             raise RuntimeError(f"{type(self).__name__}._get() is called in the worker process, not the parent")
         return side.get()
@@ -552,7 +552,7 @@ class _ProducesInWorker(_ProcessWorker):
 
     def _put_nowait(self, element: Any) -> None:
         """In the worker: send an item to the parent's subscribers. In the parent: fan it out directly."""
-        side = self._workerSide
+        side = self._worker_side
         if side is None:
             BaseSubscriptionProducer._put_nowait(self, element)  # type: ignore[arg-type]
         else:
@@ -579,17 +579,17 @@ class ProcessSubscriptionProducer(_ProducesInWorker, BaseSubscriptionProducer):
     ) -> None:
         pre = frozenset(self.__dict__)
         BaseSubscriptionProducer.__init__(self, defaultSubscriptionType, logger=logger, ready=False)
-        self._initProcess(pre, loop, daemonProcess, joinTimeout, start_method)
+        self._init_process(pre, loop, daemonProcess, joinTimeout, start_method)
 
     def _producer(self) -> None:
         """Runs in the worker process. Override it; the default sets ready and waits for close()."""
         self._setReady(True)
         self._wait_closed()
 
-    def _workerMain(self) -> None:
+    def _worker_main(self) -> None:
         self._producer()
 
-    def _closeBase(self) -> None:
+    def _close_base(self) -> None:
         BaseSubscriptionProducer.close(self)
 
     def close(self) -> None:
@@ -614,17 +614,17 @@ class ProcessSubscriptionConsumer(_FeedsWorker, BaseSubscriptionConsumer):
     ) -> None:
         pre = frozenset(self.__dict__)
         BaseSubscriptionConsumer.__init__(self, directPutSubscriptionType, logger=logger, ready=False)
-        self._initProcess(pre, loop, daemonProcess, joinTimeout, start_method)
+        self._init_process(pre, loop, daemonProcess, joinTimeout, start_method)
 
     def _consumer(self) -> None:
         """Runs in the worker process. Override it; the default sets ready and waits for close()."""
         self._setReady(True)
         self._wait_closed()
 
-    def _workerMain(self) -> None:
+    def _worker_main(self) -> None:
         self._consumer()
 
-    def _closeBase(self) -> None:
+    def _close_base(self) -> None:
         BaseSubscriptionConsumer.close(self)
 
     def close(self) -> None:
@@ -655,17 +655,17 @@ class ProcessSubscriptionProducerConsumer(
         BaseSubscriptionProducer.__init__(
             self, defaultSubscriptionType, defaultAutosubscribe, logger=self._log, ready=False
         )
-        self._initProcess(pre, loop, daemonProcess, joinTimeout, start_method)
+        self._init_process(pre, loop, daemonProcess, joinTimeout, start_method)
 
     def _producerConsumer(self) -> None:
         """Runs in the worker process. Override it; the default sets ready and waits for close()."""
         self._setReady(True)
         self._wait_closed()
 
-    def _workerMain(self) -> None:
+    def _worker_main(self) -> None:
         self._producerConsumer()
 
-    def _closeBase(self) -> None:
+    def _close_base(self) -> None:
         BaseSubscriptionConsumer.close(self)
         BaseSubscriptionProducer.close(self)
 

@@ -79,7 +79,7 @@ class WorkerSide:
         self.obj = obj
         self.endpoint = endpoint
         self.block = block
-        self.closeRequested = threading.Event()
+        self.close_requested = threading.Event()
         self.items: queue.SimpleQueue = queue.SimpleQueue()
         # Flow control (see FeedWindow in the parent): the parent is told how many items _get() took, every
         # half window, and, when it waits for room, as soon as all but the last item it sent were taken.
@@ -110,12 +110,12 @@ class WorkerSide:
                 self.items.put(item)
         except ChannelClosed:
             pass
-        self.requestStop()
+        self.request_stop()
 
-    def requestStop(self) -> None:
+    def request_stop(self) -> None:
         self.obj._shouldClose = True
         self.obj._life.begin_close()
-        self.closeRequested.set()
+        self.close_requested.set()
         self.items.put(_CLOSED)
         # A _put_nowait waiting for the parent to free a slot would wait forever: the parent stops reading
         # once it asked us to close. It raises SubscriptionClosed instead, which ends the worker.
@@ -150,14 +150,14 @@ class WorkerSide:
         try:
             self.endpoint.send(item, block=block)
         except ChannelClosed:
-            self.requestStop()
+            self.request_stop()
             raise SubscriptionClosed("the parent process is gone") from None
 
     def control(self, kind: str, value: Any = None) -> None:
         try:
             self.endpoint.send(internalSubscriptionMessage(kind, value))
         except ChannelClosed:
-            self.requestStop()
+            self.request_stop()
 
 
 def _watch_parent(lifeline: socket.socket, side_holder: Dict[str, Any], finished: threading.Event) -> None:
@@ -170,7 +170,7 @@ def _watch_parent(lifeline: socket.socket, side_holder: Dict[str, Any], finished
         pass
     side = side_holder.get("side")
     if side is not None:
-        side.requestStop()
+        side.request_stop()
     if not finished.wait(PARENT_GONE_GRACE):
         os._exit(1)
 
@@ -204,15 +204,15 @@ def worker_process_main(
     obj.__dict__.update(state)
     # The worker side is a whole object: closed, ready and error work here too.
     obj._shouldClose = False
-    obj._isReady = False
+    obj._is_ready = False
     obj._error = None
-    obj._isClosed = False
+    obj._is_closed = False
     obj._life = Lifecycle()
     obj._life.running()
-    obj._workerSide = side = WorkerSide(obj, endpoint, block)
+    obj._worker_side = side = WorkerSide(obj, endpoint, block)
     holder["side"] = side
     try:
-        obj._workerMain()
+        obj._worker_main()
     except SubscriptionClosed:
         pass
     except BaseException as e:  # everything the worker raised must reach the parent, even SystemExit

@@ -45,67 +45,67 @@ class _ThreadedWorker(threadedEventHandler, metaclass=StartsWorkerMeta):
     _handoff_block = True
     _handoff_limit = 1024  # items waiting for the loop at most (a camera wants only a couple of frames)
     _thread: Optional[threading.Thread] = None
-    _workerIdent: Optional[int] = None
-    _closeRequested: Optional[threading.Event] = None
+    _worker_ident: Optional[int] = None
+    _close_requested: Optional[threading.Event] = None
     _finish_when_worker_ends = False  # _close() began closing: the worker's end finishes it
     _worker_returning = False  # the worker thread is in its last lines
 
-    def _initWorker(
+    def _init_worker(
         self,
         loop: Optional[asyncio.AbstractEventLoop],
         daemonThread: bool,
         deliver: Callable[[Any], None] = lambda item: None,
     ) -> None:
-        self._bindLoop(loop)
-        self._daemonThread = daemonThread
-        self._closeRequested = threading.Event()
+        self._bind_loop(loop)
+        self._daemon_thread = daemonThread
+        self._close_requested = threading.Event()
         self._handoff = LoopHandoff(self._loop, deliver, limit=self._handoff_limit, block=self._handoff_block)
-        self._handoffPut = self._handoff.put
+        self._handoff_put = self._handoff.put
 
-    def _startWorker(self) -> None:
+    def _start_worker(self) -> None:
         self._thread = threading.Thread(
-            target=self._runWorker, name=f"rtcbot-{type(self).__name__}", daemon=self._daemonThread
+            target=self._run_worker, name=f"rtcbot-{type(self).__name__}", daemon=self._daemon_thread
         )
         self._thread.start()
         if self._life is not None:
             self._life.running()
 
-    def _workerMain(self) -> None:  # pragma: no cover - overridden
+    def _worker_main(self) -> None:  # pragma: no cover - overridden
         raise NotImplementedError
 
-    def _runWorker(self) -> None:
-        self._workerIdent = threading.get_ident()
+    def _run_worker(self) -> None:
+        self._worker_ident = threading.get_ident()
         try:
-            self._workerMain()
+            self._worker_main()
         except SubscriptionClosed:
             pass
         except Exception as e:
             self._log.error("%s: worker thread failed: %s", type(self).__name__, e, exc_info=True)
-            self._handoff.call(self._setErrorNow, e)
+            self._handoff.call(self._set_error_now, e)
         finally:
-            self._workerFinished()
+            self._worker_finished()
 
-    def _workerFinished(self) -> None:
+    def _worker_finished(self) -> None:
         """The worker thread's last act: the object closes after the items it put (no join needed)."""
         self._worker_returning = True
-        self._requestStop()
+        self._request_stop()
         life = self._life
         assert life is not None
         if life.begin_close():
-            self._postLoopSide()
+            self._post_loop_side()
             life.finish_close()
         elif self._finish_when_worker_ends:
             life.finish_close()
 
-    def _onWorkerThread(self) -> bool:
-        return threading.get_ident() == self._workerIdent
+    def _on_worker_thread(self) -> bool:
+        return threading.get_ident() == self._worker_ident
 
     def _wait_closed(self, timeout: Optional[float] = None) -> bool:
         """Block the worker until close() was called (True) or ``timeout`` seconds passed (False)."""
-        event = self._closeRequested
+        event = self._close_requested
         return True if event is None else event.wait(timeout)
 
-    def _inOrder(self, fn: Any, *args: Any) -> None:
+    def _in_order(self, fn: Any, *args: Any) -> None:
         # From the worker, events travel with the items so they arrive in the order they happened.
         if self._onLoopThread():
             fn(*args)
@@ -113,52 +113,52 @@ class _ThreadedWorker(threadedEventHandler, metaclass=StartsWorkerMeta):
             self._handoff.call(fn, *args)
 
     def _setReady(self, value: bool = True) -> None:
-        self._inOrder(self._setReadyNow, value)
+        self._in_order(self._set_ready_now, value)
 
     def _setError(self, err: BaseException) -> None:
-        self._inOrder(self._setErrorNow, err)
+        self._in_order(self._set_error_now, err)
 
     def _close(self) -> None:
         """Close from inside the worker (or the loop) without waiting for the worker: the object closes
         (onClose fires) after the items already put, and the worker's end finishes the teardown."""
-        self._requestStop()
+        self._request_stop()
         life = self._life
         if life is None:
             return
         if life.begin_close():
             thread = self._thread
             if thread is None or not thread.is_alive():
-                self._postLoopSide()
+                self._post_loop_side()
                 life.finish_close()
                 return
             self._finish_when_worker_ends = True
-            self._postLoopSide()
+            self._post_loop_side()
 
-    def _requestStop(self) -> None:
+    def _request_stop(self) -> None:
         self._shouldClose = True
-        if self._closeRequested is not None:
-            self._closeRequested.set()
+        if self._close_requested is not None:
+            self._close_requested.set()
             self._handoff.stop()
 
-    def _postLoopSide(self) -> None:
+    def _post_loop_side(self) -> None:
         """Run the loop-side close on the loop, after the items the worker put (inline if no loop runs)."""
         if self._onLoopThread():
-            self._closeLoopSide()
+            self._close_loop_side()
             return
         handoff = getattr(self, "_handoff", None)
         if handoff is not None:
-            handoff.call(self._closeLoopSide)
+            handoff.call(self._close_loop_side)
         else:
-            self._callOnLoop(self._closeLoopSide)
+            self._call_on_loop(self._close_loop_side)
         if self._loop.is_closed():  # nobody will run it: close in place
-            self._closeLoopSide()
+            self._close_loop_side()
 
-    def _closeLoopSide(self, _deadline: Optional[float] = None) -> None:
+    def _close_loop_side(self, _deadline: Optional[float] = None) -> None:
         thread = self._thread
         if (
             thread is not None
             and thread.is_alive()
-            and self._onWorkerThreadEnding()
+            and self._on_worker_thread_ending()
             and self._loop.is_running()
             and self._onLoopThread()
         ):
@@ -167,13 +167,13 @@ class _ThreadedWorker(threadedEventHandler, metaclass=StartsWorkerMeta):
             now = self._loop.time()
             deadline = now + self.joinTimeout if _deadline is None else _deadline
             if now < deadline:
-                self._loop.call_later(0.001, self._closeLoopSide, deadline)
+                self._loop.call_later(0.001, self._close_loop_side, deadline)
                 return
         life = self._life
         if life is None or life.claim_loop_side():
             self._closeNow()
 
-    def _onWorkerThreadEnding(self) -> bool:
+    def _on_worker_thread_ending(self) -> bool:
         return self._worker_returning
 
     def _closeNow(self) -> None:  # pragma: no cover - overridden
@@ -190,11 +190,11 @@ class _ThreadedWorker(threadedEventHandler, metaclass=StartsWorkerMeta):
         if life is None:  # half-constructed: nothing started
             self._shouldClose = True
             return
-        if self._onWorkerThread():  # the worker cannot wait for itself
+        if self._on_worker_thread():  # the worker cannot wait for itself
             self._close()
             return
         first = life.begin_close()
-        self._requestStop()
+        self._request_stop()
         thread = self._thread
         if first:
             if thread is not None and thread.is_alive():
@@ -205,7 +205,7 @@ class _ThreadedWorker(threadedEventHandler, metaclass=StartsWorkerMeta):
                         type(self).__name__,
                         self.joinTimeout,
                     )
-            self._postLoopSide()
+            self._post_loop_side()
             life.finish_close()
             return
         if not life.wait_closed(self.joinTimeout + 1.0):
@@ -215,7 +215,7 @@ class _ThreadedWorker(threadedEventHandler, metaclass=StartsWorkerMeta):
         if thread is not None and thread.is_alive():
             thread.join(self.joinTimeout)  # finishing its last lines after it closed the object
         if self._onLoopThread():
-            self._closeLoopSide()  # so onClose has fired when close() returns on the loop
+            self._close_loop_side()  # so onClose has fired when close() returns on the loop
 
     async def close_async(self) -> None:
         """Close without blocking the event loop: the waiting for the worker happens in a thread::
@@ -253,7 +253,7 @@ async def _close_in_thread(obj: Any) -> None:
             await asyncio.get_running_loop().run_in_executor(None, thread.join)
     thread.join()
     if obj._life is not None and obj._onLoopThread():
-        obj._closeLoopSide()
+        obj._close_loop_side()
 
 
 class ThreadedSubscriptionProducer(_ThreadedWorker, BaseSubscriptionProducer):
@@ -272,20 +272,20 @@ class ThreadedSubscriptionProducer(_ThreadedWorker, BaseSubscriptionProducer):
     ) -> None:
         BaseSubscriptionProducer.__init__(self, defaultSubscriptionType, logger=logger, ready=False)
         # The hand-off delivers straight to the fan-out, bound once rather than looked up per item.
-        self._initWorker(loop, daemonThread, deliver=BaseSubscriptionProducer._put_nowait.__get__(self))
+        self._init_worker(loop, daemonThread, deliver=BaseSubscriptionProducer._put_nowait.__get__(self))
 
     def _producer(self) -> None:
         """Runs in the worker thread. Override it; the default sets ready and waits for close()."""
         self._setReady(True)
         self._wait_closed()
 
-    def _workerMain(self) -> None:
+    def _worker_main(self) -> None:
         self._producer()
 
     def _put_nowait(self, element: Any) -> None:
         """Give an item to every subscription; callable from the worker thread and the event loop."""
-        if threading.get_ident() == self._workerIdent:  # the hot path: checked first, and cheaply
-            self._handoffPut(element)
+        if threading.get_ident() == self._worker_ident:  # the hot path: checked first, and cheaply
+            self._handoff_put(element)
         elif self._onLoopThread():
             BaseSubscriptionProducer._put_nowait(self, element)
         else:
@@ -320,16 +320,16 @@ class ThreadedSubscriptionConsumer(_ThreadedWorker, BaseSubscriptionConsumer):
         daemonThread: bool = True,
     ) -> None:
         BaseSubscriptionConsumer.__init__(self, directPutSubscriptionType, logger=logger, ready=False)
-        self._initWorker(loop, daemonThread)
+        self._init_worker(loop, daemonThread)
         self._results: queue.SimpleQueue = queue.SimpleQueue()
-        self._fetchTask: Optional[asyncio.Task] = None
+        self._fetch_task: Optional[asyncio.Task] = None
 
     def _consumer(self) -> None:
         """Runs in the worker thread. Override it; the default sets ready and waits for close()."""
         self._setReady(True)
         self._wait_closed()
 
-    def _workerMain(self) -> None:
+    def _worker_main(self) -> None:
         self._consumer()
 
     def _get(self) -> Any:  # type: ignore[override]
@@ -337,7 +337,7 @@ class ThreadedSubscriptionConsumer(_ThreadedWorker, BaseSubscriptionConsumer):
         if self._shouldClose:
             raise SubscriptionClosed(f"{type(self).__name__} was closed")
         try:
-            self._loop.call_soon_threadsafe(self._startFetch)
+            self._loop.call_soon_threadsafe(self._start_fetch)
         except RuntimeError:
             raise SubscriptionClosed(f"{type(self).__name__}: its event loop is closed") from None
         kind, value = self._results.get()
@@ -347,10 +347,10 @@ class ThreadedSubscriptionConsumer(_ThreadedWorker, BaseSubscriptionConsumer):
             raise value
         return value
 
-    def _startFetch(self) -> None:
+    def _start_fetch(self) -> None:
         if self._shouldClose:
             return
-        self._fetchTask = self._loop.create_task(self._fetch())
+        self._fetch_task = self._loop.create_task(self._fetch())
 
     async def _fetch(self) -> None:
         try:
@@ -362,16 +362,16 @@ class ThreadedSubscriptionConsumer(_ThreadedWorker, BaseSubscriptionConsumer):
         else:
             self._results.put((True, item))
         finally:
-            self._fetchTask = None
+            self._fetch_task = None
 
     def _closeNow(self) -> None:
-        task = self._fetchTask
+        task = self._fetch_task
         if task is not None and not task.done():
             task.cancel()
         BaseSubscriptionConsumer.close(self)
 
-    def _requestStop(self) -> None:
-        _ThreadedWorker._requestStop(self)
+    def _request_stop(self) -> None:
+        _ThreadedWorker._request_stop(self)
         results = getattr(self, "_results", None)
         if results is not None:
             results.put((_CLOSED, None))

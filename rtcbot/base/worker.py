@@ -73,7 +73,7 @@ class StartsWorkerMeta(type):
 
     ``Cls(...)`` runs ``__init__`` (the whole chain, so a subclass may set attributes before or after
     ``super().__init__()`` and its worker sees them all), then starts the worker with
-    ``obj._startWorker()``. An ``__init__`` that raises leaves nothing running; a worker that fails to
+    ``obj._start_worker()``. An ``__init__`` that raises leaves nothing running; a worker that fails to
     start closes the object (releasing what ``__init__`` opened) before the error is raised.
 
     In a spawn/forkserver child that is importing the main script again, constructing a device means the
@@ -88,7 +88,7 @@ class StartsWorkerMeta(type):
         if obj._shouldClose:  # its __init__ closed it already
             return obj
         try:
-            obj._startWorker()
+            obj._start_worker()
         except BaseException:
             obj.close()  # release what __init__ set up (onClose listeners run), then report why
             raise
@@ -136,7 +136,7 @@ class LoopHandoff:
                     while len(self._items) >= self._limit and not self._stopped:
                         self._drained.wait()
                 else:
-                    self._dropOldestItem()
+                    self._drop_oldest_item()
             self._items.append(item)
             if self._scheduled:
                 return
@@ -154,7 +154,7 @@ class LoopHandoff:
             self._stopped = True
             self._drained.notify_all()
 
-    def _dropOldestItem(self) -> None:
+    def _drop_oldest_item(self) -> None:
         # Only data is dropped; calls (ready, error, close) always reach the loop.
         for index, old in enumerate(self._items):
             if type(old) is not _Call:

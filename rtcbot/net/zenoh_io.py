@@ -194,7 +194,7 @@ class ZenohPublisher(ThreadedSubscriptionConsumer):
         self.stats = PublisherStats()
         self._pid = int.from_bytes(os.urandom(4), "little")
         self._seq = 0
-        self._lastEncodeLog = -_LOG_EVERY
+        self._last_encode_log = -_LOG_EVERY
         self._zenoh = _require_zenoh()
         self._lease = acquire_session(options)
         try:
@@ -205,7 +205,7 @@ class ZenohPublisher(ThreadedSubscriptionConsumer):
             raise
         self._queue = SendQueue(self._loop, depth=1 if delivery == "latest" else _RELIABLE_DEPTH)
         self._task = self._loop.create_task(self._run())
-        self._task.add_done_callback(self._runEnded)
+        self._task.add_done_callback(self._run_ended)
 
     def _declare(self, delivery: str) -> Any:
         assert self._lease is not None
@@ -263,8 +263,8 @@ class ZenohPublisher(ThreadedSubscriptionConsumer):
         except EncodeError as e:
             self.stats.encode_errors += 1
             now = time.monotonic()
-            if now - self._lastEncodeLog >= _LOG_EVERY:
-                self._lastEncodeLog = now
+            if now - self._last_encode_log >= _LOG_EVERY:
+                self._last_encode_log = now
                 self._log.error(
                     "%s %r: item skipped (%d so far): %s", type(self).__name__, self.key, self.stats.encode_errors, e
                 )
@@ -277,7 +277,7 @@ class ZenohPublisher(ThreadedSubscriptionConsumer):
         publisher.put(encoded.payload, encoding=encoded.encoding, attachment=attachment)
         self.stats.sent += 1
 
-    def _runEnded(self, task: asyncio.Task[None]) -> None:
+    def _run_ended(self, task: asyncio.Task[None]) -> None:
         if task.cancelled():
             return
         err = task.exception()
@@ -287,11 +287,11 @@ class ZenohPublisher(ThreadedSubscriptionConsumer):
             self._close()
 
     def _idle(self) -> bool:
-        pending = self._pendingGet  # an item handed over by _get(), not yet picked up by _run()
+        pending = self._pending_get  # an item handed over by _get(), not yet picked up by _run()
         queue = self._queue
         return (
             (queue is None or queue.pending == 0)
-            and not self._directPutSubscription.qsize()
+            and not self._direct_put_subscription.qsize()
             and (pending is None or not pending.done())
         )
 
@@ -344,7 +344,7 @@ class ZenohPublisher(ThreadedSubscriptionConsumer):
         publisher is undeclared and the session released. Idempotent, from any thread."""
         queue = self._queue
         if queue is not None and not self.closed and self._onLoopThread():
-            direct = self._directPutSubscription
+            direct = self._direct_put_subscription
             while not direct.empty():  # put_nowait() then close(): still send it
                 queue.put(direct.get_nowait())
         if queue is not None:
@@ -397,7 +397,7 @@ class ZenohSubscriber(ThreadedSubscriptionProducer):
         _check_delivery(delivery, ("latest", "reliable"))
         options = _session_options(session, mode, connect, listen, multicast, config_file)
         latest = delivery == "latest"
-        self._releaseLock = threading.Lock()
+        self._release_lock = threading.Lock()
         # Decoded items wait for the event loop; video keeps only the newest few.
         self._handoff_limit = 2 if latest else 1 << 16
         super().__init__(
@@ -412,15 +412,15 @@ class ZenohSubscriber(ThreadedSubscriptionProducer):
         # Decoded arrays reuse buffers consumers have let go of: no fresh memory per frame.
         self._pool = BufferPool(slots=4 if latest else 32)
         self.stats = SubscriberStats()
-        self._statsLock = threading.Lock()
-        self._lastSeq: Dict[int, int] = {}
-        self._lastBadLog = -_LOG_EVERY
-        self._lastBugLog = -_LOG_EVERY
+        self._stats_lock = threading.Lock()
+        self._last_seq: Dict[int, int] = {}
+        self._last_bad_log = -_LOG_EVERY
+        self._last_bug_log = -_LOG_EVERY
         zenoh = _require_zenoh()
-        self._putKind = zenoh.SampleKind.PUT
+        self._put_kind = zenoh.SampleKind.PUT
         self._lease = acquire_session(options)
         try:
-            self._subscriber = self._lease.session.declare_subscriber(key, self._onSample)
+            self._subscriber = self._lease.session.declare_subscriber(key, self._on_sample)
         except zenoh.ZError as e:
             self._release()
             raise DeviceOpenError(f"cannot subscribe to Zenoh key {key!r}: {e}") from e
@@ -433,9 +433,9 @@ class ZenohSubscriber(ThreadedSubscriptionProducer):
         finally:
             self._release()
 
-    def _onSample(self, sample: Any) -> None:
+    def _on_sample(self, sample: Any) -> None:
         """In Zenoh's receive thread: decode, count, hand to the loop. Must never raise into Zenoh."""
-        if self._shouldClose or sample.kind != self._putKind:
+        if self._shouldClose or sample.kind != self._put_kind:
             return
         try:
             self._handle(sample)
@@ -443,8 +443,8 @@ class ZenohSubscriber(ThreadedSubscriptionProducer):
             self._malformed(sample, e)
         except Exception:  # a bug here would otherwise vanish inside Zenoh's thread
             now = time.monotonic()
-            if now - self._lastBugLog >= _LOG_EVERY:
-                self._lastBugLog = now
+            if now - self._last_bug_log >= _LOG_EVERY:
+                self._last_bug_log = now
                 self._log.exception("%s %r: failed to handle a sample", type(self).__name__, self.key)
 
     def _handle(self, sample: Any) -> None:
@@ -459,29 +459,29 @@ class ZenohSubscriber(ThreadedSubscriptionProducer):
 
     def _track(self, attachment: Any) -> tuple[Optional[int], Optional[float]]:
         """Counts the sample and any gap in its publisher's sequence numbers."""
-        with self._statsLock:
+        with self._stats_lock:
             self.stats.received += 1
             if attachment is None or len(attachment) != _HEADER.size:
                 return None, None
             magic, pid, seq, sent_ns = _HEADER.unpack(attachment.to_bytes())
             if magic != _MAGIC:
                 return None, None
-            last = self._lastSeq.pop(pid, None)
+            last = self._last_seq.pop(pid, None)
             if last is not None and seq > last + 1:
                 self.stats.missed += seq - last - 1
-            self._lastSeq[pid] = seq
-            if len(self._lastSeq) > _MAX_TRACKED_PUBLISHERS:
-                del self._lastSeq[next(iter(self._lastSeq))]
+            self._last_seq[pid] = seq
+            if len(self._last_seq) > _MAX_TRACKED_PUBLISHERS:
+                del self._last_seq[next(iter(self._last_seq))]
             return seq, sent_ns / 1e9
 
     def _malformed(self, sample: Any, err: DecodeError) -> None:
-        with self._statsLock:
+        with self._stats_lock:
             self.stats.malformed += 1
             count = self.stats.malformed
             now = time.monotonic()
-            if now - self._lastBadLog < _LOG_EVERY:
+            if now - self._last_bad_log < _LOG_EVERY:
                 return
-            self._lastBadLog = now
+            self._last_bad_log = now
         self._log.warning(
             "%s %r: dropped a sample on %s (%d dropped so far): %s",
             type(self).__name__,
@@ -493,7 +493,7 @@ class ZenohSubscriber(ThreadedSubscriptionProducer):
 
     def _release(self) -> None:
         """Undeclare the subscriber and release the session (once, from whichever thread gets there)."""
-        with self._releaseLock:
+        with self._release_lock:
             subscriber, self._subscriber = self._subscriber, None
             lease, self._lease = self._lease, None
         if subscriber is not None:
