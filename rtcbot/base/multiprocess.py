@@ -1,9 +1,10 @@
 """Process-based producers and consumers: the device loop runs in its own process, off the GIL.
 
 Subclass and implement ``_producer()``, ``_consumer()`` or ``_producerConsumer()``; it runs in a child
-process started once your ``__init__`` has returned. The object is pickled into the child (the ``spawn`` and
-``forkserver`` start methods need it, and rtcbot checks it under ``fork`` too, so a script behaves the same
-everywhere): set only picklable attributes, and open devices inside the worker method::
+process started once your ``__init__`` has returned. The object's attributes cross into the child when the
+process starts (see :mod:`rtcbot.base.process_state`: all but those listed in ``_parent_only_attributes``),
+pickled by multiprocessing itself, so a ``multiprocessing.Queue``, ``Event``, ``Lock``, ``Value`` or ``Pipe``
+end works as it would through ``multiprocessing.Process(args=...)``. Open devices inside the worker method::
 
     class Squarer(ProcessSubscriptionProducerConsumer):
         def _producerConsumer(self):
@@ -16,13 +17,29 @@ everywhere): set only picklable attributes, and open devices inside the worker m
         sq.put_nowait(3)
         assert await sq.get() == 9
 
+Start method: ``start_method=`` (keyword of every process class), else ``$RTCBOT_START_METHOD``, else
+``forkserver`` (see :mod:`rtcbot.base.process_start`). A worker class defined in an importable module needs no
+``if __name__ == "__main__":`` guard in the script: the child does not import the script. Only a class defined
+in the script itself does; without the guard the script stops at once with one message saying what to add.
+
 Items cross through a socket; numpy arrays (anywhere inside an item) cross through shared memory, and the
 receiver gets its own copy. In the child, ``_put_nowait`` waits when the parent falls behind by more than
 the shared slots (``_handoff_block = True``, the default), or drops the item (``_handoff_block = False``,
 right for a camera, where a newer frame is coming).
 
 The child ignores SIGINT: Ctrl+C in the script closes everything through ``close()``. If the child dies, the
-object fires ``onError`` with a :class:`~rtcbot.errors.WorkerDiedError` giving the exit code.
+object fires ``onError`` with a :class:`~rtcbot.errors.WorkerDiedError` giving the exit code. If the script
+dies (even by SIGKILL), the child ends within a second, stuck or not.
+
+Hooks for subclasses (the names are kept; use these, not other attributes):
+
+- in the worker: ``_producer()``/``_consumer()``/``_producerConsumer()`` (override), ``_put_nowait(item)``,
+  ``_get()``, ``_setReady(value)``, ``_setError(err)``, ``_close()``, ``_wait_closed(timeout)``,
+  ``_sendToParent(item)``, and ``self.closed``, ``self.ready``, ``self.error``;
+- in the parent: ``_deliver(item)`` (receives what ``_sendToParent`` sent; call super for the rest),
+  ``_onLoopThread()``, ``close()`` / ``await close_async()``;
+- class settings: ``_handoff_block``, ``_handoff_slots``, ``_feed_window``, ``_feed_window_bytes``,
+  ``_parent_only_attributes``; keywords ``joinTimeout``, ``daemonProcess``, ``start_method``.
 """
 from __future__ import annotations
 

@@ -11,6 +11,19 @@ Subclass and implement ``_producer()`` (or ``_consumer()``); it runs in a worker
 
     with Clock() as clock:
         print(await clock.get())
+
+``close()`` may be called from any thread, any number of times (it waits up to ``joinTimeout`` for the
+worker); ``await obj.close_async()`` closes without blocking the event loop. A worker that returns or raises
+closes the object after the items it put; no thread is ever joined inside a loop callback.
+
+Hooks for subclasses (the names are kept; use these, not other attributes):
+
+- in the worker thread: ``_producer()``/``_consumer()`` (override), ``_put_nowait(item)``, ``_get()``
+  (consumer: blocking), ``_setReady(value)``, ``_setError(err)``, ``_close()``, ``_wait_closed(timeout)``,
+  ``self.closed`` (``while not self.closed:`` ends promptly after ``close()``);
+- on the loop: ``_closeNow()`` (the loop-side close, runs once; extend it, calling super, to wake your own
+  waiters), ``_onLoopThread()``, ``_handoff.call(fn, *args)`` (run ``fn`` on the loop after the items put);
+- class settings: ``joinTimeout``, ``_handoff_block``, ``_handoff_limit``.
 """
 from __future__ import annotations
 
