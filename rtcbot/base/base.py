@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 from typing import Any, Callable, Dict, Optional, Set, Tuple
 
 from ..errors import DeviceClosedError
-from .events import _as_subscription, baseEventHandler
+from .events import _as_subscription, baseEventHandler, resolve_loop
 
 __all__ = [
     "BaseSubscriptionConsumer",
@@ -302,6 +303,8 @@ class BaseSubscriptionConsumer(baseEventHandler):
         ready: bool = True,
     ) -> None:
         baseEventHandler.__init__(self, logger)
+        if sys.version_info < (3, 10):
+            resolve_loop()  # asyncio.Queue() binds the current loop on 3.9: make sure there is one
         self._direct_put_subscription_type = directPutSubscriptionType
         self._direct_put_subscription = directPutSubscriptionType()
         self._source: Any = self._direct_put_subscription  # what _get() reads now

@@ -141,7 +141,6 @@ class _ProcessWorker(baseEventHandler, metaclass=StartsWorkerMeta):
         self._owner_thread = threading.get_ident()
         self._daemon_process = daemonProcess
         self._join_timeout = joinTimeout
-        chosen_start_method(start_method)  # an unknown start method fails here, at construction
         self._start_method = start_method
         self._process = None
         self._endpoint = None
@@ -594,6 +593,7 @@ class ProcessSubscriptionProducer(_ProducesInWorker, BaseSubscriptionProducer):
         *,
         start_method: Optional[str] = None,
     ) -> None:
+        chosen_start_method(start_method)  # an unknown start method fails first, before anything is set up
         pre = frozenset(self.__dict__)
         BaseSubscriptionProducer.__init__(self, defaultSubscriptionType, logger=logger, ready=False)
         self._init_process(pre, loop, daemonProcess, joinTimeout, start_method)
@@ -629,6 +629,7 @@ class ProcessSubscriptionConsumer(_FeedsWorker, BaseSubscriptionConsumer):
         *,
         start_method: Optional[str] = None,
     ) -> None:
+        chosen_start_method(start_method)  # an unknown start method fails first, before anything is set up
         pre = frozenset(self.__dict__)
         BaseSubscriptionConsumer.__init__(self, directPutSubscriptionType, logger=logger, ready=False)
         self._init_process(pre, loop, daemonProcess, joinTimeout, start_method)
@@ -667,6 +668,7 @@ class ProcessSubscriptionProducerConsumer(
         *,
         start_method: Optional[str] = None,
     ) -> None:
+        chosen_start_method(start_method)  # an unknown start method fails first, before anything is set up
         pre = frozenset(self.__dict__)
         BaseSubscriptionConsumer.__init__(self, directPutSubscriptionType, logger=logger, ready=False)
         BaseSubscriptionProducer.__init__(
