@@ -5,26 +5,20 @@ import array
 import asyncio
 import collections
 import logging
-import pickle
 import socket
 from typing import Callable, Deque, List, Tuple
 
+from .dispatch import ReceiveDispatcher, UnpicklableItem
 from .shared_memory import _ReceivePools, _SendPool, _SendPools
 from .sockets import ChannelClosed
 from .wire import (
     _DROP,
     _HIGH_WATER,
     _KIND_DROP,
-    _KIND_ITEM,
-    _KIND_POOL,
-    _KIND_RELEASE,
     _MAX_READS_PER_WAKE,
-    _POOL,
-    _RELEASE,
     _Encoded,
     _frame,
     _FrameReader,
-    _parse_item,
 )
 
 logger = logging.getLogger("rtcbot.base.transport")
@@ -71,6 +65,9 @@ class ParentEndpoint:
         self._send_pools = _SendPools(slots)
         self._receive_pools = _ReceivePools()
         self._reader = _FrameReader()
+        self._dispatch = ReceiveDispatcher(
+            self._receive_pools, self._take_item, self._slot_released, self._queue, peer="worker"
+        )
         self._out = bytearray()  # bytes not yet written
         self._out_position = 0  # stream offset of self._out[0]
         self._out_fds: Deque[Tuple[int, int]] = collections.deque()  # (stream offset, fd) to attach there
@@ -251,38 +248,25 @@ class ParentEndpoint:
                 self._end_of_stream()
                 return
             for kind, payload in self._reader.messages():
-                self._handle(kind, payload)
+                self._dispatch.handle(kind, payload, self._reader.fds)
                 if self._closed:  # on_item closed the channel
                     return
         self._flush()  # slot releases queued by the items above
 
-    def _handle(self, kind: int, payload: bytearray) -> None:
-        if kind == _KIND_ITEM:
-            pool_id, slot, refs, data = _parse_item(payload)
-            buffers = self._receive_pools.copy_out(pool_id, slot, refs) if refs else []
-            if slot >= 0:
-                self._queue(_frame(_KIND_RELEASE, _RELEASE.pack(pool_id, slot)))
-            try:
-                item = pickle.loads(data, buffers=buffers)
-            except Exception:
-                logger.exception("an item from the worker could not be unpickled and was skipped")
-                return
-            try:
-                self._on_item(item)
-            except Exception:
-                logger.exception("on_item raised; the channel goes on with the next item")
-        elif kind == _KIND_RELEASE:
-            self._send_pools.release(*_RELEASE.unpack(payload))
-            if self._send_pools.pending_drops:
-                self._queue(b"")  # tell the worker to unmap a replaced pool
-            self._wake_waiters()
-        elif kind == _KIND_POOL:
-            pool_id, slot_size, slots = _POOL.unpack(payload)
-            self._receive_pools.add(pool_id, slot_size, slots, self._reader.fds.popleft())
-        elif kind == _KIND_DROP:
-            self._receive_pools.drop(*_DROP.unpack(payload))
-        else:
-            logger.error("unknown message kind %d from the worker ignored", kind)
+    def _take_item(self, item: object) -> None:
+        if type(item) is UnpicklableItem:
+            logger.error("an item from the worker could not be unpickled and was skipped", exc_info=item.error)
+            return
+        try:
+            self._on_item(item)
+        except Exception:
+            logger.exception("on_item raised; the channel goes on with the next item")
+
+    def _slot_released(self, pool_id: int, slot: int) -> None:
+        self._send_pools.release(pool_id, slot)
+        if self._send_pools.pending_drops:
+            self._queue(b"")  # tell the worker to unmap a replaced pool
+        self._wake_waiters()
 
     def _end_of_stream(self) -> None:
         self._loop.remove_reader(self._fd)

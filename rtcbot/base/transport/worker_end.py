@@ -4,37 +4,24 @@ from __future__ import annotations
 import array
 import collections
 import logging
-import pickle
 import socket
 import threading
 from typing import Deque, Optional
 
+from .dispatch import ReceiveDispatcher, UnpicklableItem
 from .shared_memory import _ReceivePools, _SendPool, _SendPools
 from .sockets import ChannelClosed
 from .wire import (
     _DROP,
     _KIND_DROP,
-    _KIND_ITEM,
-    _KIND_POOL,
-    _KIND_RELEASE,
-    _POOL,
-    _RELEASE,
     _Encoded,
     _frame,
     _FrameReader,
-    _parse_item,
 )
 
 logger = logging.getLogger("rtcbot.base.transport")
 
 # ------------------------------------------------------------------------------------------- worker end
-
-
-class _Failed:
-    """An item that arrived but could not be unpickled; ``recv()`` raises the error in its place."""
-
-    def __init__(self, error: Exception) -> None:
-        self.error = error
 
 
 class WorkerEndpoint:
@@ -124,7 +111,7 @@ class WorkerEndpoint:
                 if self._eof:
                     raise ChannelClosed("the parent closed the channel")
                 self._cond.wait()
-        if isinstance(item, _Failed):
+        if isinstance(item, UnpicklableItem):
             raise item.error
         return item
 
@@ -188,10 +175,13 @@ class WorkerEndpoint:
 
     def _read_loop(self) -> None:
         reader = _FrameReader()
+        dispatch = ReceiveDispatcher(
+            self._receive_pools, self._take_item, self._slot_released, self._write, peer="parent"
+        )
         try:
             while reader.receive(self._sock):
                 for kind, payload in reader.messages():
-                    self._handle(kind, payload, reader)
+                    dispatch.handle(kind, payload, reader.fds)
         except (OSError, ChannelClosed) as e:
             logger.debug("worker channel reader stops: %s", e)
         finally:
@@ -200,33 +190,15 @@ class WorkerEndpoint:
                 self._eof = True
                 self._cond.notify_all()
 
-    def _handle(self, kind: int, payload: bytearray, reader: _FrameReader) -> None:
-        if kind == _KIND_ITEM:
-            pool_id, slot, refs, data = _parse_item(payload)
-            buffers = self._receive_pools.copy_out(pool_id, slot, refs) if refs else []
-            if slot >= 0:
-                self._write(_frame(_KIND_RELEASE, _RELEASE.pack(pool_id, slot)))
-            item: object
-            try:
-                item = pickle.loads(data, buffers=buffers)
-            except Exception as e:  # surfaced to the caller of recv(), in order
-                item = _Failed(e)
-            with self._cond:
-                self._items.append(item)
-                self._cond.notify_all()
-        elif kind == _KIND_RELEASE:
-            with self._cond:
-                self._send_pools.release(*_RELEASE.unpack(payload))
-                self._cond.notify_all()
-                has_drops = bool(self._send_pools.pending_drops)
-            if has_drops:
-                self._write(b"")
-        elif kind == _KIND_POOL:
-            pool_id, slot_size, slots = _POOL.unpack(payload)
-            self._receive_pools.add(pool_id, slot_size, slots, reader.fds.popleft())
-        elif kind == _KIND_DROP:
-            self._receive_pools.drop(*_DROP.unpack(payload))
-        else:
-            logger.error("unknown message kind %d from the parent ignored", kind)
+    def _take_item(self, item: object) -> None:
+        with self._cond:
+            self._items.append(item)
+            self._cond.notify_all()
 
-
+    def _slot_released(self, pool_id: int, slot: int) -> None:
+        with self._cond:
+            self._send_pools.release(pool_id, slot)
+            self._cond.notify_all()
+            has_drops = bool(self._send_pools.pending_drops)
+        if has_drops:
+            self._write(b"")  # tell the parent to unmap a replaced pool
