@@ -367,3 +367,20 @@ def test_a_threaded_worker_polling_closed_ends_promptly_after_close(caplog, no_l
 
     run(main())
     assert "did not stop" not in caplog.text
+
+
+def test_only_the_subclass_state_and_the_logger_cross_into_the_worker(no_leaks):
+    from rtcbot.base import ProcessSubscriptionProducerConsumer
+    from rtcbot.base.process_state import worker_state
+
+    async def main():
+        for cls in (Idle, StuckConsumer, ProcessSubscriptionProducerConsumer, ReportsItself):
+            obj = cls(joinTimeout=0.2)
+            try:
+                crossing = set(worker_state(obj))
+                expected = {"_log"} | ({"shared"} if cls is ReportsItself else set())
+                assert crossing == expected, cls.__name__
+            finally:
+                obj.close()
+
+    run(main())

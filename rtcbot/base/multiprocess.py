@@ -116,7 +116,7 @@ class _ProcessWorker(baseEventHandler, metaclass=StartsWorkerMeta):
             "_shouldClose", "_worker_side", "_default_subscription_class", "_default_subscription",
             "_subscriptions", "_puts", "_put_one", "_pending_gets", "_last_failure_log",
             "_direct_put_subscription_type", "_direct_put_subscription", "_source", "_user_subscription",
-            "_owned_subscription", "_pending_get", "_switches", "_parent_only_keys", "_owner_thread",
+            "_owned_subscription", "_pending_get", "_switches", "_parent_only_keys", "_owner_thread", "_ended_gets",
         }
     )
     _worker_side: Optional[WorkerSide] = None
