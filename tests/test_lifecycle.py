@@ -384,3 +384,18 @@ def test_only_the_subclass_state_and_the_logger_cross_into_the_worker(no_leaks):
                 obj.close()
 
     run(main())
+
+
+def test_cancelling_a_pending_get_is_not_swallowed():
+    from rtcbot.base import SubscriptionConsumer, SubscriptionProducer
+
+    async def main():
+        for obj in (SubscriptionProducer(), SubscriptionConsumer()):
+            task = asyncio.ensure_future(obj.get())
+            await asyncio.sleep(0)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            obj.close()
+
+    run(main())
