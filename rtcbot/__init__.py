@@ -70,6 +70,9 @@ _LAZY = {
     "SimCamera": "rtcbot.devices.sim",
     "SimMicrophone": "rtcbot.devices.sim",
     "SimSpeaker": "rtcbot.devices.sim",
+    "Gamepad": "rtcbot.devices.inputs",
+    "Keyboard": "rtcbot.devices.inputs",
+    "Mouse": "rtcbot.devices.inputs",
     "ZenohPublisher": "rtcbot.net",
     "ZenohSubscriber": "rtcbot.net",
 }

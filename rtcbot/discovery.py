@@ -1,4 +1,5 @@
-"""Find the cameras, audio devices and serial ports this machine has, for ``rtcbot devices`` and ``check``.
+"""Find the cameras, audio devices, serial ports and input devices this machine has, for ``rtcbot devices``
+and ``check``.
 
 Each section works on its own: a missing library (picamera2, sounddevice, pyserial) leaves its section
 empty with a note saying what to install, and never stops the others::
@@ -29,12 +30,15 @@ logger = logging.getLogger("rtcbot.discovery")
 __all__ = [
     "AudioDevice",
     "Camera",
+    "InputDevice",
     "Inventory",
     "SerialPort",
     "discover",
     "list_audio",
     "list_cameras",
     "list_csi_cameras",
+    "list_input_devices",
+    "list_onboard_uarts",
     "list_serial_ports",
     "list_v4l2_cameras",
 ]
@@ -48,6 +52,9 @@ _V4L2_CAP_VIDEO_M2M = 0x00008000
 _V4L2_CAP_DEVICE_CAPS = 0x80000000
 # Capture nodes of the Raspberry Pi CSI receivers: they give raw sensor data and are used through libcamera.
 _CSI_RECEIVER_DRIVERS = ("unicam", "rp1-cfe")
+# The Pi's ISPs: their capture (Pi 4, bcm2835-isp) and multi-planar output/capture (Pi 5, pispbe) nodes are
+# stages of libcamera's pipeline, not cameras. Codecs are memory-to-memory and left out by their caps.
+_ISP_DRIVERS = ("bcm2835-isp", "pispbe")
 
 
 @dataclass
@@ -92,7 +99,21 @@ class SerialPort:
     serial_number: str = ""
     manufacturer: str = ""
     by_id: str = ""
-    links: List[str] = field(default_factory=list)  # other symlinks to it, e.g. /dev/rtcbot/arduino
+    links: List[str] = field(default_factory=list)  # other symlinks to it, e.g. /dev/rtcbot/arduino, /dev/serial0
+    onboard: bool = False  # one of the board's own UARTs (a Pi's ttyAMA0 / ttyS0), not a USB adapter
+
+
+@dataclass
+class InputDevice:
+    """A Linux input device (id ``/dev/input/eventN``): a gamepad, keyboard or mouse for
+    :class:`rtcbot.inputs.Gamepad` and friends (``kind`` is ``gamepad``, ``keyboard``, ``mouse`` or ``other``)."""
+
+    id: str
+    name: str
+    kind: str
+    by_id: str = ""  # /dev/input/by-id/... when udev made one (USB devices)
+    phys: str = ""  # where it is attached, e.g. usb-0000:01:00.0-1.3/input0
+    note: str = ""
 
 
 @dataclass
@@ -102,6 +123,7 @@ class Inventory:
     cameras: List[Camera] = field(default_factory=list)
     audio: List[AudioDevice] = field(default_factory=list)
     serial: List[SerialPort] = field(default_factory=list)
+    inputs: List[InputDevice] = field(default_factory=list)
     notes: List[str] = field(default_factory=list)
 
     @property
@@ -169,9 +191,22 @@ def _query_v4l2(path: str) -> Tuple[Optional[bool], str, str]:
     capture = bool(caps & (_V4L2_CAP_VIDEO_CAPTURE | _V4L2_CAP_VIDEO_CAPTURE_MPLANE))
     if caps & (_V4L2_CAP_VIDEO_M2M | _V4L2_CAP_VIDEO_M2M_MPLANE):
         return False, driver, "codec/ISP node, not a camera"
-    if driver in _CSI_RECEIVER_DRIVERS:
-        return False, driver, "CSI receiver (raw sensor data): open the camera with PiCamera2"
+    capture_ok, note = _classify_pi_node(driver)
+    if capture_ok is False:
+        return False, driver, note
     return capture, driver, "" if capture else "no video capture (metadata or output node)"
+
+
+def _classify_pi_node(driver_or_name: str) -> Tuple[Optional[bool], str]:
+    """(False, why) for the Pi's CSI receiver and ISP nodes, named by driver or by sysfs name (``unicam-image``,
+    ``rp1-cfe-csi2_ch0``, ``bcm2835-isp-capture0``, ``pispbe-output0``); (None, "") for anything else."""
+    for prefix in _CSI_RECEIVER_DRIVERS:
+        if driver_or_name.startswith(prefix):
+            return False, "CSI receiver (raw sensor data): open the camera with PiCamera2"
+    for prefix in _ISP_DRIVERS:
+        if driver_or_name.startswith(prefix):
+            return False, "Raspberry Pi ISP node (used by libcamera), not a camera"
+    return None, ""
 
 
 def list_v4l2_cameras(sys_root: str = "/sys/class/video4linux", dev_root: str = "/dev") -> List[Camera]:
@@ -193,14 +228,18 @@ def list_v4l2_cameras(sys_root: str = "/sys/class/video4linux", dev_root: str = 
         if not base[5:].isdigit():
             continue
         path = os.path.join(dev_root, base)
+        name = _read_text(os.path.join(node, "name")) or base
         capture, driver, note = _query_v4l2(path)
+        by_name, why = _classify_pi_node(name)
+        if by_name is False and capture is not False:  # e.g. the node could not be opened to ask its driver
+            capture, note = False, why
         real = os.path.realpath(path)
         links = rtcbot_links.get(real, []) + stable.get(real, [])
         cameras.append(
             Camera(
                 id=path,
                 kind="v4l2",
-                name=_read_text(os.path.join(node, "name")) or base,
+                name=name,
                 index=int(base[5:]),
                 capture=capture,
                 driver=driver,
@@ -217,7 +256,8 @@ def _is_raspberry_pi() -> bool:
 
 def list_csi_cameras(notes: Optional[List[str]] = None) -> List[Camera]:
     """CSI cameras libcamera sees, through picamera2 when it is installed (USB cameras left out: they are
-    listed as V4L2 nodes)."""
+    listed as V4L2 nodes). ``csi:N`` is the position in ``Picamera2.global_camera_info()``, the number
+    ``PiCamera2(cameranumber=N)`` and ``Picamera2(N)`` take (not libcamera's ``Num``, which can differ)."""
     if importlib.util.find_spec("picamera2") is None:
         if notes is not None and _is_raspberry_pi():
             notes.append(
@@ -228,21 +268,26 @@ def list_csi_cameras(notes: Optional[List[str]] = None) -> List[Camera]:
         from picamera2 import Picamera2
 
         infos = Picamera2.global_camera_info()
+    except ValueError as e:  # apt's simplejpeg under pip's numpy 2: "numpy.dtype size changed"
+        if notes is not None:
+            from rtcbot.devices.picamera import numpy_mismatch_advice
+
+            notes.append(f"CSI cameras not listed: {numpy_mismatch_advice(e)}")
+        return []
     except (ImportError, RuntimeError, OSError) as e:
         if notes is not None:
             notes.append(f"CSI cameras not listed: picamera2 failed to start ({e})")
         return []
     cameras = []
-    for num, info in enumerate(infos):
-        if "usb" in str(info.get("Id", "")).lower():
+    for position, info in enumerate(infos):
+        if "/usb" in str(info.get("Id", "")).lower():
             continue
-        index = int(info.get("Num", num))
         cameras.append(
             Camera(
-                id=f"csi:{index}",
+                id=f"csi:{position}",
                 kind="csi",
                 name=str(info.get("Model", "CSI camera")),
-                index=index,
+                index=position,
                 capture=True,
                 driver="libcamera",
                 note="open with PiCamera2",
@@ -317,9 +362,11 @@ def list_serial_ports(notes: Optional[List[str]] = None, dev_root: str = "/dev")
         return []
     by_id = _links_to(glob.glob(os.path.join(dev_root, "serial", "by-id", "*")))
     rtcbot_links = _links_to(glob.glob(os.path.join(dev_root, "rtcbot", "*")))
+    aliases = _links_to(glob.glob(os.path.join(dev_root, "serial[0-9]")))
     ports = []
     for p in sorted(list_ports.comports(), key=lambda p: p.device):
         real = os.path.realpath(p.device)
+        onboard = os.path.basename(real).startswith(("ttyAMA", "ttyS")) and p.vid is None
         ports.append(
             SerialPort(
                 id=p.device,
@@ -329,16 +376,114 @@ def list_serial_ports(notes: Optional[List[str]] = None, dev_root: str = "/dev")
                 serial_number=p.serial_number or "",
                 manufacturer=p.manufacturer or "",
                 by_id=(by_id.get(real) or [""])[0],
-                links=rtcbot_links.get(real, []),
+                links=rtcbot_links.get(real, []) + aliases.get(real, []),
+                onboard=onboard,
             )
         )
-    return ports
+    listed = {os.path.realpath(p.device) for p in ports}
+    ports += [u for u in list_onboard_uarts(dev_root=dev_root) if os.path.realpath(u.device) not in listed]
+    return sorted(ports, key=lambda p: p.device)
+
+
+def _tty_device_kind(sys_root: str, name: str) -> str:
+    """The bus a tty's hardware sits on ("amba", "platform", "usb-serial"...), or "" for none."""
+    device = os.path.join(sys_root, name, "device")
+    if not os.path.exists(device):
+        return ""
+    return os.path.basename(os.path.realpath(os.path.join(device, "subsystem")))
+
+
+def list_onboard_uarts(dev_root: str = "/dev", sys_root: str = "/sys/class/tty") -> List[SerialPort]:
+    """A Raspberry Pi's own UARTs (``ttyAMA*``: PL011; ``ttyS0``: the mini-UART) with the ``serial0`` /
+    ``serial1`` aliases pointing at them. pyserial's list hides ``platform`` tty devices, and the Pi's
+    mini-UART is one, so it is looked for here; a PC's placeholder ``ttyS`` ports (the ``serial8250``
+    platform device, no hardware behind them) are left out::
+
+        for p in list_onboard_uarts():
+            print(p.device, p.links)     # /dev/ttyS0 ['/dev/serial0']
+    """
+    aliases = _links_to(glob.glob(os.path.join(dev_root, "serial[0-9]")))
+    found = []
+    for path in sorted(glob.glob(os.path.join(dev_root, "ttyAMA*")) + glob.glob(os.path.join(dev_root, "ttyS*"))):
+        name = os.path.basename(path)
+        if not name[len("ttyAMA" if name.startswith("ttyAMA") else "ttyS"):].isdigit():
+            continue
+        subsystem = _tty_device_kind(sys_root, name)
+        real = os.path.realpath(path)
+        alias = aliases.get(real, [])
+        device_node = os.path.basename(os.path.realpath(os.path.join(sys_root, name, "device")))
+        placeholder = subsystem == "platform" and device_node.startswith("serial8250")
+        if not subsystem or (placeholder and not alias):
+            continue
+        if subsystem not in ("amba", "platform"):
+            continue
+        found.append(
+            SerialPort(
+                id=path,
+                device=path,
+                description="on-board UART (PL011)" if name.startswith("ttyAMA") else "on-board UART (mini-UART)",
+                links=alias,
+                onboard=True,
+            )
+        )
+    return found
+
+
+def _word_bits() -> int:
+    """The kernel's long, which sizes sysfs capability words (a 32-bit Pi OS may run a 64-bit kernel)."""
+    return 64 if "64" in os.uname().machine else 32
+
+
+def list_input_devices(
+    notes: Optional[List[str]] = None, dev_root: str = "/dev", sys_root: str = "/sys/class/input"
+) -> List[InputDevice]:
+    """Input devices (``/dev/input/event*``) with their names and kinds, read from sysfs (no evdev needed)::
+
+        for d in list_input_devices():
+            print(d.id, d.kind, d.name)     # /dev/input/event3 gamepad Xbox Wireless Controller
+    """
+    from rtcbot.devices.input_events import classify_input, parse_sysfs_bitmap
+
+    by_id = _links_to(glob.glob(os.path.join(dev_root, "input", "by-id", "*")))
+    bits = _word_bits()
+    found = []
+    nodes = glob.glob(os.path.join(sys_root, "event*"))
+    for node in sorted(nodes, key=lambda p: int(os.path.basename(p)[5:] or -1)):
+        base = os.path.basename(node)
+        if not base[5:].isdigit():
+            continue
+        device = os.path.join(node, "device")
+        caps = os.path.join(device, "capabilities")
+        kind = classify_input(
+            keys=parse_sysfs_bitmap(_read_text(os.path.join(caps, "key")), bits),
+            relative=parse_sysfs_bitmap(_read_text(os.path.join(caps, "rel")), bits),
+            absolute=parse_sysfs_bitmap(_read_text(os.path.join(caps, "abs")), bits),
+        )
+        path = os.path.join(dev_root, "input", base)
+        note = ""
+        if os.path.exists(path) and not os.access(path, os.R_OK):
+            note = "permission denied: add your user to the 'input' group (then log in again)"
+        found.append(
+            InputDevice(
+                id=path,
+                name=_read_text(os.path.join(device, "name")) or base,
+                kind=kind,
+                by_id=(by_id.get(os.path.realpath(path)) or [""])[0],
+                phys=_read_text(os.path.join(device, "phys")),
+                note=note,
+            )
+        )
+    return found
+
+
 
 
 def discover() -> Inventory:
-    """Look at everything: cameras, audio devices, serial ports. Never raises for a missing library."""
+    """Look at everything: cameras, audio devices, serial ports, input devices. Never raises for a missing
+    library."""
     inventory = Inventory()
     inventory.cameras = list_cameras(inventory.notes)
     inventory.audio = list_audio(inventory.notes)
     inventory.serial = list_serial_ports(inventory.notes)
+    inventory.inputs = list_input_devices(inventory.notes)
     return inventory

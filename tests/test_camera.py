@@ -385,6 +385,35 @@ def test_a_failed_read_between_good_ones_is_not_fatal(video, monkeypatch):
     assert [f.index for f in got] == [0, 1, 2, 3, 4] and error is None
 
 
+def test_failures_that_are_not_in_a_row_never_add_up_to_a_lost_camera(video, monkeypatch):
+    """Every other read fails: many failures in all, never two in a row, so the count must start again after
+    each good frame (a count that never resets would call the camera lost at the second failure)."""
+    path = video(20)
+
+    class EveryOtherFails(FailingCapture):
+        def grab(self) -> bool:
+            self.reads += 1
+            return self.reads % 2 == 1 and self._cap.grab()
+
+    captures: List[EveryOtherFails] = []
+
+    def open_flaky(cv2_module, source, api):
+        captures.append(EveryOtherFails(path, 0))
+        return captures[-1]
+
+    monkeypatch.setattr(camera_module, "_video_capture", open_flaky)
+
+    async def main():
+        with CVCamera(cameranumber="/dev/video-fake", fps=500, max_read_failures=2) as camera:
+            frames = camera.subscribe(asyncio.Queue())
+            got = [await asyncio.wait_for(frames.get(), WAIT) for _ in range(8)]
+            return got, camera.error
+
+    got, error = run(main())
+    assert [f.index for f in got] == list(range(8)) and error is None
+    assert captures[0].reads >= 15  # seven failed reads or more among them
+
+
 def test_a_device_giving_another_size_than_asked_reports_it_and_warns(video, monkeypatch, caplog):
     path = video(30)  # 64x48 at 30 fps, opened as if it were a camera that ignores the size asked
     monkeypatch.setattr(camera_module, "_video_capture", lambda cv2_module, source, api: cv2.VideoCapture(path))
@@ -396,3 +425,30 @@ def test_a_device_giving_another_size_than_asked_reports_it_and_warns(video, mon
     assert run(main()) == (WIDTH, HEIGHT, pytest.approx(30))
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert any("gives 64x48" in m and "320x240 at 30 fps was asked" in m for m in warnings), warnings
+
+
+# ------------------------------------------------------------------------------ RTCBot's module path (#13)
+
+
+def test_rtcbots_camera_module_path_gives_the_camera_classes():
+    import rtcbot
+    import rtcbot.camera
+
+    assert rtcbot.camera.CVCamera is CVCamera is rtcbot.CVCamera
+    assert rtcbot.camera.PiCamera2 is rtcbot.PiCamera2
+    assert rtcbot.camera.CVDisplay is rtcbot.CVDisplay
+
+
+@pytest.mark.parametrize("picamera2_installed", [True, False])
+def test_the_legacy_picamera_class_says_to_use_picamera2(monkeypatch, picamera2_installed):
+    import sys
+
+    from rtcbot import MissingDependencyError
+    from rtcbot.camera import PiCamera
+    from tests.fakes import picamera2 as fake
+
+    monkeypatch.setitem(sys.modules, "picamera2", fake if picamera2_installed else None)
+    monkeypatch.setitem(sys.modules, "picamera", None)  # Bullseye and later: no legacy library
+    with pytest.raises(MissingDependencyError, match="Use PiCamera2 instead") as info:
+        PiCamera(width=640, height=480, fps=30)
+    assert "legacy 'picamera'" in str(info.value) and isinstance(info.value, ImportError)

@@ -3,11 +3,12 @@ live under /dev/rtcbot/, access is by group (dialout/video/audio) and nothing is
 install script copies the rules and reloads udev."""
 from __future__ import annotations
 
+import fnmatch
 import os
 import re
 import subprocess
 from pathlib import Path
-from typing import List, Tuple
+from typing import Any, Dict, List, Tuple
 
 import pytest
 
@@ -170,6 +171,9 @@ def test_names_are_created_under_dev_rtcbot():
         ("2341", None, "rtcbot/arduino"),
         ("2a03", None, "rtcbot/arduino"),
         ("1a86", "7523", "rtcbot/ch340"),
+        ("1a86", "7522", "rtcbot/ch340"),
+        ("1a86", "5523", "rtcbot/ch340"),  # CH341
+        ("1a86", "55d4", "rtcbot/ch340"),  # CH9102 (many ESP32 boards)
         ("0403", "6001", "rtcbot/ftdi"),
         ("0403", "6015", "rtcbot/ftdi"),
         ("10c4", "ea60", "rtcbot/cp210x"),
@@ -197,6 +201,91 @@ def test_cameras_get_a_name_and_the_video_group():
     assert any(("GROUP", "", "=", "video") in p for p in camera_rules)
     links = [v for p in camera_rules for k, _, _, v in p if k == "SYMLINK"]
     assert any(link.startswith("rtcbot/camera") for link in links)
+
+
+# ------------------------------------------------------------------------------- what a device ends up with
+
+
+def _matches(pattern: str, value: str) -> bool:
+    return any(fnmatch.fnmatchcase(value, alternative) for alternative in pattern.split("|"))
+
+
+def apply_rules(device: Dict[str, Any]) -> Dict[str, Any]:
+    """Runs the rules on one simulated device (a small udev: matches with globs and | alternatives, GOTO,
+    GROUP/MODE/SYMLINK). ``device``: SUBSYSTEM, KERNEL, ACTION, ATTR{}, ENV{}, and the parents' DRIVERS,
+    SUBSYSTEMS (lists) and ATTRS{}."""
+    result: Dict[str, Any] = {"GROUP": None, "MODE": None, "SYMLINK": []}
+    found = rules()
+    index = 0
+    while index < len(found):
+        _, pairs = found[index]
+        index += 1
+        ok = True
+        for key, arg, op, value in pairs:
+            if op not in MATCH_OPS:
+                continue
+            if key in ("ATTR", "ENV", "ATTRS"):
+                actual = [device.get(key, {}).get(arg, "")]
+            elif key in ("DRIVERS", "SUBSYSTEMS"):
+                actual = device.get(key, []) or [""]
+            else:
+                actual = [device.get(key, "add" if key == "ACTION" else "")]
+            hit = any(_matches(value, a) for a in actual)
+            if hit != (op == "=="):
+                ok = False
+                break
+        if not ok:
+            continue
+        for key, _, op, value in pairs:
+            if op in MATCH_OPS or key == "LABEL":
+                continue
+            if key == "GOTO":
+                index = next(i for i, (_, p) in enumerate(found) if ("LABEL", "", "=", value) in p)
+                break
+            if key == "SYMLINK":
+                result["SYMLINK"].append(value)
+            elif key in ("GROUP", "MODE"):
+                result[key] = value
+    return result
+
+
+def video_node(name: str, driver: str) -> Dict[str, Any]:
+    return {
+        "SUBSYSTEM": "video4linux",
+        "KERNEL": "video0",
+        "ATTR": {"index": "0", "name": name},
+        "ENV": {"ID_V4L_CAPABILITIES": ":capture:"},
+        "DRIVERS": [driver],
+    }
+
+
+def test_a_usb_webcam_gets_a_camera_name():
+    result = apply_rules(video_node("HD Webcam C270", "uvcvideo"))
+    assert "rtcbot/camera%n" in result["SYMLINK"] and result["GROUP"] == "video"
+
+
+@pytest.mark.parametrize(
+    "name, driver",
+    [("unicam-image", "unicam"), ("rp1-cfe-csi2_ch0", "rp1-cfe"), ("bcm2835-isp-capture0", "bcm2835-isp"),
+     ("pispbe-output0", "pispbe")],
+)  # fmt: skip
+def test_the_pis_raw_receiver_and_isp_nodes_get_no_camera_name_but_the_video_group(name, driver):
+    result = apply_rules(video_node(name, driver))
+    assert result["SYMLINK"] == [] and (result["GROUP"], result["MODE"]) == ("video", "0660")
+
+
+def test_picamera2s_dma_heaps_are_usable_by_the_video_group():
+    result = apply_rules({"SUBSYSTEM": "dma_heap", "KERNEL": "linux,cma"})
+    assert (result["GROUP"], result["MODE"]) == ("video", "0660")
+
+
+def test_the_header_names_every_usb_id_a_rule_matches():
+    header = RULES.read_text().split("ACTION==", 1)[0]
+    for _, pairs in rules():
+        values = {(k, a): v for k, a, op, v in pairs if op == "=="}
+        for pid in values.get(("ATTRS", "idProduct"), "").split("|"):
+            if pid and values.get(("ATTRS", "idVendor")) == "1a86":
+                assert pid in header, f"1a86:{pid} is matched but not named in the comment"
 
 
 # ------------------------------------------------------------------------------------------ install

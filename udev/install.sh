@@ -2,7 +2,7 @@
 # Install rtcbot's udev rules (stable /dev/rtcbot/... names, group access) and reload udev.
 #
 #   sudo udev/install.sh                 install the rules and apply them to devices already plugged in
-#   sudo udev/install.sh --add-user pi   also add user "pi" to the dialout, video and audio groups
+#   sudo udev/install.sh --add-user pi   also add user "pi" to the dialout, video, audio and input groups
 #   sudo udev/install.sh --uninstall     remove the rules
 #
 # RULES_DIR (default /etc/udev/rules.d) and UDEVADM (default udevadm) can be overridden, e.g. for a dry run:
@@ -62,12 +62,12 @@ reload
 echo "installed $RULES_DIR/$RULES_NAME; devices appear under /dev/rtcbot/ (replug a board if it is missing)"
 
 if [ -n "$add_user" ]; then
-    for group in dialout video audio; do
+    for group in dialout video audio input; do
         getent group "$group" >/dev/null 2>&1 || groupadd --system "$group"
     done
-    usermod -aG dialout,video,audio "$add_user"
-    echo "added $add_user to dialout, video and audio: log out and in again (or reboot) for it to take effect"
+    usermod -aG dialout,video,audio,input "$add_user"
+    echo "added $add_user to dialout, video, audio and input: log out and in again (or reboot) for it to take effect"
 else
     user=${SUDO_USER:-$(id -un)}
-    echo "to use the devices without sudo: sudo usermod -aG dialout,video,audio $user (then log in again)"
+    echo "to use the devices without sudo: sudo usermod -aG dialout,video,audio,input $user (then log in again)"
 fi

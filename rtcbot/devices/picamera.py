@@ -13,19 +13,24 @@ Same interface and frames as :class:`~rtcbot.CVCamera`::
     asyncio.run(main())
 
 picamera2 comes with Raspberry Pi OS (``sudo apt install python3-picamera2``); a virtualenv needs
-``--system-site-packages`` to see it.
+``--system-site-packages`` to see it, and then must not install its own numpy 2.x over apt's (importing
+picamera2 fails with "numpy.dtype size changed": ``pip uninstall numpy`` in the virtualenv).
 """
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import math
+import threading
 import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import numpy as np
 
 from rtcbot._deps import require
 from rtcbot.base import ThreadedSubscriptionProducer
 from rtcbot.devices.camera import Frame, _FrameEmitter
-from rtcbot.errors import DeviceLostError, DeviceOpenError
+from rtcbot.errors import DeviceLostError, DeviceOpenError, MissingDependencyError
 from rtcbot.subscriptions import MostRecentSubscription
 
 logger = logging.getLogger(__name__)
@@ -42,10 +47,93 @@ _CSI_ADVICE = (
     "`rpicam-hello --list-cameras` lists the camera, and that camera_auto_detect=1 is in "
     "/boot/firmware/config.txt (legacy camera support off)"
 )
+_USB_ADVICE = (
+    "check the webcam is plugged in (`lsusb`) and that no other program uses it; a USB webcam can also be "
+    "opened directly with CVCamera, usually at less CPU cost"
+)
+
+
+def numpy_mismatch_advice(error: BaseException) -> str:
+    """What to do when importing picamera2 fails with ``ValueError: numpy.dtype size changed``: pip's numpy
+    (2.x) in a ``--system-site-packages`` venv shadows the numpy apt's simplejpeg/picamera2 were built for."""
+    return (
+        f"importing picamera2 failed ({error}): its apt-installed parts (simplejpeg, picamera2) were built for "
+        "apt's numpy, and a different numpy from pip is loaded instead. In this virtualenv run "
+        "`pip uninstall numpy` (apt's python3-numpy is then used), or `pip install 'numpy<2'`"
+    )
+
+
+def import_picamera2() -> Tuple[Any, Any]:
+    """The picamera2 and libcamera modules, or :class:`~rtcbot.MissingDependencyError` saying what to do."""
+    try:
+        return require("picamera2"), require("libcamera")
+    except ValueError as e:  # "numpy.dtype size changed, may indicate binary incompatibility"
+        raise MissingDependencyError(f"PiCamera2: {numpy_mismatch_advice(e)}") from e
+
+
+def _is_usb(info: Dict[str, Any]) -> bool:
+    """libcamera lists UVC webcams too (picamera2 puts them last); their id has a USB path."""
+    return "/usb" in str(info.get("Id", ""))
 
 
 def _describe_cameras(cameras: List[Dict[str, Any]]) -> str:
-    return ", ".join(f"{num}: {info.get('Model', '?')}" for num, info in enumerate(cameras)) or "none"
+    return ", ".join(
+        f"{num}: {info.get('Model', '?')}{' (USB)' if _is_usb(info) else ''}" for num, info in enumerate(cameras)
+    ) or "none"
+
+
+class _OpenCameras:
+    """The cameras PiCamera2 objects of this process hold, by libcamera id. picamera2 must never be asked to
+    open one of them a second time: the failed object takes over the first one's frames."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._holders: Dict[str, str] = {}
+
+    def claim(self, camera_id: str, holder: str) -> None:
+        with self._lock:
+            if camera_id in self._holders:
+                raise DeviceOpenError(
+                    f"PiCamera2 cannot open {holder}: it is already open in this process "
+                    f"({self._holders[camera_id]}). Use the open camera: subscribe to it as many times as you "
+                    "need (camera.subscribe()), or close it first"
+                )
+            self._holders[camera_id] = holder
+
+    def release(self, camera_id: str) -> None:
+        with self._lock:
+            self._holders.pop(camera_id, None)
+
+
+_open_cameras = _OpenCameras()
+
+
+# Conversions to BGR of what make_array() gives for each format libcamera may choose instead of RGB888.
+def _yuyv_to_bgr(image: np.ndarray) -> np.ndarray:
+    """picamera2's YUYV array, shape (h, w, 2), to BGR (BT.601, limited range), with OpenCV when there."""
+    cv2: Any
+    try:
+        import cv2
+    except ImportError:
+        cv2 = None
+    if cv2 is not None:
+        return cv2.cvtColor(image, cv2.COLOR_YUV2BGR_YUYV)
+    y = image[..., 0].astype(np.float32) - 16.0
+    chroma = image[..., 1].astype(np.float32) - 128.0
+    u = np.repeat(chroma[:, 0::2], 2, axis=1)
+    v = np.repeat(chroma[:, 1::2], 2, axis=1)
+    bgr = np.stack([1.164 * y + 2.017 * u, 1.164 * y - 0.392 * u - 0.813 * v, 1.164 * y + 1.596 * v], axis=-1)
+    return np.clip(bgr + 0.5, 0, 255).astype(np.uint8)
+
+
+_TO_BGR: Dict[str, Optional[Callable[[np.ndarray], np.ndarray]]] = {
+    "RGB888": None,  # already B, G, R in memory
+    "BGR888": lambda a: np.ascontiguousarray(a[..., ::-1]),
+    "XRGB8888": lambda a: np.ascontiguousarray(a[..., :3]),
+    "XBGR8888": lambda a: np.ascontiguousarray(a[..., 2::-1]),
+    "YUYV": _yuyv_to_bgr,
+    "MJPEG": lambda a: np.ascontiguousarray(a[..., ::-1]),  # picamera2 decodes MJPEG with PIL: R, G, B
+}
 
 
 class PiCamera2(_FrameEmitter, ThreadedSubscriptionProducer):
@@ -62,7 +150,9 @@ class PiCamera2(_FrameEmitter, ThreadedSubscriptionProducer):
     Parameters:
         width, height, fps: the video configuration to ask for. ``width``, ``height`` and ``fps`` (properties)
             say what the camera delivers; a warning is logged when it differs from what was asked.
-        cameranumber: which camera, in ``Picamera2.global_camera_info()`` order (0 or 1 on a Pi 5).
+        cameranumber: which camera, in ``Picamera2.global_camera_info()`` order (0 or 1 on a Pi 5), the
+            ``N`` of ``csi:N`` in ``rtcbot devices``. libcamera lists USB webcams too, after the CSI cameras:
+            one opens (its YUYV/MJPEG frames converted to BGR), though CVCamera reads a webcam more cheaply.
         hflip, vflip: mirror the image horizontally / vertically, done by the ISP at no cost (both: 180 deg).
         preprocessframe: called with each frame in the capture thread; see :class:`~rtcbot.CVCamera`.
         loop: the asyncio loop subscribers run on (default: the running loop).
@@ -70,7 +160,10 @@ class PiCamera2(_FrameEmitter, ThreadedSubscriptionProducer):
             before ``onError`` fires with :class:`~rtcbot.DeviceLostError` and the camera closes.
 
     The camera is opened, configured and started in the constructor, so a missing or busy camera fails at
-    once with :class:`~rtcbot.DeviceOpenError`. Ready fires when the first frame has arrived.
+    once with :class:`~rtcbot.DeviceOpenError`, as does a camera this process already has open (share that
+    one: subscribe to it again). Ready fires when the first frame has arrived. What libcamera really chose is
+    read back: a smaller size or rate than asked is reported (``width``, ``fps``...), and a flip the sensor
+    cannot do is done in software, with a warning.
     """
 
     #: Seconds to wait for one frame before counting a failure; None: ``max(1 s, 3 frame periods)``.
@@ -93,21 +186,26 @@ class PiCamera2(_FrameEmitter, ThreadedSubscriptionProducer):
             raise ValueError(f"PiCamera2 max_read_failures must be at least 1, got {max_read_failures!r}")
         if fps <= 0:
             raise ValueError(f"PiCamera2 fps must be positive, got {fps!r}")
-        picamera2 = require("picamera2")
-        libcamera = require("libcamera")
+        picamera2, libcamera = import_picamera2()
         self._camera_number = cameranumber
         self._model = "?"
+        self._usb = False
+        self._camera_id = ""
         self._preprocessframe = preprocessframe
         self._max_read_failures = max_read_failures
         self._frame_count = 0
         self._requested_fps = float(fps)
         self._fps = float(fps)
-        self._picam: Any = self._open(picamera2, libcamera, width, height, fps, hflip, vflip)
+        self._to_bgr: Optional[Callable[[np.ndarray], np.ndarray]] = None
+        self._software_flip: Tuple[bool, bool] = (False, False)
+        self._closing = threading.Event()
+        self._picam: Any = None
+        self._picam = self._open(picamera2, libcamera, width, height, fps, hflip, vflip)
         try:
             super().__init__(defaultSubscriptionType=MostRecentSubscription, logger=logger, loop=loop)
         except BaseException:
             # The worker that owns the camera never started; release it here instead.
-            self._picam.close()
+            self._release(self._picam)
             raise
 
     # ----------------------------------------------------------------- opening
@@ -119,47 +217,115 @@ class PiCamera2(_FrameEmitter, ThreadedSubscriptionProducer):
         number = self._camera_number
         cameras = picamera2.Picamera2.global_camera_info()
         if not cameras:
-            raise DeviceOpenError(f"PiCamera2 found no CSI camera (picamera2 lists none): {_CSI_ADVICE}")
-        if not isinstance(number, int) or not 0 <= number < len(cameras):
+            raise DeviceOpenError(
+                f"PiCamera2 found no camera (picamera2 lists none). For a CSI camera, {_CSI_ADVICE}. A USB "
+                "webcam is listed too once plugged in, or open it with CVCamera"
+            )
+        if isinstance(number, bool) or not isinstance(number, int) or not 0 <= number < len(cameras):
             raise DeviceOpenError(
                 f"PiCamera2 has no camera {number!r}: picamera2 lists {_describe_cameras(cameras)}; "
                 "cameranumber counts from 0 in that order"
             )
-        self._model = str(cameras[number].get("Model", "?"))
+        info = cameras[number]
+        self._model = str(info.get("Model", "?"))
+        self._usb = _is_usb(info)
+        if self._usb:
+            logger.info(
+                "%s is a USB webcam seen through libcamera (picamera2 lists them after CSI cameras)", self.describe()
+            )
+        # Refused before picamera2 sees it: a second Picamera2 for a camera this process holds fails, and
+        # leaves picamera2 giving the first, working object's frames to the failed one.
+        _open_cameras.claim(str(info.get("Id", number)), self.describe())
+        self._camera_id = str(info.get("Id", number))
         try:
             camera = picamera2.Picamera2(number)
         except Exception as e:
+            _open_cameras.release(self._camera_id)
             raise DeviceOpenError(
                 f"PiCamera2 could not open {self.describe()}: {e}. Check that no other process uses it "
                 "(rpicam-/libcamera- apps, another Picamera2 or rtcbot PiCamera2: `fuser /dev/media*`), "
-                f"and {_CSI_ADVICE}"
+                f"and {self._advice()}"
             ) from e
         try:
-            frame_us = int(round(1e6 / fps))
-            config = camera.create_video_configuration(
-                main={"size": (int(width), int(height)), "format": _BGR_FORMAT},
-                controls={"FrameDurationLimits": (frame_us, frame_us)},
-                transform=libcamera.Transform(hflip=int(bool(hflip)), vflip=int(bool(vflip))),
-            )
-            camera.configure(config)
-            self._width, self._height = (int(v) for v in camera.camera_config["main"]["size"])
+            self._configure(camera, libcamera, width, height, fps, hflip, vflip)
             camera.start()
         except Exception as e:
-            camera.close()
+            self._release(camera)
+            if isinstance(e, DeviceOpenError):
+                raise
             raise DeviceOpenError(
                 f"PiCamera2 could not start {self.describe()} at {width}x{height}, {fps:.4g} fps: {e}. Check "
-                "the size and rate are ones the sensor supports (`rpicam-hello --list-cameras`) and that "
+                "the size and rate are ones the camera supports (`rpicam-hello --list-cameras`) and that "
                 "no other process uses the camera"
             ) from e
+        return camera
+
+    def _configure(
+        self, camera: Any, libcamera: Any, width: int, height: int, fps: float, hflip: bool, vflip: bool
+    ) -> None:
+        """Asks for BGR at the size, rate and flips wanted, then reads back what libcamera chose."""
+        frame_us = int(round(1e6 / fps))
+        config = camera.create_video_configuration(
+            main={"size": (int(width), int(height)), "format": _BGR_FORMAT},
+            controls={"FrameDurationLimits": (frame_us, frame_us)},
+            transform=libcamera.Transform(hflip=int(bool(hflip)), vflip=int(bool(vflip))),
+        )
+        camera.configure(config)
+        chosen = camera.camera_config
+        main = chosen["main"]
+        self._width, self._height = (int(v) for v in main["size"])
         if (self._width, self._height) != (width, height):
             logger.warning(
                 "%s gives %dx%d; %dx%d was asked", self.describe(), self._width, self._height, width, height
             )
-        return camera
+        fmt = str(main.get("format", _BGR_FORMAT))
+        if fmt not in _TO_BGR:
+            raise DeviceOpenError(
+                f"PiCamera2: {self.describe()} delivers {fmt!r}, which rtcbot cannot turn into BGR"
+                + ("; open the webcam with CVCamera instead" if self._usb else "")
+            )
+        self._to_bgr = _TO_BGR[fmt]
+        if fmt != _BGR_FORMAT:
+            logger.warning(
+                "%s delivers %s instead of %s (as USB webcams do through libcamera): converting each frame to "
+                "BGR in the capture thread%s",
+                self.describe(), fmt, _BGR_FORMAT, "; CVCamera reads a webcam at less cost" if self._usb else "",
+            )
+        transform = chosen.get("transform")
+        got = (bool(getattr(transform, "hflip", False)), bool(getattr(transform, "vflip", False)))
+        self._software_flip = (got[0] != bool(hflip), got[1] != bool(vflip))
+        if any(self._software_flip):
+            logger.warning(
+                "%s cannot flip the image itself (hflip=%s, vflip=%s asked; libcamera chose %r): flipping "
+                "each frame in software, which costs a copy per frame",
+                self.describe(), bool(hflip), bool(vflip), transform,
+            )
+
+    def _advice(self) -> str:
+        return _USB_ADVICE if self._usb else _CSI_ADVICE
 
     def describe(self) -> str:
-        """Names the camera in messages: ``CSI camera 0 (imx708)``."""
-        return f"CSI camera {self._camera_number} ({self._model})"
+        """Names the camera in messages: ``CSI camera 0 (imx708)``, ``USB camera 1 (HD Webcam C270)``."""
+        return f"{'USB' if self._usb else 'CSI'} camera {self._camera_number} ({self._model})"
+
+    def _release(self, camera: Any) -> None:
+        """Closes the picamera2 object and gives the camera back to this process's other users."""
+        try:
+            camera.close()
+        finally:
+            _open_cameras.release(self._camera_id)
+
+    def close(self) -> None:
+        """Stops capturing and releases the camera; a capture waiting for a frame is woken at once."""
+        self._closing.set()
+        camera = getattr(self, "_picam", None)
+        cancel = getattr(camera, "cancel_all_and_flush", None)
+        if cancel is not None:
+            try:
+                cancel()  # the capture thread's pending job ends with CancelledError
+            except Exception as e:  # a camera closed meanwhile by its thread: nothing waits any more
+                logger.debug("%s: cancel_all_and_flush at close: %s", self.describe(), e)
+        super().close()
 
     # ----------------------------------------------------------------- the capture thread
 
@@ -168,26 +334,56 @@ class PiCamera2(_FrameEmitter, ThreadedSubscriptionProducer):
         try:
             self._capture(camera)
         finally:
-            camera.close()  # stops it too
+            self._release(camera)  # stops it too
+
+    def _stopping(self) -> bool:
+        return self._shouldClose or self._closing.is_set()
+
+    def _next_request(self, camera: Any, wait: float) -> Any:
+        """The next completed request, or None when none came within ``wait`` seconds.
+
+        A capture that timed out stays queued inside picamera2 as a job, and would take the next frame and
+        keep its buffer for good (a few stalls and the camera freezes): on a timeout the pending jobs are
+        cancelled (``cancel_all_and_flush``), and a frame that completed the job meanwhile is still used.
+        """
+        job = camera.capture_request(wait=False)
+        if self._stopping():  # close() came between the loop's check and the job: its cancel may have missed it
+            camera.cancel_all_and_flush()
+            return None
+        try:
+            return camera.wait(job, timeout=wait)
+        # concurrent.futures.TimeoutError is the builtin only from Python 3.11 on
+        except (TimeoutError, concurrent.futures.TimeoutError):
+            pass
+        except concurrent.futures.CancelledError:
+            return None  # close() cancelled it
+        camera.cancel_all_and_flush()
+        try:
+            return camera.wait(job, timeout=wait)  # cancelled now, or finished just before the cancel
+        except (TimeoutError, concurrent.futures.TimeoutError, concurrent.futures.CancelledError):
+            return None
 
     def _capture(self, camera: Any) -> None:
         wait = self.frame_timeout or max(1.0, 3.0 / self._requested_fps)
         failures = 0
-        while not self._shouldClose:
+        while not self._stopping():
             try:
-                request = camera.capture_request(wait=wait)
-            except TimeoutError:
+                request = self._next_request(camera, wait)
+            except Exception as e:
+                if self._stopping():
+                    return
+                raise DeviceLostError(f"{self.describe()} failed while capturing: {e}") from e
+            if request is None:
+                if self._stopping():
+                    return
                 failures += 1
                 if failures >= self._max_read_failures:
                     raise DeviceLostError(
                         f"{self.describe()} sent no frame for {failures * wait:.1f} s ({failures} waits in a "
-                        f"row): the cable came loose or the camera stalled; check dmesg, and {_CSI_ADVICE}"
-                    ) from None
+                        f"row): the cable came loose or the camera stalled; check dmesg, and {self._advice()}"
+                    )
+                logger.debug("%s: no frame within %.2f s (%d in a row)", self.describe(), wait, failures)
                 continue
-            except Exception as e:
-                if self._shouldClose:
-                    return
-                raise DeviceLostError(f"{self.describe()} failed while capturing: {e}") from e
             try:
                 image = request.make_array("main")
                 metadata = request.get_metadata()
@@ -196,7 +392,15 @@ class PiCamera2(_FrameEmitter, ThreadedSubscriptionProducer):
             failures = 0
             if self._frame_count == 0:
                 self._check_rate(metadata)
-            self._emit_frame(image, self._timestamp(metadata))
+            self._emit_frame(self._as_bgr(image), self._timestamp(metadata))
+
+    def _as_bgr(self, image: np.ndarray) -> np.ndarray:
+        if self._to_bgr is not None:
+            image = self._to_bgr(image)
+        hflip, vflip = self._software_flip
+        if hflip or vflip:
+            image = np.ascontiguousarray(image[:: -1 if vflip else 1, :: -1 if hflip else 1])
+        return image
 
     def _timestamp(self, metadata: Dict[str, Any]) -> float:
         sensor_ns: Optional[int] = metadata.get("SensorTimestamp")
