@@ -29,7 +29,8 @@ _live_pid = os.getpid()
 
 
 def close_live_workers() -> None:
-    """Close every producer/consumer of this process whose worker still runs, newest first.
+    """Close every producer/consumer of this process whose worker still runs (or is still being closed),
+    newest first.
 
     Runs at interpreter exit (registered with ``atexit`` after multiprocessing's own exit handler, so it
     runs before it); safe to call at any time. An object that fails to close is logged, never raised.
@@ -38,8 +39,11 @@ def close_live_workers() -> None:
         return  # a forked copy of the registry: those objects belong to the parent
     for key in sorted(_live.keys(), reverse=True):
         obj = _live.pop(key, None)
-        if obj is None or getattr(obj, "closed", True):
+        if obj is None:
             continue
+        life = getattr(obj, "_life", None)
+        if life is not None and life.is_closed:
+            continue  # done; one still closing (a reaper joining its worker) is waited for by close()
         try:
             obj.close()
         except Exception:
