@@ -27,7 +27,7 @@ __all__ = ["internalSubscriptionMessage", "WorkerSide", "worker_process_main"]
 
 logger = logging.getLogger("rtcbot.base.process_child")
 
-PARENT_GONE_GRACE = 0.5  # seconds a worker has to end by itself once its parent died, before it is ended
+PARENT_GONE_GRACE = 0.25  # seconds a worker has to end by itself once its parent died, before it is ended
 
 
 class internalSubscriptionMessage:
