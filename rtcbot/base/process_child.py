@@ -197,8 +197,7 @@ def worker_process_main(
         os.environ.clear()
         os.environ.update(environment)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if hasattr(signal, "pthread_sigmask"):
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked by the parent while starting us
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked by the parent while starting us
     endpoint = WorkerEndpoint(sock, slots=slots)
     obj: Any = cls.__new__(cls)
     obj.__dict__.update(state)

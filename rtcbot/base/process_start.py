@@ -36,8 +36,6 @@ DEFAULT_START_METHOD = "forkserver"
 START_METHOD_VARIABLE = "RTCBOT_START_METHOD"
 """Environment variable choosing the start method of every process worker that is not given one."""
 
-_HAVE_SIGMASK = hasattr(signal, "pthread_sigmask")
-
 
 def chosen_start_method(start_method: Optional[str]) -> str:
     """The start method to use: the argument, else ``$RTCBOT_START_METHOD``, else forkserver (or, where
@@ -140,8 +138,7 @@ def start_process(process: Any, omit_main: bool) -> None:
 
     def start() -> None:
         _starting.omit_main = omit_main
-        if _HAVE_SIGMASK:
-            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
             process.start()
         except BaseException as e:  # raised again in the calling thread

@@ -46,7 +46,6 @@ def _close_parent_ends_after_fork() -> None:
     _parent_ends.clear()
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_close_parent_ends_after_fork)
+os.register_at_fork(after_in_child=_close_parent_ends_after_fork)
 
 
