@@ -7,6 +7,11 @@ directly) and can switch subscriptions mid-stream::
     q = producer.subscribe()            # an asyncio.Queue by default
     producer._put_nowait("hello")       # subclasses call this for each new item
     assert await q.get() == "hello"
+
+Hooks for subclasses (the names are kept; use these, not other attributes): producers call
+``_put_nowait(item)`` and check ``_shouldClose``; consumers await ``_get()`` (SubscriptionClosed after close)
+and may use ``_unread_direct_items()``, ``_take_unread_direct_items()`` and ``_get_holds_an_item()`` to flush
+or drain; both call ``_close()`` to close themselves and ``_setReady``/``_setError`` (see ``events``).
 """
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ import asyncio
 import logging
 import sys
 import time
-from typing import Any, Callable, Dict, Optional, Set, Tuple
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from ..errors import DeviceClosedError
 from .events import _as_subscription, baseEventHandler, resolve_loop
@@ -357,6 +362,28 @@ class BaseSubscriptionConsumer(baseEventHandler):
         if self._user_subscription is not None:
             self.stopSubscription()
         self._direct_put_subscription.put_nowait(data)
+
+    # -- hooks for consumers that flush or drain (e.g. a publisher sending what was put before close) ------
+    def _unread_direct_items(self) -> int:
+        """How many items given to ``put_nowait()`` wait for ``_get()`` (0 when that queue cannot tell)."""
+        qsize = getattr(self._direct_put_subscription, "qsize", None)
+        return int(qsize()) if qsize is not None else 0
+
+    def _take_unread_direct_items(self) -> List[Any]:
+        """Remove and return the items given to ``put_nowait()`` that ``_get()`` has not read yet."""
+        items: List[Any] = []
+        get_nowait = getattr(self._direct_put_subscription, "get_nowait", None)
+        while get_nowait is not None:
+            try:
+                items.append(get_nowait())
+            except asyncio.QueueEmpty:
+                break
+        return items
+
+    def _get_holds_an_item(self) -> bool:
+        """True while a pending ``_get()`` has received its item but its caller has not resumed yet."""
+        pending = self._pending_get
+        return pending is not None and pending.done() and not pending.cancelled()
 
     def _release_owned(self) -> None:
         owned, self._owned_subscription = self._owned_subscription, None

@@ -287,12 +287,11 @@ class ZenohPublisher(ThreadedSubscriptionConsumer):
             self._close()
 
     def _idle(self) -> bool:
-        pending = self._pending_get  # an item handed over by _get(), not yet picked up by _run()
         queue = self._queue
         return (
             (queue is None or queue.pending == 0)
-            and not self._direct_put_subscription.qsize()
-            and (pending is None or not pending.done())
+            and not self._unread_direct_items()
+            and not self._get_holds_an_item()  # an item handed over by _get(), not yet picked up by _run()
         )
 
     async def flush(self, timeout: float = 5.0) -> bool:
@@ -344,9 +343,8 @@ class ZenohPublisher(ThreadedSubscriptionConsumer):
         publisher is undeclared and the session released. Idempotent, from any thread."""
         queue = self._queue
         if queue is not None and not self.closed and self._onLoopThread():
-            direct = self._direct_put_subscription
-            while not direct.empty():  # put_nowait() then close(): still send it
-                queue.put(direct.get_nowait())
+            for item in self._take_unread_direct_items():  # put_nowait() then close(): still send it
+                queue.put(item)
         if queue is not None:
             queue.close(drain=True)  # the worker sends what is queued, then returns
         super().close()
