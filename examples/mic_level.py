@@ -10,10 +10,12 @@ record, a quiet room is around -60, speech close to the mic around -20.
 import argparse
 import asyncio
 import math
+import sys
 
 import numpy as np
 
-from rtcbot import BoundedQueue, Microphone, SimMicrophone
+from rtcbot import BoundedQueue, Microphone, RtcbotError, SimMicrophone
+from rtcbot.cli.options import positive_float
 
 
 def level_dbfs(block: np.ndarray) -> float:
@@ -52,8 +54,10 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sim", action="store_true", help="use a simulated microphone (no hardware)")
     parser.add_argument("--device", help="microphone index or part of its name (default: the default input)")
-    parser.add_argument("--seconds", type=float, help="stop after this many seconds (default: run until Ctrl+C)")
+    parser.add_argument("--seconds", type=positive_float, help="stop after this many seconds (default: until Ctrl+C)")
     try:
         asyncio.run(main(parser.parse_args()))
     except KeyboardInterrupt:
         pass
+    except RtcbotError as e:  # e.g. no such device: the message says what to check
+        sys.exit(f"{parser.prog}: {e}")

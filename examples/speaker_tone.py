@@ -10,11 +10,13 @@ block duration, a little ahead.
 """
 import argparse
 import asyncio
+import sys
 import wave
 
 import numpy as np
 
-from rtcbot import Speaker
+from rtcbot import RtcbotError, Speaker
+from rtcbot.cli.options import positive_float
 from rtcbot.devices.sim import SimSpeaker, tone_block
 
 BLOCK = 1024  # frames per block handed to the speaker
@@ -23,11 +25,14 @@ AHEAD = 0.1  # seconds of audio kept queued ahead of playback
 
 def wav_blocks(path: str):
     """(samplerate, channels, blocks of int16 samples) of a 16-bit WAV file."""
-    with wave.open(path, "rb") as w:
-        if w.getsampwidth() != 2:
-            raise SystemExit(f"{path}: only 16-bit WAV files are supported")
-        rate, channels = w.getframerate(), w.getnchannels()
-        samples = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").reshape(-1, channels)
+    try:
+        with wave.open(path, "rb") as w:
+            if w.getsampwidth() != 2:
+                raise SystemExit(f"{path}: only 16-bit WAV files are supported")
+            rate, channels = w.getframerate(), w.getnchannels()
+            samples = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").reshape(-1, channels)
+    except (OSError, EOFError, wave.Error) as e:
+        raise SystemExit(f"{path}: not a WAV file rtcbot can read ({e})") from None
     return rate, channels, [samples[i : i + BLOCK] for i in range(0, len(samples), BLOCK)]
 
 
@@ -74,9 +79,11 @@ if __name__ == "__main__":
     parser.add_argument("--sim", action="store_true", help="use a simulated speaker (no hardware, no sound)")
     parser.add_argument("--device", help="speaker index or part of its name (default: the default output)")
     parser.add_argument("--wav", help="a 16-bit WAV file to play instead of a tone")
-    parser.add_argument("--frequency", type=float, default=440.0, help="tone frequency in Hz (default 440)")
-    parser.add_argument("--seconds", type=float, help="how long to play (tone default 3 s; WAV: whole file)")
+    parser.add_argument("--frequency", type=positive_float, default=440.0, help="tone frequency in Hz (default 440)")
+    parser.add_argument("--seconds", type=positive_float, help="how long to play (tone default 3 s; WAV: whole file)")
     try:
         asyncio.run(main(parser.parse_args()))
     except KeyboardInterrupt:
         pass
+    except RtcbotError as e:  # e.g. no such device: the message says what to check
+        sys.exit(f"{parser.prog}: {e}")

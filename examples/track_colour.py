@@ -10,11 +10,13 @@ the image and the steering follows it. The motors are driven by the sketch in ex
 import argparse
 import asyncio
 import contextlib
+import sys
 
 import cv2
 import numpy as np
 
-from rtcbot import CVCamera, SerialConnection, SimCamera
+from rtcbot import CVCamera, RtcbotError, SerialConnection, SimCamera
+from rtcbot.cli.options import positive_float
 from rtcbot.devices.arduino_sim import SERIAL_OPTIONS, SimulatedArduino
 
 # Hue ranges in OpenCV's HSV (hue 0..179); saturation and value must be high enough to be a colour.
@@ -69,8 +71,10 @@ if __name__ == "__main__":
     parser.add_argument("--camera", default="0", help="camera index or /dev/video path (default 0)")
     parser.add_argument("--port", default="/dev/ttyACM0", help="the Arduino's serial port")
     parser.add_argument("--colour", choices=sorted(COLOURS), default="yellow", help="colour to follow")
-    parser.add_argument("--seconds", type=float, help="stop after this many seconds (default: until Ctrl+C)")
+    parser.add_argument("--seconds", type=positive_float, help="stop after this many seconds (default: until Ctrl+C)")
     try:
         asyncio.run(main(parser.parse_args()))
     except KeyboardInterrupt:
         pass
+    except RtcbotError as e:  # e.g. no such device: the message says what to check
+        sys.exit(f"{parser.prog}: {e}")

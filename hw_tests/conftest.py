@@ -1,29 +1,21 @@
-"""Tests on real hardware: skipped unless asked for with ``--hw`` or ``RTCBOT_HW=1``.
+"""Tests on real hardware, run with rtcbot's pytest plugin (``rtcbot.testing``): every test here is marked
+``hw`` and skips unless asked for with ``--hw`` or ``RTCBOT_HW=1``; a test that needs a device the machine
+does not have skips, naming it.
 
-    RTCBOT_HW=1 pytest hw_tests            # all of them
-    pytest hw_tests --hw -k camera         # only the camera ones
+    pytest hw_tests --hw                                  # all of them
+    pytest hw_tests --hw -k camera                        # only the camera ones
+    pytest hw_tests --hw --hw-device camera=/dev/video2 --hw-device serial_board=/dev/rtcbot/arduino
 
-Device choices come from the environment: RTCBOT_CAMERA (default /dev/video0), RTCBOT_SERIAL (the Arduino's
-port, default /dev/rtcbot/arduino), RTCBOT_AUDIO_DEVICE (default: the system default).
+Devices are chosen by stable identity: ``[tool.rtcbot.hw]`` in pyproject.toml, the ``rtcbot_<kind>`` ini
+options, or ``--hw-device KIND=SELECTOR`` (see ``rtcbot.testing.config``). Without a choice, the first
+camera, the first USB serial board and the default sound devices are used.
 """
-from __future__ import annotations
-
-import os
-
-import pytest
 
 
 def pytest_addoption(parser):
-    parser.addoption("--hw", action="store_true", default=False, help="run tests on real hardware")
-
-
-def pytest_configure(config):
-    config.addinivalue_line("markers", "hw: needs real hardware (run with --hw or RTCBOT_HW=1)")
-
-
-def pytest_collection_modifyitems(config, items):
-    if config.getoption("--hw") or os.environ.get("RTCBOT_HW") == "1":
-        return
-    skip = pytest.mark.skip(reason="real-hardware test: run with --hw or RTCBOT_HW=1")
-    for item in items:
-        item.add_marker(skip)
+    parser.addoption(
+        "--hw-ask",
+        action="store_true",
+        default=False,
+        help="also run the hardware checks that need a person (with -s): e.g. hold a red object to the camera",
+    )

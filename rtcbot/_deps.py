@@ -22,6 +22,10 @@ _ADVICE = {
         "Raspberry Pi CSI cameras",
     ),
     "zenoh": ("pip install 'rtcbot[net]' (eclipse-zenoh)", None, "streaming between hosts"),
+    "evdev": ("pip install 'rtcbot[inputs]' (evdev)", "python3-evdev", "gamepads, keyboards and mice"),
+    "aiortc": ("pip install 'rtcbot[web]' (aiortc)", None, "WebRTC to browsers"),
+    "aiohttp": ("pip install 'rtcbot[web]' (aiohttp)", "python3-aiohttp", "the web server and websockets"),
+    "av": ("pip install 'rtcbot[web]' (av, which aiortc installs)", None, "video packets for WebRTC"),
 }
 
 

@@ -199,11 +199,15 @@ def pulseaudio_server() -> Iterator[Dict[str, str]]:
     finally:
         _stop(pin)
         _stop(proc)
-        if os.environ.get("PULSE_SERVER") == client_env["PULSE_SERVER"]:
+        ours = os.environ.get("PULSE_SERVER") == client_env["PULSE_SERVER"]
+        nested = saved.get("PULSE_SERVER") is not None  # an outer server (the session's) is still running
+        if ours and not nested:
             _reinitialize_portaudio()  # forget the server's devices while autospawn is still off
         for name, value in saved.items():
             if value is None:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+        if ours and nested:
+            _reinitialize_portaudio()  # back to the outer server's devices, not the stopped one's
         shutil.rmtree(base, ignore_errors=True)

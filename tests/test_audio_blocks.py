@@ -69,8 +69,11 @@ def test_empty_block_is_playable_and_empty():
         (np.zeros(4, np.uint8), "dtype"),
         (np.array(["a"]), "dtype"),
         (np.zeros((4, 3), np.float32), "3 channels"),
+        (np.array([0.1, np.nan, 0.2], np.float32), "1 NaN or infinite"),
+        (np.array([[0.1, np.inf], [-np.inf, 0.0]], np.float64), "2 NaN or infinite"),
+        (np.array([np.nan], np.float16), "NaN"),
     ],
-    ids=["string", "list", "4d", "scalar", "uint8", "unicode", "3ch-on-2ch"],
+    ids=["string", "list", "4d", "scalar", "uint8", "unicode", "3ch-on-2ch", "nan", "inf", "nan16"],
 )
 def test_unplayable_items_raise_invalid_item_error_naming_the_problem(item, fragment):
     with pytest.raises(InvalidItemError, match=fragment):

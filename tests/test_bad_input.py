@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import sys
 import threading
 from typing import Any, Iterator, List
 
@@ -29,7 +28,6 @@ from rtcbot.devices.serial import SerialConnection
 from rtcbot.devices.sim import SimCamera, SimSpeaker
 from rtcbot.errors import EncodeError, InvalidItemError
 from rtcbot.subscriptions import BoundedQueue, RebatchSubscription
-from tests.fakes import sounddevice as fake_sd
 from tests.helpers import run
 
 WAIT = 15.0
@@ -48,14 +46,9 @@ def no_lost_task_exceptions(caplog, capfd) -> Iterator[None]:
     assert "was never awaited" not in text, text
 
 
-@pytest.fixture
-def fake_audio(monkeypatch) -> None:
-    monkeypatch.setitem(sys.modules, "sounddevice", fake_sd)
-    monkeypatch.delenv(fake_sd.ENV, raising=False)
-
-
-class FakeSpeaker(Speaker):
-    _sounddevice_module = fake_sd.__name__
+def real_speaker() -> Speaker:
+    """A Speaker on the PulseAudio null sink the ``pulse`` fixture starts (real PortAudio, no sound card)."""
+    return Speaker(blocksize=256, device="pulse")
 
 
 class Items(SubscriptionProducer):
@@ -77,9 +70,9 @@ def errors_logged(caplog, *words: str) -> List[logging.LogRecord]:
 # ------------------------------------------------------------------------------------------ wrong items
 
 
-def test_a_camera_frame_put_into_a_speaker_raises_naming_it_and_the_speaker_keeps_playing(fake_audio):
+def test_a_camera_frame_put_into_a_speaker_raises_naming_it_and_the_speaker_keeps_playing(pulse):
     async def main():
-        with FakeSpeaker(blocksize=256) as speaker:
+        with real_speaker() as speaker:
             await asyncio.wait_for(speaker.onReady(), WAIT)
             with pytest.raises(InvalidItemError) as info:
                 speaker.put_nowait(FRAME)
@@ -93,9 +86,9 @@ def test_a_camera_frame_put_into_a_speaker_raises_naming_it_and_the_speaker_keep
     assert error is None and not closed
 
 
-def test_camera_frames_from_a_subscription_are_skipped_by_a_speaker_that_keeps_playing(fake_audio, caplog):
+def test_camera_frames_from_a_subscription_are_skipped_by_a_speaker_that_keeps_playing(pulse, caplog):
     async def main():
-        with FakeSpeaker(blocksize=256) as speaker, Items() as items:
+        with real_speaker() as speaker, Items() as items:
             await asyncio.wait_for(speaker.onReady(), WAIT)
             speaker.putSubscription(items)
             items.emit(FRAME)
@@ -106,6 +99,37 @@ def test_camera_frames_from_a_subscription_are_skipped_by_a_speaker_that_keeps_p
 
     skipped, error = run(main())
     assert skipped == 1 and error is None
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_nan_or_infinite_audio_put_into_a_speaker_is_refused_and_the_speaker_keeps_playing(pulse, bad):
+    async def main():
+        with real_speaker() as speaker:
+            await asyncio.wait_for(speaker.onReady(), WAIT)
+            block = np.full(4800, 0.1, np.float32)
+            block[100] = bad
+            with pytest.raises(InvalidItemError, match="NaN or infinite"):
+                speaker.put_nowait(block)
+            speaker.put_nowait(np.zeros(4800, np.float32))  # the next good block plays
+            while speaker.queued == 0 and speaker.underflows == 0:
+                await asyncio.wait_for(speaker.next_counters(), WAIT)
+            return speaker.error, speaker.closed
+
+    assert run(main()) == (None, False)
+
+
+def test_nan_audio_from_a_subscription_is_skipped_and_counted_by_a_speaker(pulse):
+    async def main():
+        with real_speaker() as speaker, Items() as items:
+            await asyncio.wait_for(speaker.onReady(), WAIT)
+            speaker.putSubscription(items)
+            items.emit(np.array([0.0, np.nan], np.float32))
+            items.emit(np.zeros(4800, np.float32))
+            while speaker.skipped == 0 or (speaker.queued == 0 and speaker.underflows == 0):
+                await asyncio.wait_for(speaker.next_counters(), WAIT)
+            return speaker.skipped, speaker.error
+
+    assert run(main()) == (1, None)
 
 
 def test_a_frame_put_into_a_simulated_speaker_raises_and_it_keeps_taking_audio():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import io
 import json
@@ -16,6 +17,7 @@ import numpy as np
 import pytest
 
 from rtcbot import cli, discovery
+from rtcbot.cli import check, output
 from rtcbot.discovery import AudioDevice, Camera, Inventory
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,7 +33,7 @@ def run_cli(capsys, *argv: str):
 @pytest.fixture
 def nothing_found(monkeypatch):
     """A machine with no camera, no audio device and no serial port."""
-    monkeypatch.setattr(cli, "discover", lambda: Inventory())
+    monkeypatch.setattr(discovery, "discover", lambda: Inventory())
 
 
 @pytest.fixture
@@ -39,7 +41,7 @@ def only(monkeypatch):
     """``only(inventory)``: discovery finds exactly this."""
 
     def set_inventory(inv: Inventory) -> None:
-        monkeypatch.setattr(cli, "discover", lambda: inv)
+        monkeypatch.setattr(discovery, "discover", lambda: inv)
 
     return set_inventory
 
@@ -135,7 +137,8 @@ def test_devices_json_is_machine_readable(capsys):
     code, out, _ = run_cli(capsys, "devices", "--json")
     assert code == 0
     data = json.loads(out)
-    assert set(data) == {"cameras", "audio", "serial", "notes"}
+    assert set(data) == {f.name for f in dataclasses.fields(Inventory)}  # every kind discovery lists, and notes
+    assert {"cameras", "audio", "serial", "notes"} <= set(data)
 
 
 # ------------------------------------------------------------------------------------------ check
@@ -192,9 +195,9 @@ def test_check_a_failing_device_prints_the_library_error_and_exits_nonzero(capsy
 
 
 def test_check_named_device_that_does_not_exist_is_a_usage_error(capsys, nothing_found):
-    code, out, _ = run_cli(capsys, "check", "no-such-thing")
+    code, _, err = run_cli(capsys, "check", "no-such-thing")
     assert code == 2
-    assert "no device matches no-such-thing" in out
+    assert err.strip() == "rtcbot check: no device matches no-such-thing (see `rtcbot devices`)"
 
 
 def test_check_named_simulated_device_checks_only_that_one(capsys, nothing_found):
@@ -223,14 +226,14 @@ def test_check_goes_through_the_sound_server_when_one_owns_the_cards():
         id="audio:5", index=5, name="pulse", hostapi="ALSA", inputs=32, outputs=32, samplerate=44100, hardware=False
     )
     inv = Inventory(audio=[hw_mic(1, "USB Mic: Audio (hw:1,0)"), hw_mic(2, "Other: Audio (hw:2,0)"), server])
-    [target] = cli._audio_targets(inv)
+    [target] = check.audio_probes(inv)
     assert target.label.startswith("default in") and "via pulse" in target.label
     assert target.make.args == (None,)  # the default input, through the server
 
 
 def test_check_opens_each_card_directly_without_a_sound_server():
     inv = Inventory(audio=[hw_mic(1, "USB Mic: Audio (hw:1,0)"), hw_mic(2, "Other: Audio (hw:2,0)")])
-    assert [t.make.args for t in cli._audio_targets(inv)] == [(1,), (2,)]
+    assert [t.make.args for t in check.audio_probes(inv)] == [(1,), (2,)]
 
 
 def test_check_a_missing_serial_port_fails_with_the_library_advice(capsys, nothing_found):
@@ -245,7 +248,7 @@ def test_check_progress_is_rewritten_in_place_on_a_terminal():
             return True
 
     term = Terminal()
-    progress = cli._Progress(term)
+    progress = output.Progress(term)
     progress.start("cam", 1)
     progress.update("cam", "0.5 s  15 frames")
     progress.done("cam", True, "30 fps")
@@ -254,7 +257,7 @@ def test_check_progress_is_rewritten_in_place_on_a_terminal():
 
 def test_check_progress_is_plain_lines_when_piped():
     out = io.StringIO()
-    progress = cli._Progress(out)
+    progress = output.Progress(out)
     progress.start("cam", 1)
     progress.update("cam", "0.5 s  15 frames")
     progress.done("cam", False, "DeviceOpenError: ...")
@@ -300,7 +303,7 @@ def test_snapshot_sim_saves_a_png(capsys, tmp_path):
 
 
 def test_snapshot_without_a_camera_suggests_sim(capsys, tmp_path, monkeypatch):
-    monkeypatch.setattr(cli, "discover", lambda: Inventory())
+    monkeypatch.setattr(discovery, "discover", lambda: Inventory())
     code, _, err = run_cli(capsys, "snapshot", str(tmp_path / "x.png"))
     assert code == 2
     assert "no camera found" in err and "--sim" in err

@@ -68,11 +68,38 @@ class RecordingWindows:
             return list(self.shown[name])
 
 
-@pytest.fixture
-def windows(monkeypatch):
-    backend = RecordingWindows()
+class ThreadBoundWindows(RecordingWindows):
+    """Like OpenCV's Qt backend: the GUI belongs to the first thread that used it, and a call from any other
+    thread never gets an answer (here: it raises, so the test need not wait for a timeout)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.owner: Optional[threading.Thread] = None
+
+    def _note(self) -> None:
+        if self.owner is None:
+            self.owner = threading.current_thread()
+        if threading.current_thread() is not self.owner:
+            raise RuntimeError("HighGUI used from a second thread: Qt would never answer")
+        super()._note()
+
+
+@pytest.fixture(autouse=True)
+def fresh_gui_thread():
+    """Each test starts as a fresh process would: no GUI thread yet (another test file may have left the
+    process-wide one running, bound to its own fake backend)."""
+    display_module._manager.shutdown()
+
+
+@pytest.fixture(params=[RecordingWindows, ThreadBoundWindows], ids=["windows", "qt-like"])
+def windows(request, monkeypatch, no_leaks):
+    """A recording window backend in place of HighGUI (also one bound to its first thread, like Qt's). The
+    GUI thread lives for the process, as with HighGUI; here it is stopped and joined after each test
+    (before ``no_leaks`` looks for threads left behind)."""
+    backend = request.param()
     monkeypatch.setattr(display_module, "_backend_factory", lambda: backend)
-    return backend
+    yield backend
+    display_module._manager.shutdown()
 
 
 def image(value: int) -> np.ndarray:
@@ -109,7 +136,7 @@ def test_frames_go_to_their_own_window(windows, no_leaks):
     assert windows.opened == ["left", "right"] and sorted(windows.closed) == ["left", "right"]
 
 
-def test_all_displays_share_one_gui_thread_joined_when_the_last_closes(windows, no_leaks):
+def test_all_displays_share_one_gui_thread_that_is_joined_at_shutdown(windows, no_leaks):
     async def main():
         first, second = CVDisplay("a"), CVDisplay("b")
         first.put_nowait(image(1))
@@ -123,7 +150,62 @@ def test_all_displays_share_one_gui_thread_joined_when_the_last_closes(windows, 
 
     run(main())
     assert windows.threads == {"rtcbot-CVDisplay-gui"}, "HighGUI must only be called from the GUI thread"
+    display_module._manager.shutdown()  # what the interpreter's exit does
     assert not gui_threads()
+
+
+def test_a_display_opened_after_the_last_one_closed_uses_the_same_gui_thread(windows, no_leaks):
+    async def main():
+        with CVDisplay("first") as first:
+            first.put_nowait(image(1))
+            await asyncio.to_thread(windows.wait_shown, "first", 1)
+        with CVDisplay("second") as second:  # Qt: a new GUI thread here would never get an answer
+            second.put_nowait(image(2))
+            return await asyncio.to_thread(windows.wait_shown, "second", 1)
+
+    [frame] = run(main())
+    assert int(frame[0, 0, 0]) == 2
+    assert windows.opened == ["first", "second"] and windows.closed == ["first", "second"]
+    assert windows.threads == {"rtcbot-CVDisplay-gui"} and len(gui_threads()) == 1
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.int32, np.int8, np.float16, np.complex64])
+def test_an_image_of_a_type_no_window_shows_raises_invalid_item_at_put(windows, no_leaks, dtype):
+    async def main():
+        with CVDisplay("types") as display:
+            with pytest.raises(InvalidItemError) as info:
+                display.put_nowait(np.zeros((4, 6, 3), dtype))
+            display.put_nowait(image(9))  # the display goes on
+            return str(info.value), await asyncio.to_thread(windows.wait_shown, "types", 1)
+
+    message, shown = run(main())
+    assert np.dtype(dtype).name in message and "astype(np.uint8)" in message
+    assert [f.dtype for f in shown] == [np.uint8]
+
+
+def test_a_bool_mask_is_shown_black_and_white(windows, no_leaks):
+    mask = np.zeros((4, 6), bool)
+    mask[1:3, 2:4] = True
+
+    async def main():
+        with CVDisplay("mask") as display:
+            display.put_nowait(mask)
+            return await asyncio.to_thread(windows.wait_shown, "mask", 1)
+
+    [shown] = run(main())
+    assert shown.dtype == np.uint8 and set(np.unique(shown)) == {0, 255}
+    assert np.array_equal(shown == 255, mask)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32, np.float64])
+def test_images_of_the_types_highgui_shows_are_accepted(windows, no_leaks, dtype):
+    async def main():
+        with CVDisplay("ok") as display:
+            display.put_nowait(np.zeros((4, 6, 3), dtype))
+            return await asyncio.to_thread(windows.wait_shown, "ok", 1)
+
+    [shown] = run(main())
+    assert shown.dtype == dtype
 
 
 def test_a_display_shows_the_frames_of_a_subscription(windows, no_leaks):

@@ -148,6 +148,41 @@ def test_a_corrupted_frame_is_dropped_counted_and_the_next_one_decoded(msgs, dat
     assert dec.dropped >= 1
 
 
+@given(st.lists(st.binary(min_size=1, max_size=30), min_size=2, max_size=12), st.data())
+def test_a_damaged_length_byte_does_not_hold_later_frames_back(msgs, data):
+    # The length byte of frame k now claims more bytes than were sent: every later good frame must come out
+    # of the very feed() that completes it (one frame time), not once the claimed bytes have arrived.
+    frames = [encode_frame(m) for m in msgs]
+    k = data.draw(st.integers(min_value=0, max_value=len(frames) - 2))
+    bad = bytearray(frames[k])
+    bad[2] = data.draw(st.integers(min_value=bad[2] + 1, max_value=255))
+    frames[k] = bytes(bad)
+    dec = FramedDecoder()
+    got = []
+    for j, frame in enumerate(frames):
+        got.extend(dec.feed(frame))
+        assert got == [m for i, m in enumerate(msgs[: j + 1]) if i != k], f"after frame {j}"
+    assert dec.dropped >= 1
+
+
+def test_a_reply_after_a_frame_claiming_255_bytes_arrives_at_once():
+    dec = FramedDecoder("<hh", ["left", "right"])
+    damaged = bytearray(encode_frame(struct.pack("<hh", 1, 2)))
+    damaged[2] = 255
+    assert dec.feed(bytes(damaged)) == []
+    assert dec.feed(encode_frame(struct.pack("<hh", 3, 4))) == [{"left": 3, "right": 4}]
+    assert dec.dropped == 1
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+@pytest.mark.parametrize("fmt", ["<f", "<d", "<e"])
+def test_nan_and_infinity_in_a_float_field_are_refused_naming_the_field(fmt, value):
+    enc = make_encoder(fmt[0] + "h" + fmt[1], ["id", "speed"])
+    with pytest.raises(EncodeError, match="'speed'.*not a finite number"):
+        enc.encode({"id": 1, "speed": value})
+    assert enc.encode({"id": 1, "speed": 0.5})  # finite values still go
+
+
 @given(payloads, payloads, st.integers(min_value=1, max_value=60))
 def test_a_device_reset_mid_frame_loses_only_the_interrupted_frame(before, after, cut):
     interrupted = encode_frame(b"interrupted message payload")

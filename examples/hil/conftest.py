@@ -1,25 +1,30 @@
-"""Where the hardware-in-the-loop tests find the board: a real port, or a simulated Arduino.
+"""The robot project's test fixtures, on top of rtcbot's pytest plugin (installed with rtcbot): the board
+comes from ``rtcbot_serial_board``, a simulated Arduino unless the run is on the real robot.
 
-    pytest examples/hil                                  # against the simulated Arduino
-    pytest examples/hil --port /dev/rtcbot/arduino       # against the real board (or RTCBOT_PORT=...)
+    pytest examples/hil                                                   # the simulated Arduino
+    pytest examples/hil --hw                                              # the board of pyproject.toml
+    pytest examples/hil --hw --hw-device serial_board=/dev/ttyACM0        # another one
 """
-import os
+import asyncio
 
 import pytest
 
-from rtcbot.devices.arduino_sim import SimulatedArduino
-
-
-def pytest_addoption(parser):
-    parser.addoption("--port", default=os.environ.get("RTCBOT_PORT"), help="serial port of the real board")
+BOOT = 5.0  # seconds to wait for the first reading (opening the port resets a real Arduino)
 
 
 @pytest.fixture
-def port(request):
-    """The board's serial port: --port / RTCBOT_PORT if given, else a fresh simulated Arduino's pty."""
-    real = request.config.getoption("--port")
-    if real:
-        yield real
-        return
-    with SimulatedArduino() as arduino:
-        yield arduino.port
+def board(rtcbot_serial_board):
+    """The SerialConnection to the board, open for the whole session."""
+    return rtcbot_serial_board.connection
+
+
+@pytest.fixture
+def readings(rtcbot_run, rtcbot_serial_board):
+    """What the board sends from now until the test ends, once it has sent something (it has booted)."""
+
+    async def first_reading():
+        queue = rtcbot_serial_board.readings()
+        await asyncio.wait_for(queue.get(), BOOT)
+        return queue
+
+    return rtcbot_run(first_reading())

@@ -1,5 +1,6 @@
 """The desktop side of offloading: track a coloured object in the robot's video, send motor commands.
 
+    python examples/offload/desktop.py --sim --seconds 5                 # with a simulated robot in-process
     python examples/offload/desktop.py                                   # finds the robot on the LAN
     python examples/offload/desktop.py --connect tcp/192.168.1.42:7447   # or connects to it directly
     python examples/offload/desktop.py --colour red --speed 120
@@ -13,11 +14,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import sys
 import time
 from typing import Optional, Tuple
 
 import numpy as np
 
+from rtcbot import RtcbotError
+from rtcbot.cli.options import int_in_range, positive_float
 from rtcbot.net import ZenohPublisher, ZenohSubscriber, configure
 
 # Hue ranges in OpenCV's HSV (hue 0..179), with enough saturation and brightness to be a real colour.
@@ -55,7 +59,28 @@ def steer(found: Optional[Tuple[float, float]], speed: int) -> dict:
 
 
 async def main(args: argparse.Namespace) -> None:
-    configure(connect=args.connect or None, listen=args.listen or None, multicast=False if args.no_multicast else None)
+    if args.sim:
+        # robot.py --sim in this process: the two sides meet in one Zenoh session, no network needed
+        import robot
+
+        configure(multicast=False)  # the options robot.py --no-multicast sets: so both share one session
+        robot_args = robot.parse_args(["--sim", "--name", args.name, "--no-multicast"])
+        robot_task = asyncio.ensure_future(robot.main(robot_args))
+        try:
+            await desktop(args)
+        finally:
+            robot_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await robot_task
+    else:
+        configure(
+            connect=args.connect or None, listen=args.listen or None, multicast=False if args.no_multicast else None
+        )
+        await desktop(args)
+
+
+async def desktop(args: argparse.Namespace) -> None:
+    """Track the colour in the robot's video and send it motor commands, until --seconds (or Ctrl+C)."""
     with contextlib.ExitStack() as stack:
         # Video: only the newest frame matters, so a slow tracker never works on a backlog.
         video = stack.enter_context(ZenohSubscriber(f"{args.name}/camera", delivery="latest"))
@@ -64,7 +89,7 @@ async def main(args: argparse.Namespace) -> None:
         frames = video.subscribe()
         readings = sensors.subscribe()
         loop = asyncio.get_running_loop()
-        end = None if args.duration is None else loop.time() + args.duration
+        end = None if args.seconds is None else loop.time() + args.seconds
         last_report = time.monotonic()
         tracked = 0
         while end is None or loop.time() < end:
@@ -89,12 +114,18 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--name", default="robot1", help="the robot's key prefix (default: robot1)")
     parser.add_argument("--colour", choices=sorted(COLOURS), default="green")
-    parser.add_argument("--speed", type=int, default=150, help="top motor speed, 0..255")
+    parser.add_argument("--speed", type=int_in_range(0, 255), default=150, help="top motor speed, 0..255")
     parser.add_argument(
         "--connect", action="append", default=[], help="Zenoh endpoint to reach, e.g. tcp/192.168.1.42:7447"
     )
     parser.add_argument("--listen", action="append", default=[], help="Zenoh endpoint to accept on")
     parser.add_argument("--no-multicast", action="store_true", help="no LAN discovery: use --connect/--listen")
-    parser.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(main(parser.parse_args()))
+    parser.add_argument("--sim", action="store_true", help="run a simulated robot (robot.py --sim) in this process")
+    parser.add_argument("--seconds", type=positive_float, help="stop after this many seconds (default: until Ctrl+C)")
+    args = parser.parse_args()
+    try:
+        asyncio.run(main(args))
+    except KeyboardInterrupt:
+        pass
+    except RtcbotError as e:  # e.g. a Zenoh endpoint that cannot be opened: the message says what to check
+        sys.exit(f"desktop.py: {e}")

@@ -1,6 +1,7 @@
 """The robot side of offloading: publish the camera, drive the motors with commands from the desktop.
 
     python examples/offload/robot.py --sim                                # simulated camera and Arduino
+    python examples/offload/robot.py --sim --seconds 10                   # ... and stop after 10 s
     python examples/offload/robot.py --camera 0 --serial /dev/ttyACM0     # the real robot
     python examples/offload/robot.py --sim --listen tcp/0.0.0.0:7447      # let desktops connect here
 
@@ -14,7 +15,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import sys
+from typing import List, Optional
 
+from rtcbot import RtcbotError
+from rtcbot.cli.options import int_in_range, positive_float, positive_int
 from rtcbot.net import ZenohPublisher, ZenohSubscriber, configure
 
 
@@ -50,20 +55,20 @@ async def main(args: argparse.Namespace) -> None:
 
         print(f"robot {args.name!r} streaming; Ctrl+C to stop")
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(serial.onClose(), args.duration)  # runs until the serial port goes away
+            await asyncio.wait_for(serial.onClose(), args.seconds)  # runs until the serial port goes away
         print(f"sent {video.stats.sent} frames, got {commands.stats.received} commands")
 
 
-if __name__ == "__main__":
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sim", action="store_true", help="simulated camera and Arduino (runs anywhere)")
     parser.add_argument("--name", default="robot1", help="key prefix, one per robot (default: robot1)")
-    parser.add_argument("--camera", type=int, default=0, help="OpenCV camera number (default: 0)")
+    parser.add_argument("--camera", type=int_in_range(0, 63), default=0, help="OpenCV camera number (default: 0)")
     parser.add_argument("--serial", default="/dev/ttyACM0", help="the Arduino's serial port")
-    parser.add_argument("--width", type=int, default=640)
-    parser.add_argument("--height", type=int, default=480)
-    parser.add_argument("--fps", type=float, default=30)
-    parser.add_argument("--jpeg-quality", type=int, default=80)
+    parser.add_argument("--width", type=positive_int, default=640)
+    parser.add_argument("--height", type=positive_int, default=480)
+    parser.add_argument("--fps", type=positive_float, default=30)
+    parser.add_argument("--jpeg-quality", type=int_in_range(1, 100), default=80)
     parser.add_argument(
         "--connect", action="append", default=[], help="Zenoh endpoint to reach, e.g. tcp/192.168.1.20:7447"
     )
@@ -71,6 +76,14 @@ if __name__ == "__main__":
         "--listen", action="append", default=[], help="Zenoh endpoint to accept on, e.g. tcp/0.0.0.0:7447"
     )
     parser.add_argument("--no-multicast", action="store_true", help="no LAN discovery: use --connect/--listen")
-    parser.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(main(parser.parse_args()))
+    parser.add_argument("--seconds", type=positive_float, help="stop after this many seconds (default: until Ctrl+C)")
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    try:
+        asyncio.run(main(parse_args()))
+    except KeyboardInterrupt:
+        pass
+    except RtcbotError as e:  # e.g. no camera: the message says what to check
+        sys.exit(f"robot.py: {e}")

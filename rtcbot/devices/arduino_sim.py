@@ -78,14 +78,18 @@ _live_devices: weakref.WeakSet[PtyDevice] = weakref.WeakSet()
 def _close_device_ends_after_fork() -> None:
     # A process forked while a simulated device runs (a SerialConnection worker, under the "fork" start
     # method) must not keep the device's end of the pty open: unplug() could not close the pty then.
+    # Only descriptors the device still owns: a closed device's old numbers may belong to someone else now
+    # (closing them here once broke a subprocess's pipes in its child: EBADF before exec).
     for device in list(_live_devices):
+        if device._closed:
+            continue
         for fd in (device._master, device._slave, device._wake_r, device._wake_w):
             if fd is not None:
                 try:
                     os.close(fd)
                 except OSError:
                     pass
-        device._master = device._slave = None
+        device._master = device._slave = device._wake_r = device._wake_w = None
         device._closed = True
 
 
@@ -119,9 +123,12 @@ class PtyDevice:
         self._slave: Optional[int] = None
         self._slave_name = ""
         self._thread: Optional[threading.Thread] = None
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_r, False)
+        self._wake_r: Optional[int] = wake_r
+        self._wake_w: Optional[int] = wake_w
         self._stopping = threading.Event()
+        self._reading = True
         self._closed = False
         self.error: Optional[BaseException] = None
         self.plugged = threading.Event()
@@ -188,6 +195,17 @@ class PtyDevice:
         self.unplug()
         self._plug()
 
+    def pause_reading(self) -> None:
+        """Stop reading what the program writes (a board busy elsewhere): once the pty's buffer is full, the
+        program's writes block, as they would on a stalled device. :meth:`resume_reading` undoes it."""
+        self._reading = False
+        self._wake()
+
+    def resume_reading(self) -> None:
+        """Read what the program writes again (see :meth:`pause_reading`)."""
+        self._reading = True
+        self._wake()
+
     # -- serving ----------------------------------------------------------------------------------------
     def write(self, data: bytes) -> None:
         """Queue bytes for the program to read (any thread)."""
@@ -202,25 +220,31 @@ class PtyDevice:
             return len(self._out)
 
     def _wake(self) -> None:
+        fd = self._wake_w
+        if fd is None:
+            return  # closed: nobody to wake
         try:
-            os.write(self._wake_w, b"\0")
+            os.write(fd, b"\0")
         except BlockingIOError:
             pass  # already awake
 
     def _serve(self) -> None:
-        master = self._master
-        assert master is not None
+        master, wake = self._master, self._wake_r
+        assert master is not None and wake is not None
         try:
             while not self._stopping.is_set():
                 with self._lock:
                     pending = bool(self._out)
                 timeout = self.next_tick()
                 readable, writable, _ = select.select(
-                    [master, self._wake_r], [master] if pending else [], [], timeout
+                    [master, wake] if self._reading else [wake],
+                    [master] if pending else [],
+                    [],
+                    timeout,
                 )
-                if self._wake_r in readable:
+                if wake in readable:
                     try:
-                        os.read(self._wake_r, 4096)
+                        os.read(wake, 4096)
                     except BlockingIOError:
                         pass
                 if master in readable:
@@ -263,10 +287,14 @@ class PtyDevice:
         """Stop serving and close the pty (and remove the link). Idempotent."""
         if self._closed:
             return
-        self._closed = True
         self.unplug()
-        for fd in (self._wake_r, self._wake_w):
-            os.close(fd)
+        self._closed = True  # after unplug: a fork meanwhile still closes the pty in its child
+        _live_devices.discard(self)
+        wake_r, wake_w = self._wake_r, self._wake_w
+        self._wake_r = self._wake_w = None
+        for fd in (wake_r, wake_w):
+            if fd is not None:
+                os.close(fd)
 
     def __enter__(self) -> Any:
         return self

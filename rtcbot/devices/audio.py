@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import threading
 import time
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
@@ -29,7 +30,8 @@ from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 from .._deps import require
 from .._ratelimit import EverySoOften
 from ..base import ProcessSubscriptionConsumer, SubscriptionClosed, ThreadedSubscriptionProducer
-from ..errors import DeviceLostError, DeviceOpenError, InvalidItemError, MissingDependencyError
+from ..base.waiters import Waiters
+from ..errors import DeviceClosedError, DeviceLostError, DeviceOpenError, InvalidItemError, MissingDependencyError
 from .audio_blocks import AudioBlock, PlaybackBuffer, as_playable, check_playable
 
 logger = logging.getLogger("rtcbot.devices.audio")
@@ -106,7 +108,9 @@ def _resolve(
         keep = tuple(int(c) for c in channels)
         if not keep or min(keep) < 0:
             raise ValueError(f"{owner} channels must list channel indices from 0, got {channels!r}")
-        stream_channels = max(keep) + 1
+        # Open at least the device's usual channels: a 1-channel stream on a stereo source is a mix of
+        # both (PulseAudio downmixes), so [0] would not be the left channel.
+        stream_channels = max(max(keep) + 1, min(available, _DEFAULT_MAX_CHANNELS))
     else:
         raise TypeError(
             f"{owner} channels must be a count{' or a list of indices' * (kind == 'input')}, got {channels!r}"
@@ -142,8 +146,10 @@ def _accepted_rates(check: Any, device: int, channels: int) -> str:
 
 def _check_positive(owner: str, **values: float) -> None:
     for name, value in values.items():
-        if isinstance(value, bool) or not value > 0:
-            raise ValueError(f"{owner} {name} must be positive, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"{owner} {name} must be a number, got {value!r}")
+        if not (value > 0 and math.isfinite(value)):
+            raise ValueError(f"{owner} {name} must be positive and finite, got {value!r}")
 
 
 class Microphone(ThreadedSubscriptionProducer):
@@ -293,9 +299,12 @@ class Speaker(ProcessSubscriptionConsumer):
     :param blocksize: frames the sound card asks for at a time (its callback period).
     :param device: a PortAudio device index or part of its name; None for the default output.
     :param max_latency: seconds of audio that may wait to be played before the oldest is dropped.
+    :param start_method: how the player process starts; None for rtcbot's default (never ``"fork"``, see
+        below).
 
     ``put_nowait`` raises :class:`~rtcbot.errors.InvalidItemError` for what cannot be played (a string, a
-    3-D array, 3 channels on a stereo speaker); such items arriving through ``putSubscription`` are logged
+    3-D array, 3 channels on a stereo speaker, float samples with NaN or infinity: refused, not clipped,
+    as no sound is right for them); such items arriving through ``putSubscription`` are logged
     (at most every few seconds), counted in ``skipped`` and skipped. Counters, readable any time:
     ``underflows`` (playback ran dry mid-sound; the end of each sound counts once), ``xruns`` (PortAudio
     reported the sound card starved: the player process was late), ``dropped`` (frames
@@ -311,6 +320,8 @@ class Speaker(ProcessSubscriptionConsumer):
     """
 
     _sounddevice_module = "sounddevice"  # tests swap in a fake module by name (it must import in the child)
+    # What stays in the parent when the player starts (the base layer's declaration of what does not cross).
+    _parent_only_attributes = frozenset({"_counters", "_counterWaitersLazy"})
 
     def __init__(
         self,
@@ -320,6 +331,8 @@ class Speaker(ProcessSubscriptionConsumer):
         device: Device = None,
         loop: Optional[asyncio.AbstractEventLoop] = None,
         max_latency: float = 0.2,
+        *,
+        start_method: Optional[str] = None,
     ) -> None:
         _check_positive("Speaker", samplerate=samplerate, blocksize=blocksize, max_latency=max_latency)
         sd = _import_sounddevice(self._sounddevice_module)
@@ -332,19 +345,37 @@ class Speaker(ProcessSubscriptionConsumer):
         self.max_latency = max_latency
         # The player process reports its counters about ten times a second while they change.
         self._counters = _SpeakerCounts()
-        self._counterWaiters: List[asyncio.Future] = []
         # Never fork: libpulse (behind ALSA's default/pulse devices) refuses to work in a forked child once
         # the parent has used it, and the parent has, checking the device above. The default forkserver
         # gives a clean child.
-        super().__init__(logger=logger, loop=loop)
+        super().__init__(logger=logger, loop=loop, start_method=start_method)
+        # Parent side only (registered after the state that crosses into the child was taken): a pending
+        # next_counters() ends when the speaker closes or its process dies.
+        self.onClose(self._end_waits)
+
+    def _waiters(self) -> Waiters:
+        # Created at first use, in the parent: never part of the state that crosses into the child.
+        waiters = self.__dict__.get("_counterWaitersLazy")
+        if waiters is None:
+            waiters = self.__dict__.setdefault("_counterWaitersLazy", Waiters("Speaker.next_counters"))
+            if self.closed:
+                waiters.fail_all(self._closed_error())
+        return waiters
+
+    def _closed_error(self) -> BaseException:
+        return self.error or DeviceClosedError(f"Speaker {self.device_name!r} is closed")
+
+    def _end_waits(self, _value: Any = None) -> None:
+        waiters = self.__dict__.get("_counterWaitersLazy")
+        if waiters is not None:
+            waiters.fail_all(self._closed_error())
 
     def _deliver(self, item: Any) -> None:
         if type(item) is _SpeakerCounts:
             self._counters = item
-            waiters, self._counterWaiters = self._counterWaiters, []
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_result(dict(item))
+            waiters = self.__dict__.get("_counterWaitersLazy")
+            if waiters is not None:
+                waiters.wake(dict(item))
         else:
             super()._deliver(item)
 
@@ -354,10 +385,12 @@ class Speaker(ProcessSubscriptionConsumer):
 
             while speaker.queued == 0:
                 await asyncio.wait_for(speaker.next_counters(), 5)
+
+        Raises the error that stopped the speaker (:class:`~rtcbot.errors.DeviceLostError`,
+        :class:`~rtcbot.errors.WorkerDiedError`...), or :class:`~rtcbot.errors.DeviceClosedError`, when it
+        closes first, and at once once it is closed.
         """
-        waiter = asyncio.get_running_loop().create_future()
-        self._counterWaiters.append(waiter)
-        return await waiter
+        return await self._waiters().wait()
 
     @property
     def underflows(self) -> int:
@@ -388,6 +421,15 @@ class Speaker(ProcessSubscriptionConsumer):
         """Queue a block for playback; InvalidItemError (a ValueError) if it is not playable audio."""
         check_playable(data, self.channels)
         super().put_nowait(data)
+
+    def play(self, data: Any) -> None:
+        """RTCBot's name for :meth:`put_nowait`: queue a block of samples and return at once."""
+        self.put_nowait(data)
+
+    def playStream(self, stream: Any) -> None:
+        """RTCBot's name for :meth:`putSubscription`: play what ``stream`` (a subscription, or a producer
+        such as a Microphone) delivers, in place of what was playing."""
+        self.putSubscription(stream)
 
     def _consumer(self) -> None:
         """Runs in the child process: the PortAudio callback plays from a PlaybackBuffer this loop fills."""

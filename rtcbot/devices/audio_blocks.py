@@ -57,7 +57,9 @@ def check_playable(item: Any, channels: int) -> None:
 
     Playable: a numpy array of float or int16/int32 samples, either 1-D (mono) or 2-D ``(frames, c)`` with
     ``c`` equal to ``channels`` or 1 (copied to every channel), or any ``c`` when ``channels`` is 1 (mixed
-    down). Cheap: looks at type, dtype and shape only, so a Speaker can call it in ``put_nowait``.
+    down). Float samples must be finite: NaN or infinity is refused (not clipped: no sound is right for
+    them, and a sound card given NaN plays noise or a full-scale click). Cheap enough (one pass over the
+    samples for floats, none for ints) for a Speaker to call it in ``put_nowait``.
     """
     if not isinstance(item, np.ndarray):
         raise InvalidItemError(
@@ -78,6 +80,12 @@ def check_playable(item: Any, channels: int) -> None:
         raise InvalidItemError(
             f"a block with {block_channels} channels (shape {item.shape}) cannot be played on a "
             f"{channels}-channel speaker; give 1 or {channels} channels"
+        )
+    if item.dtype.kind == "f" and not np.isfinite(item).all():
+        bad = int(np.count_nonzero(~np.isfinite(item)))
+        raise InvalidItemError(
+            f"an audio block of shape {item.shape} holds {bad} NaN or infinite sample(s); a Speaker refuses "
+            "it rather than guess: check the computation that produced it (np.nan_to_num fixes it up)"
         )
 
 

@@ -12,11 +12,16 @@
 
     asyncio.run(main())
 
-HighGUI must be driven from one thread, so every display of the process hands its frames to one shared
-GUI thread, started with the first display and joined when the last one closes.
+HighGUI must be driven from one thread, and always the same one: OpenCV's Qt backend binds its GUI to the
+first thread that opens a window, and a window opened from any other thread later never answers. So every
+display of the process hands its frames to one shared GUI thread, started with the first display. It stays
+(idle, without waking) when the last display closes, so the next display works, and is stopped and joined
+when the interpreter exits.
 """
+
 from __future__ import annotations
 
+import atexit
 import itertools
 import logging
 import os
@@ -172,7 +177,7 @@ class _GuiThread:
                     self._guarded("showing a frame in", name, backend.show, name, frame)
             for name, reply in closes:
                 self._answer(reply, self._close_window, name)
-            if self._on_user_close:
+            if self._on_user_close or closes:  # a destroyed window disappears at the next pump
                 self._guarded("pumping events for", "the windows", backend.pump)
                 for name, on_user_close in list(self._on_user_close.items()):
                     if self._guarded("checking", name, backend.user_closed, name):
@@ -212,7 +217,8 @@ class _GuiThread:
 
 
 class _GuiManager:
-    """Starts the GUI thread for the first display and joins it when the last display is gone."""
+    """Starts the GUI thread for the first display and keeps it for the process (see the module docstring);
+    :meth:`shutdown` (at interpreter exit) stops and joins it."""
 
     timeout = 5.0
 
@@ -220,6 +226,7 @@ class _GuiManager:
         self._lock = threading.Lock()
         self._gui: Optional[_GuiThread] = None
         self._names: Dict[str, int] = {}
+        self._exit_hook = False
 
     def acquire(self, name: str, on_user_close: Callable[[], None]) -> _GuiThread:
         with self._lock:
@@ -229,6 +236,9 @@ class _GuiManager:
                 backend = _backend_factory()
                 backend.check()
                 self._gui = _GuiThread(backend)
+                if not self._exit_hook:
+                    atexit.register(self.shutdown)
+                    self._exit_hook = True
             gui = self._gui
             self._names[name] = 1
         try:
@@ -251,9 +261,12 @@ class _GuiManager:
     def _forget(self, name: str) -> None:
         with self._lock:
             self._names.pop(name, None)
-            gui = self._gui if not self._names else None
-            if gui is not None:
-                self._gui = None
+
+    def shutdown(self) -> None:
+        """Stop and join the GUI thread (closing any window still open). Runs at interpreter exit."""
+        with self._lock:
+            gui, self._gui = self._gui, None
+            self._names.clear()
         if gui is not None:
             gui.stop(self.timeout)
 
@@ -267,13 +280,25 @@ _manager = _GuiManager()
 _numbers = itertools.count(1)
 
 
+#: Pixel types HighGUI shows: 8-bit as is, 16-bit divided by 256, floats (0..1) multiplied by 255.
+_SHOWN_DTYPES = (np.uint8, np.uint16, np.float32, np.float64)
+
+
 def _check_frame(name: str, frame: Any) -> np.ndarray:
+    """``frame`` as HighGUI can show it (a bool mask becomes black and white uint8); InvalidItemError if no
+    window could show it, raised before it reaches the GUI thread."""
     if not isinstance(frame, np.ndarray):
         raise InvalidItemError(f"CVDisplay {name!r} shows numpy images, got a {type(frame).__name__}")
     if not (frame.ndim == 2 or (frame.ndim == 3 and frame.shape[2] in (1, 3, 4))) or frame.size == 0:
         raise InvalidItemError(
-            f"CVDisplay {name!r} shows (height, width) or (height, width, 1|3|4) images, "
-            f"got shape {frame.shape}"
+            f"CVDisplay {name!r} shows (height, width) or (height, width, 1|3|4) images, got shape {frame.shape}"
+        )
+    if frame.dtype == np.bool_:
+        return frame.view(np.uint8) * np.uint8(255)
+    if frame.dtype not in _SHOWN_DTYPES:
+        raise InvalidItemError(
+            f"CVDisplay {name!r} shows uint8, uint16, float32 or float64 images (or bool masks), got {frame.dtype}: "
+            "convert it, e.g. np.clip(frame, 0, 255).astype(np.uint8)"
         )
     return frame
 
@@ -291,8 +316,10 @@ class CVDisplay(ThreadedSubscriptionConsumer):
     when frames come faster than the screen. Closing the window with its close button closes the display.
     Construction fails with :class:`~rtcbot.MissingDependencyError` on an OpenCV build without GUI support
     (``opencv-python-headless``) and with :class:`~rtcbot.DeviceOpenError` when there is no screen (DISPLAY
-    unset). ``put_nowait`` of something that is not an image raises :class:`~rtcbot.InvalidItemError`; such
-    an item from a subscription is logged, counted in ``skipped``, and the display goes on.
+    unset). Images are uint8 (as cameras give them), uint16, or float32/float64 in 0..1; a bool mask is shown
+    black and white. ``put_nowait`` of anything else raises :class:`~rtcbot.InvalidItemError` (an int64 array
+    too: convert it); such an item from a subscription is logged, counted in ``skipped``, and the display
+    goes on.
     """
 
     def __init__(self, name: Optional[str] = None, loop: Any = None) -> None:
@@ -312,9 +339,8 @@ class CVDisplay(ThreadedSubscriptionConsumer):
         return self._window
 
     def put_nowait(self, data: Any) -> None:
-        """Show ``data`` next; InvalidItemError (a ValueError) if it is not an image."""
-        _check_frame(self._window, data)
-        super().put_nowait(data)
+        """Show ``data`` next; InvalidItemError (a ValueError) if it is not an image a window can show."""
+        super().put_nowait(_check_frame(self._window, data))
 
     def _consumer(self) -> None:
         bad_items = EverySoOften(logger)

@@ -27,7 +27,11 @@ Formats:
   one byte (payload length, 0..255) and ``crc16`` is CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF, no
   reflection) over the length byte and the payload, sent little-endian. A frame whose length is too large
   or whose checksum fails is dropped and counted, and the decoder resynchronises one byte after the
-  rejected marker, so line noise or a device reset mid-message loses only the frames it touched. The
+  rejected marker, so line noise or a device reset mid-message loses only the frames it touched. A frame
+  still incomplete is also given up (dropped, counted) as soon as a whole good frame has arrived after its
+  marker: a damaged length byte claiming more bytes than were sent does not hold later frames back, they
+  come out as soon as they are read. (So a payload must not itself contain a whole valid frame, which a
+  device never sends by accident: the checksum makes a false one a 1 in 65536 chance per marker.) The
   payload is then decoded with the struct format if one is given, else delivered as bytes.
 
 Every decoder has ``dropped`` (messages rejected: overlong lines, bad frames, payloads of the wrong size)
@@ -37,6 +41,7 @@ and ``discarded_bytes`` (bytes skipped while hunting for a start byte or frame m
 from __future__ import annotations
 
 import binascii
+import math
 import re
 import struct
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
@@ -137,6 +142,14 @@ def _describe_range(field_fmt: str) -> str:
     return "a value the struct code accepts"
 
 
+def _is_non_finite(value: Any) -> bool:
+    """NaN or an infinity (float, numpy float, anything math.isfinite takes); False for what it does not."""
+    try:
+        return not math.isfinite(value)
+    except (TypeError, ValueError):
+        return False
+
+
 class StructCodec:
     """One struct format with optional field names, shared by the struct decoder and encoder::
 
@@ -218,6 +231,12 @@ class StructCodec:
     def pack(self, item: Any) -> bytes:
         values = self.values_of(item)
         for i, (field_fmt, value) in enumerate(zip(self._fields, values)):
+            if field_fmt[-1] in "efd" and _is_non_finite(value):
+                # struct packs NaN and inf without complaint; a motor command of NaN is a bug upstream.
+                raise EncodeError(
+                    f"cannot encode field {self._field_name(i)}: value {value!r} is not a finite number; "
+                    "NaN and infinity are refused (check the computation that produced it)"
+                )
             try:
                 struct.pack(field_fmt, value)
             except (struct.error, OverflowError, TypeError, ValueError) as e:
@@ -403,6 +422,19 @@ class FramedDecoder(Decoder):
     def buffered(self) -> int:
         return len(self._buf)
 
+    def _good_frame_after(self, buf: bytearray, start: int, end: int) -> bool:
+        """True when a complete frame with a valid checksum begins after ``start`` in ``buf[:end]``."""
+        j = buf.find(FRAME_SYNC, start + 1)
+        while 0 <= j and j + 3 <= end:
+            n = buf[j + 2]
+            frame_end = j + 3 + n + 2
+            if n <= self.max_payload and frame_end <= end:
+                body = bytes(buf[j + 2 : j + 3 + n])
+                if crc16(body) == int.from_bytes(buf[frame_end - 2 : frame_end], "little"):
+                    return True
+            j = buf.find(FRAME_SYNC, j + 1)
+        return False
+
     def feed(self, data: bytes) -> List[Any]:
         buf = self._buf
         buf += data
@@ -429,6 +461,14 @@ class FramedDecoder(Decoder):
                 continue
             frame_end = pos + 3 + n + 2
             if frame_end > end:
+                if self._good_frame_after(buf, pos, end):
+                    # A whole good frame arrived after this marker, inside the bytes it claims: its length
+                    # byte was damaged (a length too large would hold every later frame back until the
+                    # claimed bytes arrived). Drop it now and resync.
+                    self._dropped += 1
+                    self._discarded += 1
+                    pos += 1
+                    continue
                 break
             body = bytes(buf[pos + 2 : pos + 3 + n])
             if crc16(body) != int.from_bytes(buf[frame_end - 2 : frame_end], "little"):
@@ -571,7 +611,8 @@ class Encoder:
         Encoder("<hh", ["l", "r"]).encode({"l": 1, "r": -1})  # b"\\x01\\x00\\xff\\xff"
         Encoder("<hh", framed=True).encode((1, 2))            # encode_frame(b"\\x01\\x00\\x02\\x00")
 
-    Raises :class:`rtcbot.EncodeError` naming the field for a message that does not fit.
+    Raises :class:`rtcbot.EncodeError` naming the field for a message that does not fit, including NaN or
+    infinity in a float field (refused, not clipped: there is no right value to send instead).
     """
 
     def __init__(

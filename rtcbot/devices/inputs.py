@@ -27,9 +27,10 @@ import selectors
 import threading
 from typing import Any, Callable, Dict, Optional
 
+from rtcbot._deps import require
 from rtcbot.base import ThreadedSubscriptionProducer
 from rtcbot.devices.input_events import event_dict
-from rtcbot.errors import DeviceLostError, DeviceOpenError, MissingDependencyError
+from rtcbot.errors import DeviceLostError, DeviceOpenError
 
 logger = logging.getLogger(__name__)
 
@@ -40,14 +41,7 @@ Event = Dict[str, Any]
 
 def import_evdev() -> Any:
     """The evdev module, or :class:`~rtcbot.MissingDependencyError` saying how to install it."""
-    try:
-        import evdev
-    except ImportError as e:
-        raise MissingDependencyError(
-            f"rtcbot needs the 'evdev' module for gamepads, keyboards and mice, and importing it failed ({e}). "
-            "Install it: pip install 'rtcbot[inputs]' (evdev), or sudo apt install python3-evdev."
-        ) from e
-    return evdev
+    return require("evdev")
 
 
 def _open_device(evdev: Any, path: str) -> Any:

@@ -12,6 +12,9 @@ Same interface and frames as :class:`~rtcbot.CVCamera`::
 
     asyncio.run(main())
 
+For the camera's hardware H.264 (WebRTC without encoding in Python), attach
+:class:`~rtcbot.devices.picamera_h264.PiCamera2H264` to the open camera: ``PiCamera2H264(camera)``.
+
 picamera2 comes with Raspberry Pi OS (``sudo apt install python3-picamera2``); a virtualenv needs
 ``--system-site-packages`` to see it, and then must not install its own numpy 2.x over apt's (importing
 picamera2 fails with "numpy.dtype size changed": ``pip uninstall numpy`` in the virtualenv).
@@ -30,7 +33,7 @@ import numpy as np
 from rtcbot._deps import require
 from rtcbot.base import ThreadedSubscriptionProducer
 from rtcbot.devices.camera import Frame, _FrameEmitter
-from rtcbot.errors import DeviceLostError, DeviceOpenError, MissingDependencyError
+from rtcbot.errors import DeviceClosedError, DeviceLostError, DeviceOpenError, MissingDependencyError
 from rtcbot.subscriptions import MostRecentSubscription
 
 logger = logging.getLogger(__name__)
@@ -199,6 +202,8 @@ class PiCamera2(_FrameEmitter, ThreadedSubscriptionProducer):
         self._to_bgr: Optional[Callable[[np.ndarray], np.ndarray]] = None
         self._software_flip: Tuple[bool, bool] = (False, False)
         self._closing = threading.Event()
+        self._encoders_lock = threading.Lock()
+        self._encoders: Optional[List[Any]] = []  # encoders started by start_encoder(); None once released
         self._picam: Any = None
         self._picam = self._open(picamera2, libcamera, width, height, fps, hflip, vflip)
         try:
@@ -309,11 +314,52 @@ class PiCamera2(_FrameEmitter, ThreadedSubscriptionProducer):
         return f"{'USB' if self._usb else 'CSI'} camera {self._camera_number} ({self._model})"
 
     def _release(self, camera: Any) -> None:
-        """Closes the picamera2 object and gives the camera back to this process's other users."""
+        """Stops its encoders, closes the picamera2 object and gives the camera back to this process."""
         try:
+            with self._encoders_lock:
+                encoders, self._encoders = self._encoders or [], None
+            for encoder in encoders:
+                self._stop_encoder(camera, encoder)
             camera.close()
         finally:
             _open_cameras.release(self._camera_id)
+
+    # ----------------------------------------------------------------- encoders (hardware H.264)
+
+    def start_encoder(self, encoder: Any, output: Any) -> None:
+        """Starts a picamera2 encoder on this camera's main stream, writing to a picamera2 ``Output``.
+
+        The hook :class:`~rtcbot.devices.picamera_h264.PiCamera2H264` uses: the camera's frames go both to
+        its BGR subscribers and to the encoder, and the encoder is stopped before the camera closes. Blocks
+        while the encoder starts: call it off the event loop. Raises :class:`~rtcbot.DeviceClosedError`
+        once the camera is closed.
+        """
+        with self._encoders_lock:
+            if self._encoders is None or self._stopping():
+                raise DeviceClosedError(f"{self.describe()} is closed: no encoder can start on it")
+            try:
+                self._picam.start_encoder(encoder, output)
+            except Exception as e:
+                raise DeviceOpenError(
+                    f"{self.describe()}: the {type(encoder).__name__} did not start: {e}. Check that no other "
+                    "program uses the video encoder (/dev/video11 on a Pi 4 and earlier)"
+                ) from e
+            self._encoders.append(encoder)
+
+    def stop_encoder(self, encoder: Any) -> None:
+        """Stops an encoder started with :meth:`start_encoder` (nothing if it was stopped already). Blocks
+        until its last frame is out: call it off the event loop."""
+        with self._encoders_lock:
+            if self._encoders is None or encoder not in self._encoders:
+                return
+            self._encoders.remove(encoder)
+            self._stop_encoder(self._picam, encoder)
+
+    def _stop_encoder(self, camera: Any, encoder: Any) -> None:
+        try:
+            camera.stop_encoder(encoder)
+        except Exception as e:  # a device that failed: the encoder is gone either way
+            logger.warning("%s: stopping the %s failed: %s", self.describe(), type(encoder).__name__, e)
 
     def close(self) -> None:
         """Stops capturing and releases the camera; a capture waiting for a frame is woken at once."""

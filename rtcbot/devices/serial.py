@@ -9,15 +9,17 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import math
 import os
 import stat
 import threading
 import time
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Dict, Optional, Sequence, Union
 
 from .._deps import require
 from ..base import ProcessSubscriptionProducerConsumer, SubscriptionClosed
-from ..errors import DeviceLostError, DeviceOpenError, EncodeError
+from ..base.waiters import Waiters
+from ..errors import DeviceClosedError, DeviceLostError, DeviceOpenError, EncodeError
 from .framing import make_decoder, make_encoder
 
 __all__ = ["SerialConnection"]
@@ -29,15 +31,28 @@ _BACKOFF_MAX = 1.0  # the wait between attempts doubles up to this
 
 
 class _Wire:
-    """Bytes already encoded in the parent: the worker writes them as they are."""
+    """Bytes already encoded in the parent (``count`` messages, back to back): the worker writes them as
+    they are, with one ``write()``."""
 
-    __slots__ = ("data",)
+    __slots__ = ("data", "count")
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes, count: int = 1) -> None:
         self.data = data
+        self.count = count
 
     def __reduce__(self) -> Any:
-        return (_Wire, (self.data,))
+        return (_Wire, (self.data, self.count))
+
+
+_BATCH_MAX = 65536  # bytes of queued writes sent to the worker as one item, at most
+
+
+def _batch_limit(baudrate: int, write_timeout: Optional[float]) -> int:
+    """The most bytes one batched write() may carry: what the line sends in a quarter of ``write_timeout``
+    (so a batch never times out on a slow line where its messages one by one would not), within 64..64 KiB."""
+    if write_timeout is None:
+        return _BATCH_MAX
+    return int(max(64, min(_BATCH_MAX, baudrate / 10 * write_timeout / 4)))
 
 
 class _PortStatus:
@@ -63,16 +78,31 @@ class _PortStatus:
     def key(self) -> tuple:
         return (self.connected, self.writes_dropped, self.read_dropped, self.discarded_bytes, self.reconnects)
 
+    def as_dict(self) -> Dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
 
 def _is_url(url: str) -> bool:
     return "://" in url
 
 
+def _errno_of(err: Optional[BaseException]) -> Optional[int]:
+    """The errno of ``err``, or of what caused it (pyserial wraps termios errors: ENOTTY for /dev/null)."""
+    seen = 0
+    while err is not None and seen < 5:
+        code = getattr(err, "errno", None)
+        if code is None and err.args and isinstance(err.args[0], int):
+            code = err.args[0]
+        if code is not None:
+            return code
+        err = err.__cause__ or err.__context__
+        seen += 1
+    return None
+
+
 def _open_error(url: str, err: BaseException) -> DeviceOpenError:
     """A DeviceOpenError for ``url`` saying what to check, from the errno of ``err`` (or of its cause)."""
-    code = getattr(err, "errno", None)
-    if code is None and err.args and isinstance(err.args[0], int):
-        code = err.args[0]
+    code = _errno_of(err)
     if code == errno.ENOENT:
         hint = (
             "it does not exist: is the device plugged in? `rtcbot devices` lists the serial ports (use a "
@@ -96,6 +126,39 @@ def _open_error(url: str, err: BaseException) -> DeviceOpenError:
     error = DeviceOpenError(f"SerialConnection cannot open {url!r}: {hint} ({err})")
     error.errno = code  # callers can still test the cause; str(error) stays one clean sentence
     return error
+
+
+def _check_settings(url: Any, baudrate: Any, write_timeout: Any, delay_write_start: Any) -> None:
+    """Reject, at construction, values the worker could never open the port with."""
+    if not isinstance(url, str) or not url:
+        raise TypeError(
+            f"SerialConnection url must be a device path or a pyserial URL string (e.g. '/dev/ttyACM0', "
+            f"'loop://'), got {url!r}; `rtcbot devices` lists the serial ports"
+        )
+    if isinstance(baudrate, bool) or not isinstance(baudrate, int):
+        raise TypeError(
+            f"SerialConnection({url!r}) baudrate must be an int (e.g. 115200, as in the board's "
+            f"Serial.begin()), got {baudrate!r}"
+        )
+    if baudrate <= 0:
+        raise ValueError(
+            f"SerialConnection({url!r}) baudrate must be positive (e.g. 115200, as in the board's "
+            f"Serial.begin()), got {baudrate}"
+        )
+    if write_timeout is not None:
+        if isinstance(write_timeout, bool) or not isinstance(write_timeout, (int, float)):
+            raise TypeError(f"SerialConnection({url!r}) write_timeout must be seconds or None, got {write_timeout!r}")
+        if not (math.isfinite(write_timeout) and write_timeout >= 0):
+            raise ValueError(
+                f"SerialConnection({url!r}) write_timeout must be finite seconds >= 0 (or None to wait for "
+                f"ever), got {write_timeout!r}"
+            )
+    if isinstance(delay_write_start, bool) or not isinstance(delay_write_start, (int, float)):
+        raise TypeError(f"SerialConnection({url!r}) delayWriteStart must be seconds, got {delay_write_start!r}")
+    if not (math.isfinite(delay_write_start) and delay_write_start >= 0):
+        raise ValueError(
+            f"SerialConnection({url!r}) delayWriteStart must be finite seconds >= 0, got {delay_write_start!r}"
+        )
 
 
 def _check_port(url: str) -> None:
@@ -140,8 +203,9 @@ class SerialConnection(ProcessSubscriptionProducerConsumer):
 
     Writing (``put_nowait``, ``putSubscription``): str and bytes are sent as they are; with ``writeFormat``
     a tuple/list (or a dict, with ``writeKeys``) is packed with that struct format. A message that does not
-    fit (wrong count, missing key, out of range) raises :class:`rtcbot.EncodeError` at ``put_nowait``,
-    naming the field; nothing is sent and the connection keeps running. (Items read from a
+    fit (wrong count, missing key, out of range, NaN or infinity in a float field: refused, never clipped)
+    raises :class:`rtcbot.EncodeError` at ``put_nowait``, naming the field; nothing is sent and the
+    connection keeps running. (Items read from a
     ``putSubscription`` are checked in the worker: a bad one is logged, counted in ``writes_dropped`` and
     skipped.)
 
@@ -155,7 +219,15 @@ class SerialConnection(ProcessSubscriptionProducerConsumer):
         one. The payload is ``readFormat``/``writeFormat`` packed (or bytes).
     :param reconnect: when the port disappears (unplugged), set ``ready`` False and reopen the same path
         when it reappears (True, default); with False, fail with :class:`rtcbot.DeviceLostError`.
-    :param write_timeout: seconds a write may block (device not reading) before it is dropped and counted.
+    :param write_timeout: seconds a write may block (device not reading) before it is dropped and counted
+        (None: wait for ever). Messages put in the same turn of the event loop are written together, with
+        one ``write()`` (at most what the line sends in a quarter of ``write_timeout``): a write that times
+        out drops that batch, each of its messages counted.
+    :param start_method: how the worker process starts (``"forkserver"``, ``"spawn"``, ``"fork"``); None
+        for rtcbot's default (see :mod:`rtcbot.base.multiprocess`).
+
+    ``ready`` is True exactly while the worker has the port open (it changes together with
+    ``port_present``); ``await conn.wait_port()`` waits for it, and raises once the connection is closed.
 
     Unplug/replug policy: when the port vanishes, ``ready`` goes False, the loss is logged, and the worker
     retries the same path (waiting 50 ms, doubling up to 1 s between attempts), so a ``/dev/serial/by-id``
@@ -186,9 +258,11 @@ class SerialConnection(ProcessSubscriptionProducerConsumer):
         logger: Optional[logging.Logger] = None,
         daemonProcess: bool = True,
         joinTimeout: float = 1,
+        start_method: Optional[str] = None,
     ) -> None:
         require("serial")
         # Everything below is checked here, so a mistake fails at the call, not later in the worker.
+        _check_settings(url, baudrate, write_timeout, delayWriteStart)
         self._decoder = make_decoder(readFormat, readKeys, startByte, framed)
         self._encoder = make_encoder(writeFormat, writeKeys, framed)
         _check_port(url)
@@ -197,11 +271,21 @@ class SerialConnection(ProcessSubscriptionProducerConsumer):
         self._delayWriteStart = float(delayWriteStart)
         self._reconnect = reconnect
         self._writeTimeout = write_timeout
+        self._logger = logger or log
         # parent-side view of the worker's counters (updated from _PortStatus messages)
         self._portGone = False
         self._droppedHere = 0
         self._status = _PortStatus(False, 0, 0, 0, 0)
-        super().__init__(logger=logger or log, loop=loop, daemonProcess=daemonProcess, joinTimeout=joinTimeout)
+        super().__init__(
+            logger=self._logger,
+            loop=loop,
+            daemonProcess=daemonProcess,
+            joinTimeout=joinTimeout,
+            start_method=start_method,
+        )
+        # Parent side only (registered after the state that crosses into the worker was taken): a
+        # wait_port() pending when the connection closes or its worker dies ends with the reason.
+        self.onClose(self._end_waits)
 
     # ------------------------------------------------------------------------------------ parent side
     @property
@@ -239,16 +323,82 @@ class SerialConnection(ProcessSubscriptionProducerConsumer):
         Raises :class:`rtcbot.EncodeError` (naming the field) for a message that does not fit; nothing is
         sent. While the port is unplugged the message is dropped and counted in ``writes_dropped``.
         """
-        wire = _Wire(self._encoder.encode(data))
+        encoded = self._encoder.encode(data)
         if self._portGone and not self._shouldClose:
             self._droppedHere += 1
             return
-        super().put_nowait(wire)
+        batch = self._batch
+        if batch is not None:  # more writes in this turn of the event loop: they wait for its end
+            batch += encoded
+            self._batchCount += 1
+            if len(batch) >= self._batchLimit:
+                self._send_batch()
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not on a running loop (module-level code, another thread): no batching
+            super().put_nowait(_Wire(encoded))
+            return
+        # The first write of a turn of the event loop goes at once (no added latency for a lone command);
+        # the ones after it in the same turn travel to the worker together, as one item written with one
+        # write(), so a burst pays the hand-off and the system call once.
+        super().put_nowait(_Wire(encoded))
+        self._batch = bytearray()
+        self._batchCount = 0
+        self._batchLimit = _batch_limit(self._baudrate, self._writeTimeout)
+        loop.call_soon(self._end_batch)
+
+    def _send_batch(self) -> None:
+        batch, count = self._batch, self._batchCount
+        if not batch:
+            return
+        self._batch = bytearray()
+        self._batchCount = 0
+        if self._shouldClose:
+            return  # closed meanwhile: as for any write still queued at close, it is not sent
+        super().put_nowait(_Wire(bytes(batch), count))
+
+    def _end_batch(self) -> None:
+        self._send_batch()
+        self._batch = None
 
     @property
     def port_present(self) -> bool:
-        """True while the worker has the port open; False before it opened and while it is unplugged."""
+        """True while the worker has the port open; False before it opened, while it is unplugged, and
+        once the connection closed or failed."""
         return self._status.connected
+
+    def _waiters(self) -> Waiters:
+        """The futures of wait_port() (keyed by the state awaited) and next_counters() (keyed "counters").
+
+        Created at first use, in the parent: never part of the state that crosses into the worker."""
+        waiters = self.__dict__.get("_waitersLazy")
+        if waiters is None:
+            waiters = self.__dict__.setdefault("_waitersLazy", Waiters(f"SerialConnection {self._url!r}"))
+            if self.closed:
+                waiters.fail_all(self._closed_error())
+        return waiters
+
+    def _closed_error(self) -> BaseException:
+        return self.error or DeviceClosedError(f"SerialConnection {self._url!r} is closed")
+
+    def _end_waits(self, _value: Any = None) -> None:
+        self._status = _PortStatus(False, *self._status.key()[1:])
+        waiters = self.__dict__.get("_waitersLazy")
+        if waiters is not None:
+            waiters.fail_all(self._closed_error())
+
+    async def next_counters(self) -> Dict[str, Any]:
+        """Wait for the worker's next report of the port state and counters (sent when they change) and
+        return them as a dict (``connected``, ``writes_dropped``, ``read_dropped``, ``discarded_bytes``,
+        ``reconnects``)::
+
+            while conn.writes_dropped == 0:
+                await asyncio.wait_for(conn.next_counters(), 5)
+
+        Raises the error that stopped the connection, or DeviceClosedError, when it closes first.
+        """
+        return await self._waiters().wait(key="counters")
 
     async def wait_port(self, present: bool = True) -> None:
         """Wait until the worker has the port open or, with ``present=False``, until it is not open (before
@@ -256,25 +406,36 @@ class SerialConnection(ProcessSubscriptionProducerConsumer):
 
             await conn.wait_port(present=False)   # the cable came out: stop the robot's plan
             await conn.wait_port()                # it is back
+
+        Once it returns, ``ready`` agrees with it (True with the port, False without). Raises the error
+        that stopped the connection (:class:`rtcbot.DeviceLostError`, :class:`rtcbot.WorkerDiedError`...)
+        or :class:`rtcbot.DeviceClosedError` when it closes first, and at once if it is closed already.
         """
-        if self._status.connected == present:
+        waiters = self._waiters()
+        if waiters.failure is None and self._status.connected == bool(present):
             return
-        future = asyncio.get_running_loop().create_future()
-        waiters = self.__dict__.setdefault("_portWaiters", [])  # created after the worker started: not pickled
-        waiters.append((present, future))
-        try:
-            await future
-        finally:
-            if (present, future) in waiters:
-                waiters.remove((present, future))
+        await waiters.wait(key=bool(present))
+
+    # What stays in the parent when the worker starts (the base layer's declaration of what does not cross).
+    _parent_only_attributes = frozenset(
+        {"_waitersLazy", "_batch", "_batchCount", "_batchLimit", "_status", "_portGone", "_droppedHere"}
+    )
+    _batch: Optional[bytearray] = None  # writes of this loop turn, not yet handed to the worker
+    _batchCount = 0
+    _batchLimit = _BATCH_MAX
 
     def _deliver(self, item: Any) -> None:
         if type(item) is _PortStatus:
+            if self.closed:
+                return  # a report in flight when the connection closed
             self._status = item
             self._portGone = not item.connected
-            for present, future in self.__dict__.get("_portWaiters", ()):
-                if present == item.connected and not future.done():
-                    future.set_result(None)
+            # Ready follows the port, set here with the status in one step: whoever sees one sees the other.
+            self._setReady(item.connected)
+            waiters = self.__dict__.get("_waitersLazy")
+            if waiters is not None:
+                waiters.wake(key=item.connected)
+                waiters.wake(item.as_dict(), key="counters")
             return
         super()._deliver(item)
 
@@ -290,7 +451,7 @@ class _PortWorker:
     def __init__(self, conn: SerialConnection) -> None:
         self.conn = conn
         self.serial = require("serial")
-        self.log = conn._log
+        self.log = conn._logger
         self.lock = threading.Lock()
         self.port: Any = None
         self.opened_at = 0.0
@@ -327,16 +488,19 @@ class _PortWorker:
         except (self.serial.SerialException, OSError) as e:
             self.log.debug("closing the lost port %s: %s", self.conn._url, e)
         self.gone_since = time.monotonic()
+        # The parent hears of the loss first (port_present and ready False), whatever happens next.
+        self.send_status()
         if not self.conn._reconnect:
-            raise DeviceLostError(f"SerialConnection lost {self.conn._url!r}: {err}") from err
+            raise DeviceLostError(
+                f"SerialConnection lost {self.conn._url!r} ({err}) and reconnect=False: check the cable and "
+                "the board's power, or pass reconnect=True to wait for it to come back"
+            ) from err
         self.log.warning(
             "SerialConnection: %s disappeared (%s); writes are dropped until it is back, reopening it when "
             "it reappears",
             self.conn._url,
             err,
         )
-        self.conn._setReady(False)
-        self.send_status()
 
     def reopen(self) -> Any:
         """Wait (bounded backoff, woken by close) until the same path opens again; None once closing."""
@@ -359,8 +523,7 @@ class _PortWorker:
             self.reconnects += 1
             gone = time.monotonic() - (self.gone_since or time.monotonic())
             self.log.info("SerialConnection: %s is back after %.1f s", self.conn._url, gone)
-            self.send_status()
-            self.conn._setReady(True)
+            self.send_status()  # the parent sets ready with it
             return port
         return None
 
@@ -374,14 +537,13 @@ class _PortWorker:
             if not force and key == self.sent_status:
                 return
             self.sent_status = key
-        self.conn._put_nowait(status)
+        self.conn._sendToParent(status)
 
     # -- threads -------------------------------------------------------------------------------------
     def run(self) -> None:
         self.port = self.open()  # a failure here ends the worker: onError(DeviceOpenError) in the parent
-        # Going up: the status first, so whoever sees ready also sees port_present (going down: the reverse).
+        # The parent sets ready from this status, so ready and port_present always change together.
         self.send_status(force=True)
-        self.conn._setReady(True)
         reader = threading.Thread(target=self.read_loop, name="rtcbot-serial-reader", daemon=True)
         closer = threading.Thread(target=self.wait_close, name="rtcbot-serial-closer", daemon=True)
         reader.start()
@@ -454,8 +616,9 @@ class _PortWorker:
         encode = conn._encoder.encode
         while True:
             item = conn._get()  # SubscriptionClosed after close() ends the worker
+            count = 1
             if type(item) is _Wire:
-                data = item.data
+                data, count = item.data, item.count
             else:  # from a putSubscription: not checked in the parent
                 try:
                     data = encode(item)
@@ -466,7 +629,7 @@ class _PortWorker:
             with self.lock:
                 port = self.port
             if port is None:
-                self.drop()
+                self.drop(count)
                 continue
             wait = self.opened_at + conn._delayWriteStart - time.monotonic()
             if wait > 0 and conn._wait_closed(wait):
@@ -476,14 +639,16 @@ class _PortWorker:
             except self.serial.SerialTimeoutException as e:
                 if self.stopping:
                     return
-                self.log.warning("SerialConnection %s: write timed out (%s); dropped", conn._url, e)
-                self.drop()
+                self.log.warning(
+                    "SerialConnection %s: write timed out (%s); %d message(s) dropped", conn._url, e, count
+                )
+                self.drop(count)
             except (self.serial.SerialException, OSError) as e:
                 if self.stopping:
                     return
-                self.drop()
+                self.drop(count)
                 self.lost(port, e)
 
-    def drop(self) -> None:
-        self.writes_dropped += 1
+    def drop(self, count: int = 1) -> None:
+        self.writes_dropped += count
         self.send_status()

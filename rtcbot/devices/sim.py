@@ -26,11 +26,12 @@ import importlib.util
 import logging
 import math
 import time
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
 from ..base import SubscriptionClosed, ThreadedSubscriptionConsumer, ThreadedSubscriptionProducer
+from ..base.waiters import Waiters
 from ..errors import DeviceClosedError
 from ..subscriptions import MostRecentSubscription
 from .audio_blocks import AudioBlock, as_playable, check_playable
@@ -39,6 +40,10 @@ from .camera import Frame, _FrameEmitter
 logger = logging.getLogger("rtcbot.devices.sim")
 
 __all__ = ["SimCamera", "SimMicrophone", "SimSpeaker", "render_test_pattern", "tone_block"]
+
+# The longest block a SimMicrophone may take to "record": beyond this its first block (and ready) would come
+# so late that the settings are certainly a mistake (samplerate=1 would take 17 minutes per block).
+_MAX_BLOCK_SECONDS = 10.0
 
 # How far (seconds) a simulated device may fall behind its schedule, on a busy machine, and still catch up by
 # delivering the late items at once; beyond that the missed ones are skipped.
@@ -112,7 +117,7 @@ def render_test_pattern(width: int, height: int, frame_number: int, *, use_cv2: 
     shift = (frame_number * 4) % width
     columns = (np.arange(width) - shift) % width
     row = _BARS_BGR[columns * len(_BARS_BGR) // width]
-    frame = np.ascontiguousarray(np.broadcast_to(row, (height, width, 3)))
+    frame = np.broadcast_to(row, (height, width, 3)).copy()  # a writable copy, whatever the size
 
     text = str(frame_number)
     scale = max(1, min(width, height) // 60)
@@ -254,6 +259,15 @@ class SimMicrophone(ThreadedSubscriptionProducer):
                 f"SimMicrophone needs positive samplerate, channels and blocksize, got "
                 f"samplerate={samplerate} channels={channels} blocksize={blocksize}"
             )
+        if int(blocksize) / int(samplerate) > _MAX_BLOCK_SECONDS:
+            raise ValueError(
+                f"SimMicrophone blocksize={blocksize} at samplerate={samplerate} makes every block (and the "
+                f"first one, which makes it ready) take {int(blocksize) / int(samplerate):g} s, more than "
+                f"{_MAX_BLOCK_SECONDS:g} s: check the samplerate (in Hz, e.g. 48000) and the blocksize (in frames)"
+            )
+        for name, value in (("frequency", frequency), ("noise", noise), ("amplitude", amplitude)):
+            if not math.isfinite(value):
+                raise ValueError(f"SimMicrophone {name} must be a finite number, got {value!r}")
         self.samplerate = int(samplerate)
         self.channels = int(channels)
         self.blocksize = int(blocksize)
@@ -327,27 +341,24 @@ class SimSpeaker(ThreadedSubscriptionConsumer):
         self.device_name = "simulated speaker"
         self.frames = 0
         self._sum_squares = 0.0
-        self._waiters: List[asyncio.Future] = []
+        self._received = Waiters("SimSpeaker.received")
         super().__init__(logger=logger, loop=loop)
+        self.onClose(self._end_waits)  # a pending received() ends when the speaker closes
+
+    def _end_waits(self, _value: Any = None) -> None:
+        self._received.fail_all(self.error or DeviceClosedError("SimSpeaker is closed"))
 
     async def received(self, frames: int) -> None:
-        """Wait until at least ``frames`` sample frames have been taken in (wrap in wait_for for a timeout)."""
+        """Wait until at least ``frames`` sample frames have been taken in (wrap in wait_for for a timeout).
+
+        Raises :class:`~rtcbot.errors.DeviceClosedError` if the speaker closes first."""
         while self.frames < frames:
             if self.closed:
                 raise DeviceClosedError(f"SimSpeaker closed after {self.frames} of {frames} frames")
-            waiter = asyncio.get_running_loop().create_future()
-            self._waiters.append(waiter)
-            await waiter
-
-    def _wake_waiters(self) -> None:
-        waiters, self._waiters = self._waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-
-    def _closeNow(self) -> None:
-        super()._closeNow()
-        self._wake_waiters()
+            try:
+                await self._received.wait()
+            except DeviceClosedError as e:
+                raise DeviceClosedError(f"SimSpeaker closed after {self.frames} of {frames} frames") from e
 
     @property
     def level_dbfs(self) -> float:
@@ -372,4 +383,4 @@ class SimSpeaker(ThreadedSubscriptionConsumer):
             block = as_playable(item, self.channels)
             self._sum_squares += float(np.square(block, dtype=np.float64).sum())
             self.frames += len(block)
-            self._handoff.call(self._wake_waiters)  # runs on the event loop
+            self._received.wake()  # from this thread: each waiter is woken on its own loop

@@ -28,13 +28,26 @@ The "hardware" is the module-level :data:`system`; tests arrange cameras and fau
     fake.system.fail_start = RuntimeError("Failed to start camera")
     fake.system.stall()            # frames stop until system.resume()
 
+Encoders (``picamera2.encoders``, ``picamera2.outputs``; modelled on picamera2 0.3.25's
+``encoders/encoder.py``, ``encoders/v4l2_encoder.py``, ``encoders/h264_encoder.py``, ``outputs/output.py``):
+``Picamera2.start_encoder(encoder, output)`` / ``stop_encoder(encoders)``; the camera thread hands every
+frame to each running encoder (``encoder.encode(name, request)``, which holds the request's buffer), and
+:class:`H264Encoder` encodes it with PyAV's libx264 into real Annex-B H.264 on its own output thread, as
+the V4L2 hardware encoder's poll thread does, calling ``output.outputframe(bytes, keyframe, timestamp_us)``
+with microseconds since the encoder's first frame. SPS/PPS come before every IDR (``repeat=True``), one IDR
+every ``iperiod`` frames (60 when None). The encoder has a ``vd`` file (here /dev/null, so the V4L2
+``VIDIOC_S_CTRL`` ioctl fails as on a machine without the codec); :attr:`FakeCameraSystem.encoded_frames`
+counts frames encoded, ``encoder.force_key_frame()`` is the hook a test uses in place of the ioctl.
+
 The scene is an RGB image split in quadrants: top-left red, top-right green, bottom-left blue, bottom-right
 white, so a frame shows both its channel order and any flip.
 """
 from __future__ import annotations
 
 import concurrent.futures
+import fractions
 import io
+import queue
 import threading
 import time
 import types
@@ -117,6 +130,9 @@ class FakeCameraSystem:
         self.instances: List[Picamera2] = []
         self.timeout_error: type = concurrent.futures.TimeoutError
         self.timeouts = 0  # capture waits that timed out
+        self.encoded_frames = 0  # frames the fake H.264 encoders have put out
+        self.encoder_starts = 0  # H264Encoder.start() calls (a restart counts)
+        self.encoders_running_at_close = 0  # encoders a Picamera2.close() found still running
         self.changed = threading.Condition()
         self._running = threading.Event()
         self._running.set()
@@ -351,6 +367,8 @@ class Picamera2:
         self._buffer_count = 6
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
+        self._encoders: set = set()
+        self.encode_stream_name = "main"
         system.instances.append(self)
         if num in system.acquired:
             # libcamera refuses a camera that is acquired (by this process or another); picamera2 says this.
@@ -466,6 +484,11 @@ class Picamera2:
                 self._requests.append(request)  # nobody runs this object's event loop
             return
         with self.lock:
+            encoders = list(self._encoders)
+        for encoder in encoders:
+            if encoder.name in self.camera_config:
+                encoder.encode(encoder.name, request)
+        with self.lock:
             self.frames += 1
             self.completed_requests.append(request)
             finished = []
@@ -515,6 +538,48 @@ class Picamera2:
                 job.cancel()
             self._job_list = []
 
+    def start_encoder(
+        self, encoder: Any = None, output: Any = None, pts: Any = None, quality: Any = None, name: Any = None
+    ) -> None:
+        """picamera2's start_encoder: the encoder takes the stream's size, format and stride, then starts."""
+        if encoder is None:
+            if len(self._encoders) != 1:
+                raise RuntimeError("No encoder specified")
+            encoder = next(iter(self._encoders))
+        if output is not None:
+            encoder.output = output
+        streams = self.camera_configuration()
+        name = name or self.encode_stream_name
+        if streams is None or streams.get(name) is None:
+            raise RuntimeError(f"Encode stream {name} was not defined")
+        encoder.name = name
+        encoder.width, encoder.height = streams[name]["size"]
+        encoder.format = streams[name]["format"]
+        encoder.stride = streams[name]["stride"]
+        if getattr(encoder, "framerate", 0) is None:
+            encoder.framerate = 1e6 / max(self._frame_duration_us, 33333)
+        encoder.start(quality=quality)
+        with self.lock:
+            self._encoders.add(encoder)
+
+    def stop_encoder(self, encoders: Any = None) -> None:
+        """picamera2's stop_encoder: stops one encoder, a list or set of them, or all (None)."""
+        if encoders is None:
+            chosen = list(self._encoders)
+        elif isinstance(encoders, (list, set)):
+            chosen = list(encoders)
+        else:
+            chosen = [encoders]
+        for encoder in chosen:
+            encoder.stop()
+        with self.lock:
+            for encoder in chosen:
+                self._encoders.remove(encoder)  # KeyError for an encoder not started here, as picamera2
+
+    @property
+    def encoders(self) -> set:
+        return self._encoders
+
     def capture_array(self, name: str = "main", wait: Any = None) -> np.ndarray:
         request = self.capture_request(wait=wait)
         try:
@@ -539,6 +604,11 @@ class Picamera2:
         if not self.is_open:
             return
         self.stop()
+        with self.lock:
+            leftover, self._encoders = list(self._encoders), set()
+        system.encoders_running_at_close += len(leftover)  # a user of picamera2 should have stopped them
+        for encoder in leftover:
+            encoder.stop()
         self.is_open = False
         self.closed_count += 1
         self._cm.cleanup(self.camera_idx)
@@ -550,3 +620,224 @@ class Picamera2:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
+
+
+# ------------------------------------------------------------------------------------------------ encoders
+
+
+class Output:
+    """picamera2.outputs.Output: what an encoder writes its frames to; subclasses override ``outputframe``."""
+
+    def __init__(self, pts: Any = None) -> None:
+        self.recording = False
+        self.ptsoutput = pts
+        self.needs_pacing = False
+
+    def start(self) -> None:
+        self.recording = True
+
+    def stop(self) -> None:
+        self.recording = False
+
+    def outputframe(
+        self, frame: Any, keyframe: bool = True, timestamp: Optional[int] = None, packet: Any = None,
+        audio: bool = False,
+    ) -> None:
+        """One encoded frame: ``frame`` bytes, ``timestamp`` in microseconds."""
+
+    def outputtimestamp(self, timestamp: Optional[int]) -> None:
+        pass
+
+    def _add_stream(self, encoder_stream: Any, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
+class Encoder:
+    """picamera2.encoders.Encoder: size/format set by ``start_encoder``, outputs, start/stop, timestamps."""
+
+    def __init__(self) -> None:
+        self.width = 0
+        self.height = 0
+        self.stride = 0
+        self.format: Optional[str] = None
+        self.name: Optional[str] = None
+        self._output: List[Output] = []
+        self._running = False
+        self._lock = threading.Lock()
+        self._output_lock = threading.Lock()
+        self.firsttimestamp: Optional[int] = None
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    @property
+    def output(self) -> Any:
+        return self._output[0] if len(self._output) == 1 else self._output
+
+    @output.setter
+    def output(self, value: Any) -> None:
+        outputs = value if isinstance(value, list) else [value]
+        if not all(isinstance(out, Output) for out in outputs):
+            raise RuntimeError("Must pass Output")
+        self._output = outputs
+
+    def encode(self, stream: Any, request: CompletedRequest) -> None:
+        with self._lock:
+            self._encode(stream, request)
+
+    def _encode(self, stream: Any, request: CompletedRequest) -> None:
+        raise NotImplementedError
+
+    def start(self, quality: Any = None) -> None:
+        with self._lock:
+            if self._running:
+                raise RuntimeError("Encoder already running")
+            self._running = True
+            self.firsttimestamp = None
+            for out in self._output:
+                out.start()
+            self._start()
+
+    def _start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        with self._lock:
+            if not self._running:
+                raise RuntimeError("Encoder already stopped")
+            self._running = False
+            self._stop()
+            for out in self._output:
+                out.stop()
+
+    def _stop(self) -> None:
+        pass
+
+    def outputframe(
+        self, frame: Any, keyframe: bool = True, timestamp: Optional[int] = None, packet: Any = None,
+        audio: bool = False,
+    ) -> None:
+        with self._output_lock:
+            for out in self._output:
+                out.outputframe(frame, keyframe, timestamp, packet, audio)
+
+    def _timestamp(self, request: CompletedRequest) -> int:
+        """Microseconds since this encoder's first frame, from the sensor timestamp."""
+        ts = int(request.get_metadata().get("SensorTimestamp", time.monotonic_ns()) / 1000)
+        if self.firsttimestamp is None:
+            self.firsttimestamp = ts
+        return ts - self.firsttimestamp
+
+
+_PIX_FMT = {"RGB888": "bgr24", "BGR888": "rgb24", "XBGR8888": "rgba", "XRGB8888": "bgra"}
+
+
+class H264Encoder(Encoder):
+    """picamera2's V4L2 H264Encoder, with PyAV's libx264 in place of the Pi's codec: real H.264 bytes."""
+
+    def __init__(
+        self, bitrate: Optional[int] = None, repeat: bool = True, iperiod: Optional[int] = None,
+        framerate: Optional[float] = None, enable_sps_framerate: bool = False, qp: Optional[int] = None,
+        profile: Optional[str] = None,
+    ) -> None:
+        super().__init__()
+        self.bitrate = bitrate
+        self.repeat = repeat
+        self.iperiod = iperiod
+        self.framerate = framerate
+        self.qp = qp
+        self.profile = profile
+        self.vd: Any = None
+        self._frames: queue.Queue = queue.Queue()
+        self._thread: Optional[threading.Thread] = None
+        self._codec: Any = None
+        self._force_key = threading.Event()
+
+    def force_key_frame(self) -> None:
+        """What ``VIDIOC_S_CTRL(V4L2_CID_MPEG_VIDEO_FORCE_KEY_FRAME)`` does on a Pi: the next frame is an IDR."""
+        self._force_key.set()
+
+    def _start(self) -> None:
+        import av
+
+        if self.profile is not None and self.profile.lower() not in (
+            "baseline", "constrained baseline", "main", "high"
+        ):
+            raise RuntimeError("Profile " + self.profile + " not recognised")
+        if self.format not in _PIX_FMT:
+            raise RuntimeError("Unrecognised format", self.format, "for V4L2")
+        self.vd = open("/dev/null", "rb+", buffering=0)  # the codec device node, /dev/video11 on a Pi
+        codec = av.CodecContext.create("libx264", "w")
+        codec.width, codec.height, codec.pix_fmt = self.width, self.height, "yuv420p"
+        codec.time_base = fractions.Fraction(1, 1000000)
+        codec.gop_size = self.iperiod or 60
+        if self.bitrate:
+            codec.bit_rate = int(self.bitrate)
+        profile = (self.profile or "constrained baseline").lower()
+        codec.options = {
+            "preset": "ultrafast", "tune": "zerolatency", "profile": profile.replace("constrained ", ""),
+            "repeat-headers": "1" if self.repeat else "0",
+        }
+        self._codec = codec
+        with system.changed:
+            system.encoder_starts += 1
+            system.changed.notify_all()
+        self._thread = threading.Thread(target=self._thread_poll, name="fake-v4l2-encoder", daemon=True)
+        self._thread.start()
+
+    def _encode(self, stream: Any, request: CompletedRequest) -> None:
+        if self.vd is None or self.vd.closed:
+            return
+        request.acquire()  # the buffer stays with the encoder until its frame is out
+        self._frames.put((request, self._timestamp(request)))
+
+    def _thread_poll(self) -> None:
+        import av
+
+        while True:
+            item = self._frames.get()
+            if item is None:
+                return
+            request, timestamp_us = item
+            try:
+                image = request.make_array(self.name or "main")
+            finally:
+                request.release()
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image[..., :3]), format=_PIX_FMT[self.format])
+            frame = frame.reformat(format="yuv420p")
+            frame.pts = timestamp_us
+            if self._force_key.is_set():
+                self._force_key.clear()
+                frame.pict_type = av.video.frame.PictureType.I
+            for packet in self._codec.encode(frame):
+                self.outputframe(bytes(packet), bool(packet.is_keyframe), int(packet.pts))
+                with system.changed:
+                    system.encoded_frames += 1
+                    system.changed.notify_all()
+
+    def _stop(self) -> None:
+        self._frames.put(None)  # the frames already queued are encoded first, as the V4L2 poll thread does
+        if self._thread is not None:
+            self._thread.join()
+        self._thread = None
+        if self.vd is not None:
+            self.vd.close()
+        self._codec = None
+
+
+encoders = types.ModuleType("picamera2.encoders")
+encoders.Encoder = Encoder  # type: ignore[attr-defined]
+encoders.H264Encoder = H264Encoder  # type: ignore[attr-defined]
+outputs = types.ModuleType("picamera2.outputs")
+outputs.Output = Output  # type: ignore[attr-defined]
+
+
+def install(monkeypatch: Any) -> None:
+    """Puts this fake in place of ``picamera2`` (with its ``encoders``/``outputs``) and ``libcamera``."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "picamera2", sys.modules[__name__])
+    monkeypatch.setitem(sys.modules, "picamera2.encoders", encoders)
+    monkeypatch.setitem(sys.modules, "picamera2.outputs", outputs)
+    monkeypatch.setitem(sys.modules, "libcamera", libcamera)

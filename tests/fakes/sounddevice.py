@@ -11,6 +11,8 @@ Faults are configured through the environment, so they also reach a Speaker's ch
 - ``"lose_after": n``: the device disappears after ``n`` reads (input) or callbacks (output): ``read``
   raises ``PortAudioError``; an output stream stops and calls its ``finished_callback``, as PortAudio does;
 - ``"start_error": "message"``: ``start()`` raises ``PortAudioError(message)``;
+- ``"open_error": "message"``: creating a stream raises ``PortAudioError(message)`` (the settings checks
+  still pass, as when another program grabbed the device in between);
 - ``"overflow_every": n``: every ``n``-th ``read`` reports an input overflow;
 - ``"samplerates": [..]``: the only rates ``check_*_settings`` accept (default: any);
 - ``"events": "/path"``: append one line per stream event (``open output``, ``start``, ``callback``,
@@ -162,6 +164,9 @@ class _Stream:
         **_: Any,
     ) -> None:
         _check(self.kind, device=device, channels=channels, samplerate=samplerate)
+        message = _faults().get("open_error")
+        if message:
+            raise PortAudioError(message)
         self.device = query_devices(device, self.kind)["index"]
         self.channels = channels or 1
         self.samplerate = float(samplerate or 48000)
