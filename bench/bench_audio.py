@@ -10,6 +10,9 @@
   (playing in its own process) against the in-process OutputStream (whose Python callback needs the GIL).
   Glitches = underflows mid-tone + PortAudio xruns.
 
+- CPU: a tone streamed in real time (no GIL hog) to each player; CPU seconds per 1,000 blocks of this
+  process and its workers (the Speaker's player process; the PulseAudio server counts for both alike).
+
 The busy case has no target: on a loaded machine the player process itself can be starved of CPU, so read
 it as a comparison. Both sides are measured with the same Microphone, whose block timestamps estimate
 capture time, so the estimate's error is common to both. Skipped (no rows) when PulseAudio is not installed.
@@ -26,6 +29,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 
+from ._cpu import CpuMeter
 from ._table import row
 
 BENCH = "audio"
@@ -146,6 +150,17 @@ async def _busy_glitches(player: Any, glitches: Callable[[], int], seconds: floa
     return glitches() - before - 1  # the end of the tone counts once
 
 
+def _no_hog() -> None:
+    """The streaming loop without any GIL-holding work."""
+
+
+async def _streaming_cpu(player: Any, seconds: float) -> Any:
+    """CPU seconds per 1,000 blocks while ``player`` plays a ``seconds`` tone streamed in real time."""
+    with CpuMeter() as cpu:
+        await _busy_glitches(player, lambda: 0, seconds, _no_hog)  # type: ignore[arg-type]
+    return cpu.per_1k(int(seconds * RATE) // BLOCK)
+
+
 async def _measure(quick: bool) -> List[Dict[str, Any]]:
     import importlib
 
@@ -170,6 +185,8 @@ async def _measure(quick: bool) -> List[Dict[str, Any]]:
             ours_glitches = await _busy_glitches(
                 speaker, lambda: speaker.underflows + speaker.xruns, busy_seconds, hog
             )
+            base_cpu = await _streaming_cpu(direct, busy_seconds)
+            ours_cpu = await _streaming_cpu(speaker, busy_seconds)
         finally:
             direct.close()
     ours, base = latencies["speaker"], latencies["direct"]
@@ -184,6 +201,9 @@ async def _measure(quick: bool) -> List[Dict[str, Any]]:
     busy = f"{busy_seconds:.0f} s tone, GIL held {hog.seconds * 1000:.0f} ms at a time"
     rows.append(row(BENCH, busy, "glitches (underflows + xruns)", ours_glitches,
                     "count", "sounddevice in-process", base_glitches))  # fmt: skip
+    streamed = f"{busy_seconds:.0f} s tone streamed in {BLOCK}-frame blocks, no load"
+    rows.append(row(BENCH, streamed, "CPU per 1,000 blocks", ours_cpu or 0.0, "s", "sounddevice in-process",
+                    base_cpu, cpu=ours_cpu, baseline_cpu=base_cpu))  # fmt: skip
     return rows
 
 

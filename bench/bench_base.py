@@ -6,6 +6,9 @@ Fan-out: ``producer._put_nowait(item)`` to 1, 4 and 16 asyncio.Queue subscribers
 Thread hand-off: a ThreadedSubscriptionProducer's worker emits timestamped items; the latency is measured
 where the item reaches its subscription on the loop. Paced at 30 Hz and 1 kHz for latency; unpaced for
 items/s, against the simplest hand-off (one ``loop.call_soon_threadsafe`` per item).
+
+Every row has the CPU seconds per 1,000 items it cost (and its baseline's); the paced rows' CPU includes the
+idle loop between items, which is what a Pi pays at that rate.
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from typing import Any, Callable, Dict, List, Tuple
 from rtcbot.base import SubscriptionProducer, ThreadedSubscriptionProducer
 from rtcbot.subscriptions import CallbackSubscription
 
+from ._cpu import CpuMeter, CpuTotals
 from ._table import row
 
 
@@ -29,27 +33,35 @@ def _percentile(values: List[float], p: float) -> float:
 # -- fan-out -------------------------------------------------------------------------------------------
 
 
-def _fanout(subscribers: int, items: int, rounds: int) -> Dict[str, float]:
-    async def main() -> Dict[str, float]:
+def _fanout(subscribers: int, items: int, rounds: int) -> Dict[str, Any]:
+    async def main() -> Dict[str, Any]:
         bare_best = ours_best = float("inf")
+        bare_cpu, ours_cpu = CpuTotals(), CpuTotals()
         for _ in range(rounds):
             queues: List[asyncio.Queue] = [asyncio.Queue() for _ in range(subscribers)]
-            start = time.perf_counter()
-            for item in range(items):
-                for q in queues:
-                    q.put_nowait(item)
-            bare_best = min(bare_best, time.perf_counter() - start)
+            with CpuMeter() as cpu:
+                start = time.perf_counter()
+                for item in range(items):
+                    for q in queues:
+                        q.put_nowait(item)
+                bare_best = min(bare_best, time.perf_counter() - start)
+            bare_cpu.add(cpu, items)
 
             producer = SubscriptionProducer()
             for _ in range(subscribers):
                 producer.subscribe()
             put = producer._put_nowait
-            start = time.perf_counter()
-            for item in range(items):
-                put(item)
-            ours_best = min(ours_best, time.perf_counter() - start)
+            with CpuMeter() as cpu:
+                start = time.perf_counter()
+                for item in range(items):
+                    put(item)
+                ours_best = min(ours_best, time.perf_counter() - start)
+            ours_cpu.add(cpu, items)
             producer.close()
-        return {"bare": items / bare_best, "ours": items / ours_best}
+        return {
+            "bare": items / bare_best, "ours": items / ours_best,
+            "bare_cpu": bare_cpu.per_1k(), "ours_cpu": ours_cpu.per_1k(),
+        }  # fmt: skip
 
     return asyncio.run(main())
 
@@ -87,8 +99,8 @@ def _pace_until(deadline: float) -> None:
         time.sleep(remaining)
 
 
-def _handoff_latency(rate: float, count: int) -> List[float]:
-    async def main() -> List[float]:
+def _handoff_latency(rate: float, count: int) -> Tuple[List[float], Any]:
+    async def main() -> Tuple[List[float], Any]:
         latencies: List[float] = []
         done = asyncio.get_running_loop().create_future()
 
@@ -101,10 +113,11 @@ def _handoff_latency(rate: float, count: int) -> List[float]:
         emitter = _Emitter(rate, count, start)
         emitter.subscribe(CallbackSubscription(received, runDirect=True))
         await emitter.onReady()
-        start.set()
-        await asyncio.wait_for(done, count / max(rate, 1) + 30)
+        with CpuMeter() as cpu:
+            start.set()
+            await asyncio.wait_for(done, count / max(rate, 1) + 30)
         emitter.close()
-        return latencies
+        return latencies, cpu.per_1k(count)
 
     return asyncio.run(main())
 
@@ -123,22 +136,23 @@ def _counter(count: int) -> Tuple[Callable[[Any], None], asyncio.Future[None]]:
     return on_item, done
 
 
-def _handoff_throughput(count: int) -> Dict[str, float]:
-    async def ours() -> float:
+def _handoff_throughput(count: int) -> Dict[str, Any]:
+    async def ours() -> Tuple[float, Any]:
         on_item, done = _counter(count)
 
         start = threading.Event()
         emitter = _Emitter(0, count, start)
         emitter.subscribe(CallbackSubscription(on_item, runDirect=True))
         await emitter.onReady()
-        began = time.perf_counter()
-        start.set()
-        await asyncio.wait_for(done, 60)
-        elapsed = time.perf_counter() - began
+        with CpuMeter() as cpu:
+            began = time.perf_counter()
+            start.set()
+            await asyncio.wait_for(done, 60)
+            elapsed = time.perf_counter() - began
         emitter.close()
-        return count / elapsed
+        return count / elapsed, cpu.per_1k(count)
 
-    async def one_callback_per_item() -> float:
+    async def one_callback_per_item() -> Tuple[float, Any]:
         loop = asyncio.get_running_loop()
         on_item, done = _counter(count)
 
@@ -146,15 +160,17 @@ def _handoff_throughput(count: int) -> Dict[str, float]:
             for _ in range(count):
                 loop.call_soon_threadsafe(on_item, time.perf_counter())
 
-        began = time.perf_counter()
-        thread = threading.Thread(target=worker)
-        thread.start()
-        await asyncio.wait_for(done, 60)
-        elapsed = time.perf_counter() - began
-        thread.join()
-        return count / elapsed
+        with CpuMeter() as cpu:
+            began = time.perf_counter()
+            thread = threading.Thread(target=worker)
+            thread.start()
+            await asyncio.wait_for(done, 60)
+            elapsed = time.perf_counter() - began
+            thread.join()
+        return count / elapsed, cpu.per_1k(count)
 
-    return {"ours": asyncio.run(ours()), "baseline": asyncio.run(one_callback_per_item())}
+    (ours_rate, ours_cpu), (base_rate, base_cpu) = asyncio.run(ours()), asyncio.run(one_callback_per_item())
+    return {"ours": ours_rate, "baseline": base_rate, "ours_cpu": ours_cpu, "baseline_cpu": base_cpu}
 
 
 def run(quick: bool) -> List[Dict[str, Any]]:
@@ -166,21 +182,23 @@ def run(quick: bool) -> List[Dict[str, Any]]:
         met = r["ours"] / r["bare"] >= 0.9 if target else None
         rows.append(
             row("base", f"fan-out, {subscribers} subscribers", "items/s", r["ours"], "items/s",
-                "bare put_nowait loop", r["bare"], target, met)
+                "bare put_nowait loop", r["bare"], target, met, cpu=r["ours_cpu"], baseline_cpu=r["bare_cpu"])
         )
 
     for rate, seconds in ((30.0, 2 if quick else 10), (1000.0, 2 if quick else 10)):
-        latencies = _handoff_latency(rate, int(rate * seconds))
+        latencies, cpu = _handoff_latency(rate, int(rate * seconds))
         p50 = statistics.median(latencies) * 1000
         p99 = _percentile(latencies, 99) * 1000
         case = f"thread hand-off at {rate:g} Hz"
-        rows.append(row("base", case, "latency p50", p50, "ms"))
+        rows.append(row("base", case, "latency p50", p50, "ms", cpu=cpu))
         target = "< 0.5 ms" if rate == 1000.0 else None
-        rows.append(row("base", case, "latency p99", p99, "ms", target=target, met=(p99 < 0.5) if target else None))
+        rows.append(row("base", case, "latency p99", p99, "ms", target=target, met=(p99 < 0.5) if target else None,
+                        cpu=cpu))  # fmt: skip
 
     t = _handoff_throughput(50000 if quick else 300000)
     rows.append(
         row("base", "thread hand-off, unpaced", "items/s", t["ours"], "items/s",
-            "call_soon_threadsafe per item", t["baseline"], ">= 2", t["ours"] / t["baseline"] >= 2)
+            "call_soon_threadsafe per item", t["baseline"], ">= 2", t["ours"] / t["baseline"] >= 2,
+            cpu=t["ours_cpu"], baseline_cpu=t["baseline_cpu"])
     )
     return rows

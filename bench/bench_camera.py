@@ -1,7 +1,8 @@
 """CVCamera benchmarks, on generated 640x480 MJPG files (no camera needed).
 
 - throughput: frames/s CVCamera delivers from an unpaced file (``pace=False``) against a bare
-  ``cap.read()`` loop on the same file, best of a few alternating runs (target: at least 0.95x).
+  ``cap.read()`` loop on the same file, the median of 5 alternating runs (target: at least 0.95x), and the
+  CPU seconds per 1,000 frames of each, over all runs (target: at most 1.1x the bare loop's).
 - staleness: a reader taking 10 frames/s from a 30 frames/s file through the default subscription: how many
   newer frames existed when it got its frame (target: at most 1), against a FIFO queue on the same camera.
 
@@ -18,7 +19,11 @@ from typing import Any, Dict, List
 
 import numpy as np
 
+from ._cpu import CpuMeter, CpuTotals
+from ._table import row
+
 WIDTH, HEIGHT = 640, 480
+ROUNDS = 5  # alternating runs of each; the figure is their median
 
 
 def _write_video(path: Path, frames: int, fps: float) -> str:
@@ -40,19 +45,22 @@ def _write_video(path: Path, frames: int, fps: float) -> str:
     return str(path)
 
 
-def _bare_read_fps(path: str) -> float:
+def _bare_read_fps(path: str, cpu: CpuTotals) -> float:
     import cv2
 
-    start = time.perf_counter()
-    cap = cv2.VideoCapture(path)
-    frames = 0
-    while True:
-        ok, _ = cap.read()
-        if not ok:
-            break
-        frames += 1
-    cap.release()
-    return frames / (time.perf_counter() - start)
+    with CpuMeter() as meter:
+        start = time.perf_counter()
+        cap = cv2.VideoCapture(path)
+        frames = 0
+        while True:
+            ok, _ = cap.read()
+            if not ok:
+                break
+            frames += 1
+        cap.release()
+        elapsed = time.perf_counter() - start
+    cpu.add(meter, frames)
+    return frames / elapsed
 
 
 class _Counter:
@@ -65,16 +73,18 @@ class _Counter:
         self.count += 1
 
 
-async def _camera_fps(path: str) -> float:
+async def _camera_fps(path: str, cpu: CpuTotals) -> float:
     from rtcbot.devices.camera import CVCamera
 
-    start = time.perf_counter()
-    camera = CVCamera(cameranumber=path, pace=False)
-    counter = camera.subscribe(_Counter())
-    await asyncio.wait_for(camera.onClose(), 120)
-    elapsed = time.perf_counter() - start
+    with CpuMeter() as meter:
+        start = time.perf_counter()
+        camera = CVCamera(cameranumber=path, pace=False)
+        counter = camera.subscribe(_Counter())
+        await asyncio.wait_for(camera.onClose(), 120)
+        elapsed = time.perf_counter() - start
     if camera.error is not None:
         raise camera.error
+    cpu.add(meter, counter.count)
     return counter.count / elapsed
 
 
@@ -100,36 +110,32 @@ async def _staleness(path: str, reads: int) -> Dict[str, float]:
     }
 
 
-def _row(case: str, metric: str, value: float, unit: str, baseline: Any = None, baseline_value: Any = None,
-         target: Any = None) -> Dict[str, Any]:
-    ratio = value / baseline_value if baseline_value else None
-    return {"bench": "camera", "case": case, "metric": metric, "value": value, "unit": unit,
-            "baseline": baseline, "baseline_value": baseline_value, "ratio": ratio, "target": target}
-
-
 def run(quick: bool) -> List[Dict[str, Any]]:
     frames = 150 if quick else 600
-    rounds = 3 if quick else 5
     reads = 20 if quick else 100
+    bare_cpu, ours_cpu = CpuTotals(), CpuTotals()
     with tempfile.TemporaryDirectory(prefix="rtcbot-bench-camera-") as tmp:
         unpaced = _write_video(Path(tmp) / "throughput.avi", frames, 30)
         bare: List[float] = []
         ours: List[float] = []
-        for _ in range(rounds):  # alternate, so background load hits both alike; keep each one's best
-            bare.append(_bare_read_fps(unpaced))
-            ours.append(asyncio.run(_camera_fps(unpaced)))
+        for _ in range(ROUNDS):  # alternate, so background load hits both alike; the median of each
+            bare.append(_bare_read_fps(unpaced, bare_cpu))
+            ours.append(asyncio.run(_camera_fps(unpaced, ours_cpu)))
         paced = _write_video(Path(tmp) / "staleness.avi", 90, 30)
         stale = asyncio.run(_staleness(paced, reads))
-    case = f"{WIDTH}x{HEIGHT} MJPG file, {frames} frames, pace=False"
+    case = f"{WIDTH}x{HEIGHT} MJPG file, {frames} frames, pace=False, median of {ROUNDS}"
     reader = f"reader at 10 frames/s, {WIDTH}x{HEIGHT} file at 30 frames/s, {reads} reads"
+    ours_fps, bare_fps = float(np.median(ours)), float(np.median(bare))
     return [
-        _row(case, "frames/s", max(ours), "frames/s", "bare cap.read() loop", max(bare), ">= 0.95x"),
-        _row(reader, "max age (default subscription)", stale["newest_max"], "frames",
-             "asyncio.Queue subscription, max age", stale["fifo_max"], "<= 1 frame"),
-        _row(reader, "mean age (default subscription)", stale["newest_mean"], "frames"),
-    ]
+        row("camera", case, "frames/s", ours_fps, "frames/s", "bare cap.read() loop", bare_fps, ">= 0.95x",
+            ours_fps >= 0.95 * bare_fps, cpu=ours_cpu.per_1k(), baseline_cpu=bare_cpu.per_1k(), cpu_limit=1.1),
+        row("camera", reader, "max age (default subscription)", stale["newest_max"], "frames",
+            "asyncio.Queue subscription, max age", stale["fifo_max"], "<= 1 frame", stale["newest_max"] <= 1),
+        row("camera", reader, "mean age (default subscription)", stale["newest_mean"], "frames"),
+    ]  # fmt: skip
 
 
 if __name__ == "__main__":
-    for row in run(quick=True):
-        print(row)
+    from ._table import format_table
+
+    print(format_table(run(quick=True)))

@@ -10,6 +10,9 @@
   (congestion control BLOCK) to a bare zenoh callback that takes the bytes out (``to_bytes()``). Counted
   over a window once streaming is under way; best of alternating rounds. Target: at least 0.5x.
 
+Every row has the CPU seconds per 1,000 frames (this process, and the publisher process for throughput),
+and its baseline's: the JPEG rows over the paced stream, the throughput rows over the counting windows.
+
     python -m bench --only net
     python -m bench.bench_net          # the quick run, rows printed
 """
@@ -27,16 +30,18 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from ._cpu import CpuMeter, CpuTotals
+
 WIDTH, HEIGHT = 640, 480
 _WARMUP = 10  # frames streamed before latency is measured (first-use costs, TCP window growth)
 
 
 def _row(case: str, metric: str, value: float, unit: str, baseline: Optional[str] = None,
          baseline_value: Optional[float] = None, target: Optional[str] = None,
-         met: Optional[bool] = None) -> Dict[str, Any]:  # fmt: skip
+         met: Optional[bool] = None, **cpu: Any) -> Dict[str, Any]:  # fmt: skip
     from ._table import row
 
-    return row("net", case, metric, value, unit, baseline, baseline_value, target, met)
+    return row("net", case, metric, value, unit, baseline, baseline_value, target, met, **cpu)
 
 
 def _sessions() -> Tuple[Any, Any]:
@@ -99,6 +104,7 @@ async def _jpeg_latency(seconds: float) -> Dict[str, float]:
                         all_in.set()
 
             receiver = asyncio.ensure_future(receive())
+            meter = CpuMeter().__enter__()
             try:
                 loop = asyncio.get_running_loop()
                 start = loop.time()
@@ -114,6 +120,7 @@ async def _jpeg_latency(seconds: float) -> Dict[str, float]:
                 except asyncio.TimeoutError:
                     pass  # some were dropped on the way (counted as "frames received" below)
             finally:
+                meter.__exit__(None, None, None)
                 receiver.cancel()
                 await asyncio.gather(receiver, return_exceptions=True)
     values = np.array(latencies) * 1000
@@ -122,6 +129,7 @@ async def _jpeg_latency(seconds: float) -> Dict[str, float]:
         "p99": float(np.percentile(values, 99)),
         "received": float(len(values)),
         "sent": float(count),
+        "cpu": meter.per_1k(_WARMUP + count),
     }
 
 
@@ -192,7 +200,7 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.stderr.close()
 
 
-async def _rtcbot_receive_fps(window: float) -> float:
+async def _rtcbot_receive_fps(window: float, cpu: CpuTotals) -> float:
     """Frames/s a ZenohSubscriber delivers to a task awaiting its queue, from an rtcbot publisher process."""
     from rtcbot.net import ZenohSubscriber
 
@@ -212,10 +220,12 @@ async def _rtcbot_receive_fps(window: float) -> float:
                     received += 1
 
             counter = asyncio.ensure_future(count())
-            start = time.perf_counter()
-            await asyncio.sleep(window)  # the measurement window
-            elapsed = time.perf_counter() - start
-            counted = received
+            with CpuMeter() as meter:  # this process and the publisher process
+                start = time.perf_counter()
+                await asyncio.sleep(window)  # the measurement window
+                elapsed = time.perf_counter() - start
+                counted = received
+            cpu.add(meter, counted)
             counter.cancel()
             await asyncio.gather(counter, return_exceptions=True)
         finally:
@@ -223,7 +233,7 @@ async def _rtcbot_receive_fps(window: float) -> float:
     return counted / elapsed
 
 
-def _zenoh_receive_fps(window: float, kind: str = "zenoh") -> float:
+def _zenoh_receive_fps(window: float, cpu: CpuTotals, kind: str = "zenoh") -> float:
     """Frames/s a bare zenoh callback takes out (``to_bytes()``), from a bare zenoh publisher process."""
     from rtcbot.net import acquire_session
 
@@ -243,9 +253,11 @@ def _zenoh_receive_fps(window: float, kind: str = "zenoh") -> float:
     try:
         if not started.wait(30.0):
             raise RuntimeError("the bare zenoh publisher process never reached this process")
-        before, start = received[0], time.perf_counter()
-        time.sleep(window)  # the measurement window
-        counted, elapsed = received[0] - before, time.perf_counter() - start
+        with CpuMeter() as meter:  # this process and the publisher process
+            before, start = received[0], time.perf_counter()
+            time.sleep(window)  # the measurement window
+            counted, elapsed = received[0] - before, time.perf_counter() - start
+        cpu.add(meter, counted)
     finally:
         sub.undeclare()
         lease.release()
@@ -260,25 +272,27 @@ def run(quick: bool) -> List[Dict[str, Any]]:
     latency = asyncio.run(_jpeg_latency(seconds))
     ours: List[float] = []
     bare: List[float] = []
+    ours_cpu, bare_cpu, tobytes_cpu = CpuTotals(), CpuTotals(), CpuTotals()
     for _ in range(rounds):  # alternate, so background load hits both alike; keep each one's best
-        bare.append(_zenoh_receive_fps(window))
-        ours.append(asyncio.run(_rtcbot_receive_fps(window)))
+        bare.append(_zenoh_receive_fps(window, bare_cpu))
+        ours.append(asyncio.run(_rtcbot_receive_fps(window, ours_cpu)))
     jpeg_case = (
         f"{WIDTH}x{HEIGHT} JPEG q80 at 30 frames/s, loopback TCP, {int(latency['sent'])} frames after {_WARMUP} warm-up"
     )
     raw_case = f"{WIDTH}x{HEIGHT}x3 uint8 raw, reliable, publisher process -> this one, loopback TCP"
+    jpeg_cpu = latency["cpu"]
     rows = [
         _row(jpeg_case, "p99 latency put_nowait -> asyncio", latency["p99"], "ms", target="< 30 ms",
-             met=latency["p99"] < 30),
-        _row(jpeg_case, "p50 latency put_nowait -> asyncio", latency["p50"], "ms"),
-        _row(jpeg_case, "frames received", latency["received"], "frames"),
+             met=latency["p99"] < 30, cpu=jpeg_cpu),
+        _row(jpeg_case, "p50 latency put_nowait -> asyncio", latency["p50"], "ms", cpu=jpeg_cpu),
+        _row(jpeg_case, "frames received", latency["received"], "frames", cpu=jpeg_cpu),
         _row(raw_case, "throughput", max(ours), "frames/s", "zenoh put of the same bytes", max(bare),
-             ">= 0.5x", met=max(ours) >= 0.5 * max(bare)),
+             ">= 0.5x", met=max(ours) >= 0.5 * max(bare), cpu=ours_cpu.per_1k(), baseline_cpu=bare_cpu.per_1k()),
     ]  # fmt: skip
     if not quick:  # context: a bare-zenoh program streaming numpy frames converts each one to bytes too
-        tobytes = [_zenoh_receive_fps(window, "zenoh-tobytes") for _ in range(rounds)]
+        tobytes = [_zenoh_receive_fps(window, tobytes_cpu, "zenoh-tobytes") for _ in range(rounds)]
         rows.append(_row(raw_case, "throughput", max(ours), "frames/s", "zenoh put(frame.tobytes())",
-                         max(tobytes)))  # fmt: skip
+                         max(tobytes), cpu=ours_cpu.per_1k(), baseline_cpu=tobytes_cpu.per_1k()))  # fmt: skip
     return rows
 
 
@@ -286,5 +300,6 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["--publish"]:
         _publish_main(sys.argv[2:])
     else:
-        for result in run(quick=True):
-            print(result)
+        from ._table import format_table
+
+        print(format_table(run(quick=True)))

@@ -3,15 +3,21 @@
 Measured in one run, each against a baseline from the same run:
 
 - throughput (MB/s, unpaced) worker -> parent ("producer") and parent -> worker ("consumer") for 640x480x3
-  and 1920x1080x3 uint8 frames and 1024x1 float32 audio blocks, vs an in-process ``np.copyto`` of the same
-  array (memcpy) and vs a plain ``multiprocessing.Queue`` carrying the same arrays;
+  and 1920x1080x3 uint8 frames and 1024x1 float32 audio blocks (the median of 3 runs in a full run), vs an
+  in-process ``np.copyto`` of the same array (memcpy, the best of 9 short rounds measured right before) and
+  vs a plain ``multiprocessing.Queue`` carrying the same arrays;
 - latency p50/p99 (ms) with frames paced at 30 frames/s and audio blocks at 48 kHz (1024/48000 s), vs the
   same through ``multiprocessing.Queue``; timestamps are ``time.perf_counter()`` (CLOCK_MONOTONIC, shared by
   the processes on Linux);
 - peak RSS growth of both processes while a slow consumer takes 10,000 frames (back-pressure policy) or is
   offered 10,000 (drop policy, a camera's).
 
-"channel" rows measure the raw transport (``rtcbot.base.transport``); "process class" rows the same through
+Every row also has the CPU seconds per 1,000 items of both processes (parent and worker, user + system),
+and the same for its baseline (the in-process copy, or the ``multiprocessing.Queue`` pair of processes).
+Targets: unpaced 640x480 and 1080p frames at least 0.25x memcpy (issue 18), p99 under 20 ms at 30 frames/s.
+
+"channel" rows measure the raw transport (``rtcbot.base.transport``, imported in ``bench/_transport.py``);
+"process class" rows the same through
 ``ProcessSubscriptionProducer`` (worker -> parent) and ``ProcessSubscriptionProducerConsumer`` (parent ->
 worker), subscriptions and callbacks included. One worker process serves every channel measurement (and one
 every ``multiprocessing.Queue`` measurement), so process start-up is not measured.
@@ -28,9 +34,9 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from rtcbot.base.transport import ChannelClosed, ParentEndpoint, WorkerEndpoint, socket_pair
-
+from ._cpu import CpuMeter, per_1k
 from ._table import row
+from ._transport import ChannelClosed, ParentEndpoint, WorkerEndpoint, socket_pair
 
 try:
     from rtcbot.base import ProcessSubscriptionProducer, ProcessSubscriptionProducerConsumer
@@ -210,23 +216,26 @@ class _ChannelBench:
         """The worker sends; the parent collects (doing ``work`` seconds of CPU work per item)."""
         pid = self.process.pid
         self.collector.reset(work, None if sample is None else (lambda n: sample(n, pid)))
-        self.channel.send_nowait({"do": "produce", "args": (shape, dtype, count, period), "block": block})
-        await self.collector.wait_report()
-        return self.collector.result()
+        with CpuMeter() as cpu:
+            self.channel.send_nowait({"do": "produce", "args": (shape, dtype, count, period), "block": block})
+            await self.collector.wait_report()
+        return dict(self.collector.result(), cpu=cpu.per_1k(WARMUP + count), cpu_seconds=cpu.seconds)
 
     async def consume(self, shape: tuple, dtype: Any, count: int, period: float) -> Dict[str, Any]:
         """The parent sends (paced with the loop's timer); the worker reports what it measured."""
         self.collector.reset()
-        self.channel.send_nowait({"do": "consume", "count": count})
-        loop = asyncio.get_running_loop()
-        array = np.ones(shape, dtype)
-        deadline = loop.time()
-        for index in range(-WARMUP, count):
-            if period:
-                await asyncio.sleep(deadline - loop.time())  # pacing
-                deadline += period
-            await self.channel.send((time.perf_counter(), index, array))
-        return await self.collector.wait_report()
+        with CpuMeter() as cpu:
+            self.channel.send_nowait({"do": "consume", "count": count})
+            loop = asyncio.get_running_loop()
+            array = np.ones(shape, dtype)
+            deadline = loop.time()
+            for index in range(-WARMUP, count):
+                if period:
+                    await asyncio.sleep(deadline - loop.time())  # pacing
+                    deadline += period
+                await self.channel.send((time.perf_counter(), index, array))
+            report = await self.collector.wait_report()
+        return dict(report, cpu=cpu.per_1k(WARMUP + count))
 
 
 def _stop(process: Any) -> None:
@@ -262,13 +271,17 @@ class _QueueBench:
             q.join_thread()
 
     def produce(self, shape: tuple, dtype: Any, count: int, period: float) -> Dict[str, Any]:
-        self.commands.put({"do": "produce", "args": (shape, dtype, count, period)})
-        return _take(lambda: self.items_in.get(timeout=TIMEOUT), count)
+        with CpuMeter() as cpu:
+            self.commands.put({"do": "produce", "args": (shape, dtype, count, period)})
+            result = _take(lambda: self.items_in.get(timeout=TIMEOUT), count)
+        return dict(result, cpu=cpu.per_1k(WARMUP + count))
 
     def consume(self, shape: tuple, dtype: Any, count: int, period: float) -> Dict[str, Any]:
-        self.commands.put({"do": "consume", "count": count})
-        _produce(self.items_out.put, shape, dtype, count, period)
-        return self.results.get(timeout=TIMEOUT)
+        with CpuMeter() as cpu:
+            self.commands.put({"do": "consume", "count": count})
+            _produce(self.items_out.put, shape, dtype, count, period)
+            result = self.results.get(timeout=TIMEOUT)
+        return dict(result, cpu=cpu.per_1k(WARMUP + count))
 
 
 # --------------------------------------------------------------------------- parent: rtcbot process classes
@@ -305,40 +318,59 @@ class _ClassBench:
 
     async def produce(self, shape: tuple, dtype: Any, count: int, period: float) -> Dict[str, Any]:
         self.collector.reset()
-        self.worker.put_nowait({"do": "produce", "args": (shape, dtype, count, period)})
-        await self.collector.wait_report()
-        return self.collector.result()
+        with CpuMeter() as cpu:
+            self.worker.put_nowait({"do": "produce", "args": (shape, dtype, count, period)})
+            await self.collector.wait_report()
+        return dict(self.collector.result(), cpu=cpu.per_1k(WARMUP + count))
 
     async def consume(self, shape: tuple, dtype: Any, count: int, period: float) -> Dict[str, Any]:
         self.collector.reset()
-        self.worker.put_nowait({"do": "consume", "count": count})
-        loop = asyncio.get_running_loop()
-        array = np.ones(shape, dtype)
-        deadline = loop.time()
-        for index in range(-WARMUP, count):
-            if period:
-                await asyncio.sleep(deadline - loop.time())  # pacing
-                deadline += period
-            self.worker.put_nowait((time.perf_counter(), index, array))
-        return await self.collector.wait_report()
+        with CpuMeter() as cpu:
+            self.worker.put_nowait({"do": "consume", "count": count})
+            loop = asyncio.get_running_loop()
+            array = np.ones(shape, dtype)
+            deadline = loop.time()
+            for index in range(-WARMUP, count):
+                if period:
+                    await asyncio.sleep(deadline - loop.time())  # pacing
+                    deadline += period
+                self.worker.put_nowait((time.perf_counter(), index, array))
+            report = await self.collector.wait_report()
+        return dict(report, cpu=cpu.per_1k(WARMUP + count))
 
 
 # ------------------------------------------------------------------------------------------- figures
 
 
-def _memcpy_mbps(shape: tuple, dtype: Any, seconds: float) -> float:
-    """In-process ``np.copyto`` of the same array into a preallocated one: median MB/s of 5 rounds."""
-    source = np.ones(shape, dtype)
-    target = np.empty_like(source)
-    np.copyto(target, source)
-    copies = max(1, int(seconds / 5 / max(source.nbytes / 5e9, 1e-7)))
-    rates = []
-    for _ in range(5):
-        started = time.perf_counter()
-        for _ in range(copies):
-            np.copyto(target, source)
-        rates.append(copies * source.nbytes / (time.perf_counter() - started) / 1e6)
-    return float(np.median(rates))
+class _Memcpy:
+    """In-process ``np.copyto`` of the same array into a preallocated one: the best MB/s of 9 short rounds
+    (``mbps``: this machine's copy speed; on a shared machine a round that was preempted says nothing about
+    it, and a median of such rounds made the baseline swing 5 to 60 GB/s between rows), and CPU seconds per
+    1,000 copies over all rounds (``cpu``)."""
+
+    ROUNDS = 9
+
+    def __init__(self, shape: tuple, dtype: Any, seconds: float) -> None:
+        source = np.ones(shape, dtype)
+        target = np.empty_like(source)
+        np.copyto(target, source)
+        copies = max(1, int(seconds / self.ROUNDS / max(source.nbytes / 5e9, 1e-7)))
+        rates = []
+        with CpuMeter() as cpu:
+            for _ in range(self.ROUNDS):
+                started = time.perf_counter()
+                for _ in range(copies):
+                    np.copyto(target, source)
+                rates.append(copies * source.nbytes / (time.perf_counter() - started) / 1e6)
+        self.mbps = float(max(rates))
+        self.cpu = cpu.per_1k(self.ROUNDS * copies)
+
+
+def _median_run(runs: List[Dict[str, Any]], nbytes: int, count: int) -> Dict[str, Any]:
+    """The run with the median MB/s of ``runs`` (each measured alike), with the mean CPU of all of them."""
+    ranked = sorted(runs, key=lambda run: _mbps(nbytes, run.get("count", count), run["first"], run["last"]))
+    cpus = [run["cpu"] for run in runs if run.get("cpu") is not None]
+    return dict(ranked[len(ranked) // 2], cpu=sum(cpus) / len(cpus) if cpus else None)
 
 
 def _mbps(nbytes: int, count: int, first: float, last: float) -> float:
@@ -390,31 +422,37 @@ class _RssSampler:
 
 
 def _throughput_rows(
-    size: Any, path: str, count: int, memcpy: float, ours: Dict[str, Any], theirs: Optional[Dict[str, Any]]
+    size: Any, path: str, count: int, memcpy: _Memcpy, ours: Dict[str, Any], theirs: Optional[Dict[str, Any]]
 ) -> List[Dict[str, Any]]:
     label, shape, dtype = size
     value = _mbps(_nbytes(shape, dtype), count, ours["first"], ours["last"])
-    target = ">= 0.25x" if size is HD else None
-    met = None if target is None else value >= 0.25 * memcpy
-    rows = [row(BENCH, label, f"{path} unpaced", value, "MB/s", "memcpy", memcpy, target, met)]
+    target = ">= 0.25x" if size in (VGA, HD) else None
+    met = None if target is None else value >= 0.25 * memcpy.mbps
+    rows = [
+        row(BENCH, label, f"{path} unpaced", value, "MB/s", "memcpy", memcpy.mbps, target, met,
+            cpu=ours["cpu"], baseline_cpu=memcpy.cpu)
+    ]  # fmt: skip
     if theirs is not None:
         queue_value = _mbps(_nbytes(shape, dtype), theirs["count"], theirs["first"], theirs["last"])
-        rows.append(row(BENCH, label, f"{path} unpaced", value, "MB/s", "mp.Queue", queue_value))
+        rows.append(row(BENCH, label, f"{path} unpaced", value, "MB/s", "mp.Queue", queue_value,
+                        cpu=ours["cpu"], baseline_cpu=theirs["cpu"]))  # fmt: skip
     return rows
 
 
 def _latency_rows(
-    size: Any, path: str, period: float, ours: List[float], theirs: Optional[List[float]]
+    size: Any, path: str, period: float, ours: Dict[str, Any], theirs: Optional[Dict[str, Any]]
 ) -> List[Dict[str, Any]]:
+    """p50 and p99 rows; the CPU figures are per 1,000 items at this pace (idle time included)."""
     label = size[0]
     pace = "30 frames/s" if period == FRAME_PERIOD else "48 kHz blocks"
     limit = 20.0 if period == FRAME_PERIOD else 2.0
-    p50, p99 = _percentiles_ms(ours)
-    q50, q99 = _percentiles_ms(theirs) if theirs is not None else (None, None)
+    p50, p99 = _percentiles_ms(ours["latencies"])
+    q50, q99 = _percentiles_ms(theirs["latencies"]) if theirs is not None else (None, None)
     baseline = "mp.Queue" if theirs is not None else None
+    cpu = {"cpu": ours.get("cpu"), "baseline_cpu": None if theirs is None else theirs.get("cpu")}
     return [
-        row(BENCH, label, f"{path} p50 @{pace}", p50, "ms", baseline, q50),
-        row(BENCH, label, f"{path} p99 @{pace}", p99, "ms", baseline, q99, f"< {limit:g} ms", p99 < limit),
+        row(BENCH, label, f"{path} p50 @{pace}", p50, "ms", baseline, q50, **cpu),
+        row(BENCH, label, f"{path} p99 @{pace}", p99, "ms", baseline, q99, f"< {limit:g} ms", p99 < limit, **cpu),
     ]
 
 
@@ -422,32 +460,34 @@ async def _channel_rows(plan: Dict[str, Any]) -> List[Dict[str, Any]]:
     rows: List[Dict[str, Any]] = []
     async with _ChannelBench() as bench:
         with _QueueBench() as baseline:
+            rounds = plan["rounds"]
             for size in (VGA, HD, AUDIO):
                 _label, shape, dtype = size
+                nbytes = _nbytes(shape, dtype)
                 count, queue_count = plan["unpaced"][size], plan["queue unpaced"][size]
-                produced = await bench.produce(shape, dtype, count, 0.0)
+                produced = _median_run(
+                    [await bench.produce(shape, dtype, count, 0.0) for _ in range(rounds)], nbytes, count
+                )
                 queue_produced = dict(baseline.produce(shape, dtype, queue_count, 0.0), count=queue_count)
                 rows += _throughput_rows(
-                    size, "channel producer", count, _memcpy_mbps(shape, dtype, 0.1), produced, queue_produced
+                    size, "channel producer", count, _Memcpy(shape, dtype, 0.1), produced, queue_produced
                 )
-                consumed = await bench.consume(shape, dtype, count, 0.0)
+                consumed = _median_run(
+                    [await bench.consume(shape, dtype, count, 0.0) for _ in range(rounds)], nbytes, count
+                )
                 queue_consumed = dict(baseline.consume(shape, dtype, queue_count, 0.0), count=queue_count)
                 rows += _throughput_rows(
-                    size, "channel consumer", count, _memcpy_mbps(shape, dtype, 0.1), consumed, queue_consumed
+                    size, "channel consumer", count, _Memcpy(shape, dtype, 0.1), consumed, queue_consumed
                 )
             for size, period in ((VGA, FRAME_PERIOD), (HD, FRAME_PERIOD), (AUDIO, AUDIO_PERIOD)):
                 _label, shape, dtype = size
                 count = plan["paced"][size]
                 produced = await bench.produce(shape, dtype, count, period)
                 queue_produced = baseline.produce(shape, dtype, count, period)
-                rows += _latency_rows(
-                    size, "channel producer", period, produced["latencies"], queue_produced["latencies"]
-                )
+                rows += _latency_rows(size, "channel producer", period, produced, queue_produced)
                 consumed = await bench.consume(shape, dtype, count, period)
                 queue_consumed = baseline.consume(shape, dtype, count, period)
-                rows += _latency_rows(
-                    size, "channel consumer", period, consumed["latencies"], queue_consumed["latencies"]
-                )
+                rows += _latency_rows(size, "channel consumer", period, consumed, queue_consumed)
         rows += await _memory_rows(bench, plan["slow consumer"], plan["slow work"])
     return rows
 
@@ -466,7 +506,8 @@ async def _memory_rows(bench: _ChannelBench, size: Any, work: float) -> List[Dic
         rows += [
             row(BENCH, case, "parent peak RSS growth", parent, "MB", None, None, target, parent < bound_mb),
             row(BENCH, case, "worker peak RSS growth", worker, "MB", None, None, target, worker < bound_mb),
-            row(BENCH, case, f"delivered of 10,000 ({dropped} dropped)", result["delivered"], "frames"),
+            row(BENCH, case, f"delivered of 10,000 ({dropped} dropped)", result["delivered"], "frames",
+                cpu=per_1k(result["cpu_seconds"], result["delivered"])),  # per frame delivered
         ]
     return rows
 
@@ -476,37 +517,44 @@ async def _class_rows(plan: Dict[str, Any]) -> List[Dict[str, Any]]:
         return []
     rows: List[Dict[str, Any]] = []
     async with _ClassBench() as bench:
+        rounds = plan["rounds"]
         for size in plan["class unpaced"]:
             _label, shape, dtype = size
-            count = plan["unpaced"][size]
-            produced = await bench.produce(shape, dtype, count, 0.0)
-            rows += _throughput_rows(
-                size, "process class producer", count, _memcpy_mbps(shape, dtype, 0.1), produced, None
+            nbytes, count = _nbytes(shape, dtype), plan["unpaced"][size]
+            produced = _median_run(
+                [await bench.produce(shape, dtype, count, 0.0) for _ in range(rounds)], nbytes, count
             )
-            consumed = await bench.consume(shape, dtype, count, 0.0)
             rows += _throughput_rows(
-                size, "process class consumer", count, _memcpy_mbps(shape, dtype, 0.1), consumed, None
+                size, "process class producer", count, _Memcpy(shape, dtype, 0.1), produced, None
+            )
+            consumed = _median_run(
+                [await bench.consume(shape, dtype, count, 0.0) for _ in range(rounds)], nbytes, count
+            )
+            rows += _throughput_rows(
+                size, "process class consumer", count, _Memcpy(shape, dtype, 0.1), consumed, None
             )
         for size, period in plan["class paced"]:
             _label, shape, dtype = size
             count = plan["paced"][size]
             produced = await bench.produce(shape, dtype, count, period)
-            rows += _latency_rows(size, "process class producer", period, produced["latencies"], None)
+            rows += _latency_rows(size, "process class producer", period, produced, None)
             consumed = await bench.consume(shape, dtype, count, period)
-            rows += _latency_rows(size, "process class consumer", period, consumed["latencies"], None)
+            rows += _latency_rows(size, "process class consumer", period, consumed, None)
     return rows
 
 
 QUICK = {
+    "rounds": 1,  # unpaced runs of each; the figure is their median
     "unpaced": {VGA: 60, HD: 20, AUDIO: 1000},
     "queue unpaced": {VGA: 20, HD: 8, AUDIO: 1000},
     "paced": {VGA: 12, HD: 12, AUDIO: 30},
     "slow consumer": SMALL,
     "slow work": 0.0001,
-    "class unpaced": (HD,),
+    "class unpaced": (VGA, HD),
     "class paced": ((HD, FRAME_PERIOD), (AUDIO, AUDIO_PERIOD)),
 }
 FULL = {
+    "rounds": 3,
     "unpaced": {VGA: 600, HD: 200, AUDIO: 10000},
     "queue unpaced": {VGA: 200, HD: 50, AUDIO: 10000},
     "paced": {VGA: 300, HD: 300, AUDIO: 940},
@@ -523,8 +571,8 @@ def run(quick: bool) -> List[Dict[str, Any]]:
     plan = QUICK if quick else FULL
     rows: List[Dict[str, Any]] = []
     for label, shape, dtype in (VGA, HD, AUDIO):
-        memcpy = _memcpy_mbps(shape, dtype, 0.1 if quick else 0.5)
-        rows.append(row(BENCH, label, "memcpy (np.copyto, in-process)", memcpy, "MB/s"))
+        memcpy = _Memcpy(shape, dtype, 0.1 if quick else 0.5)
+        rows.append(row(BENCH, label, "memcpy (np.copyto, in-process)", memcpy.mbps, "MB/s", cpu=memcpy.cpu))
     # Each throughput row's memcpy baseline is measured again right before it, so that a ratio compares
     # figures taken under the same load (this machine may be shared).
     rows += asyncio.run(_channel_rows(plan))

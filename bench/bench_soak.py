@@ -316,11 +316,18 @@ def _print_sample(sample: Sample) -> None:
     print("  soak", sample.line(), flush=True)
 
 
+def _print_progress(sample: Sample) -> None:
+    """Samples as the soak goes, on stderr: stdout keeps the results table and summary on one screen."""
+    print("  soak", sample.line(), file=sys.stderr, flush=True)
+
+
 def run(quick: bool) -> List[Dict[str, Any]]:
+    from ._cpu import CpuMeter
     from ._table import row
 
     duration, every, warmup = (20.0, 2.0, 5.0) if quick else (600.0, 30.0, 60.0)
-    result = soak(duration, every, warmup, report=_print_sample)
+    with CpuMeter() as cpu:  # this process and every worker and simulated board
+        result = soak(duration, every, warmup, report=_print_progress)
     case = f"{duration:.0f} s, warm-up {warmup:.0f} s"
     growth = result.rss_growth_mb
     rows = [
@@ -342,6 +349,9 @@ def run(quick: bool) -> List[Dict[str, Any]]:
         row("soak", case, "serial readings read", result.rate("readings"), "messages/s", "commands sent",
             SERIAL_RATE),
     ]
+    frames = result.rate("frames") * duration
+    rows.append(row("soak", case, "CPU, every device at once (CPU s/1k: per camera frame)",
+                    (cpu.seconds or 0.0) / duration, "cores", cpu=cpu.per_1k(frames)))  # fmt: skip
     if result.errors:
         raise RuntimeError(f"devices failed during the soak: {result.errors}")
     return rows

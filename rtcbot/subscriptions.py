@@ -204,7 +204,7 @@ class CallbackSubscription:
         # Who calls it, for the log when it raises ("SimCamera subscriber", "SimCamera.onError callback").
         self.owner = owner or "subscriber callback"
         self._loop = loop
-        self._runDirect = runDirect
+        self._run_direct = runDirect
         self._is_coroutine = inspect.iscoroutinefunction(callback) or inspect.iscoroutinefunction(
             type(callback).__call__  # an object whose __call__ is async
         )
@@ -226,7 +226,7 @@ class CallbackSubscription:
             task = loop.create_task(self.callback(item))
             self._tasks.add(task)
             task.add_done_callback(self._task_done)
-        elif self._runDirect:
+        elif self._run_direct:
             self._call(item)
         else:
             loop = self._loop_now()
@@ -287,17 +287,17 @@ class DelayedSubscription:
     def __init__(self, SubscriptionWriter: Any, subscription: Any = None) -> None:
         self.SubscriptionWriter = SubscriptionWriter
         self.subscription = subscription
-        self._isSubscribed = False
+        self._is_subscribed = False
 
     def unsubscribe(self) -> None:
-        if self._isSubscribed:
+        if self._is_subscribed:
             self.SubscriptionWriter.unsubscribe(self.subscription)
-        self._isSubscribed = False
+        self._is_subscribed = False
 
     async def get(self) -> Any:
-        if not self._isSubscribed:
+        if not self._is_subscribed:
             self.subscription = self.SubscriptionWriter.subscribe(self.subscription)
-            self._isSubscribed = True
+            self._is_subscribed = True
         return await self.subscription.get()
 
 

@@ -164,17 +164,17 @@ def test_get_uses_one_default_subscription_until_unsubscribe():
         p = SubscriptionProducer()
         getter = asyncio.ensure_future(p.get())
         await asyncio.sleep(0)
-        default = p._defaultSubscription
+        default = p._default_subscription
         p._put_nowait(1)
         p._put_nowait(2)
         assert await asyncio.wait_for(getter, 1) == 1
         assert await asyncio.wait_for(p.get(), 1) == 2
-        assert p._defaultSubscription is default
+        assert p._default_subscription is default
         p.unsubscribe()
-        assert p._defaultSubscription is None
+        assert p._default_subscription is None
         getter = asyncio.ensure_future(p.get())
         await asyncio.sleep(0)
-        assert p._defaultSubscription is not default
+        assert p._default_subscription is not default
         p._put_nowait(3)
         assert await asyncio.wait_for(getter, 1) == 3
 
@@ -195,7 +195,7 @@ def test_unsubscribe_all_removes_the_default_subscription_too():
         p = SubscriptionProducer(defaultAutosubscribe=True)
         p.subscribe()
         p.unsubscribeAll()
-        assert not p._subscriptions and p._defaultSubscription is None
+        assert not p._subscriptions and p._default_subscription is None
 
     run(main())
 

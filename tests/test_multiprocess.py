@@ -275,7 +275,7 @@ def test_a_bad_item_is_logged_and_the_consumer_keeps_working(no_leaks, caplog):
 class StartsBadly(ProcessSubscriptionProducer):
     closes = 0
 
-    def _startWorker(self):
+    def _start_worker(self):
         raise OSError("could not start the worker")
 
     def close(self):

@@ -128,12 +128,34 @@ def first_line(proc: subprocess.Popen, timeout: float) -> str:
     return proc.stdout.readline()
 
 
+def run_as_tests(block: Block, tmp_path: Path) -> None:
+    """A block of pytest tests (the "Testing your robot" example) runs under pytest, on the plugin's
+    simulated devices, and every test in it passes."""
+    test_file = tmp_path / "test_readme_block.py"
+    test_file.write_text(block.code)
+    wanted = len(re.findall(r"^def test_", block.code, re.M))
+    env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
+    env.pop("RTCBOT_HW", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:hypothesispytest", str(test_file)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0 and f"{wanted} passed" in result.stdout, result.stdout + result.stderr
+
+
 @pytest.mark.parametrize("block", PYTHON, ids=[b.id for b in PYTHON])
 def test_python_block_runs(block, tmp_path, request):
     needs = {"CVCamera": "cv2", "SerialConnection": "serial", "rtcbot.net": "zenoh"}
     for name, module in needs.items():
         if name in block.code:
             pytest.importorskip(module)
+    if re.search(r"^def test_", block.code, re.M):
+        run_as_tests(block, tmp_path)
+        return
     link = request.getfixturevalue("arduino") if ARDUINO in block.code else ""
     argv = prepare(block, tmp_path, link)
     # a snippet that only defines code proves nothing: what it defines, it runs; and it names nothing undefined

@@ -200,11 +200,6 @@ CASES = {
 }
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="needs the base layer to start built-in device workers without importing the user's script "
-    "again (issue #13, no __main__ guard): under forkserver the worker re-runs the module-level code",
-)
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_rtcbots_documented_serial_script_runs_unchanged_and_stops_on_ctrl_c(name, tmp_path):
     documented_port, board_class, sent, lines = CASES[name]

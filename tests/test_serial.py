@@ -654,14 +654,6 @@ def test_writes_of_one_loop_turn_travel_together_and_a_timed_out_batch_counts_ea
     assert run(main()) == 4
 
 
-ON_READY_ENDS = pytest.mark.xfail(
-    strict=False,
-    reason="needs the base layer's lifecycle (issue #12): await onReady() ends with the error that closed the "
-    "object before it was ready",
-)
-
-
-@ON_READY_ENDS
 def test_await_on_ready_raises_what_failed_for_a_device_that_is_not_a_serial_port(no_leaks):
     async def main():
         conn = SerialConnection("/dev/null")  # a character device, but no terminal: fails in the worker
@@ -674,7 +666,6 @@ def test_await_on_ready_raises_what_failed_for_a_device_that_is_not_a_serial_por
     run(main())
 
 
-@ON_READY_ENDS
 def test_await_on_ready_raises_what_failed_for_a_port_held_by_another_program(peer, no_leaks):
     async def main():
         holder = serial.serial_for_url(peer.port, exclusive=True)

@@ -7,16 +7,22 @@ directly) and can switch subscriptions mid-stream::
     q = producer.subscribe()            # an asyncio.Queue by default
     producer._put_nowait("hello")       # subclasses call this for each new item
     assert await q.get() == "hello"
+
+Hooks for subclasses (the names are kept; use these, not other attributes): producers call
+``_put_nowait(item)`` and check ``_shouldClose``; consumers await ``_get()`` (SubscriptionClosed after close)
+and may use ``_unread_direct_items()``, ``_take_unread_direct_items()`` and ``_get_holds_an_item()`` to flush
+or drain; both call ``_close()`` to close themselves and ``_setReady``/``_setError`` (see ``events``).
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
-from typing import Any, Callable, Dict, Optional, Set, Tuple
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from ..errors import DeviceClosedError
-from .events import _as_subscription, baseEventHandler
+from .events import _as_subscription, baseEventHandler, resolve_loop
 
 __all__ = [
     "BaseSubscriptionConsumer",
@@ -39,6 +45,10 @@ class NoClosedSubscription:
     letting an application exit cleanly::
 
         producer.subscribe(NoClosedSubscription(forward))
+
+    It is also a subscription whose ``get()`` awaits the wrapped coroutine function, as RTCBot uses it::
+
+        consumer.putSubscription(NoClosedSubscription(self._get))
     """
 
     def __init__(self, awaitable: Callable[..., Any]) -> None:
@@ -49,6 +59,17 @@ class NoClosedSubscription:
             return await self.callback(*args)
         except SubscriptionClosed:
             raise asyncio.CancelledError() from None
+
+    async def get(self) -> Any:
+        """Await the wrapped coroutine function for the next item (SubscriptionClosed becomes cancellation)."""
+        return await self()
+
+
+def _cancelling() -> bool:
+    """True when the current task was asked to cancel (Python 3.11+ can tell; before, assume not)."""
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)
+    return bool(cancelling is not None and cancelling())
 
 
 def _is_producer(obj: Any) -> bool:
@@ -85,7 +106,9 @@ class BaseSubscriptionProducer(baseEventHandler):
     _shouldClose = False
     _subscriptions: Dict[Any, Any] = {}
     _puts: Tuple[Callable[[Any], None], ...] = ()
-    _putOne: Optional[Callable[[Any], None]] = None
+    _put_one: Optional[Callable[[Any], None]] = None
+    _pending_gets: Set[asyncio.Future] = frozenset()  # type: ignore[assignment]
+    _ended_gets: Set[asyncio.Future] = frozenset()  # type: ignore[assignment]
 
     def __init__(
         self,
@@ -95,15 +118,16 @@ class BaseSubscriptionProducer(baseEventHandler):
         ready: bool = True,
     ) -> None:
         baseEventHandler.__init__(self, logger)
-        self._defaultSubscriptionClass = defaultSubscriptionClass
-        self._defaultSubscription: Any = None
+        self._default_subscription_class = defaultSubscriptionClass
+        self._default_subscription: Any = None
         self._subscriptions = {}  # what the user holds -> the sink that receives items
         self._puts = ()  # bound put_nowait of every sink, rebuilt on (un)subscribe, not per item
-        self._pendingGets: Set[asyncio.Future] = set()
-        self._lastFailureLog = 0.0
+        self._pending_gets: Set[asyncio.Future] = set()
+        self._ended_gets: Set[asyncio.Future] = set()  # pending gets cancelled by us, not by their caller
+        self._last_failure_log = 0.0
         self._shouldClose = False
         if defaultAutosubscribe:
-            self._defaultSubscription = self.subscribe()
+            self._default_subscription = self.subscribe()
         if ready:
             self._setReady(True)
 
@@ -120,24 +144,28 @@ class BaseSubscriptionProducer(baseEventHandler):
                 print(frame.shape)
         """
         if subscription is None:
-            subscription = self._defaultSubscriptionClass()
+            subscription = self._default_subscription_class()
         sink = _as_subscription(subscription, owner=f"{type(self).__name__} subscriber")
         self._subscriptions[subscription] = sink
-        self._rebuildPuts()
+        self._rebuild_puts()
         return subscription
 
     def unsubscribe(self, subscription: Any = None) -> None:
         """Removes the given subscription (by default the one created by ``get()``); unknown ones are ignored."""
         if subscription is None:
-            subscription = self._defaultSubscription
-            self._defaultSubscription = None
+            subscription = self._default_subscription
+            self._default_subscription = None
             if subscription is None:
                 return
-        elif subscription is self._defaultSubscription:
-            self._defaultSubscription = None
+            if self._pending_gets:
+                self._move_pending_gets()
+        elif subscription is self._default_subscription:
+            self._default_subscription = None
+            if self._pending_gets:
+                self._move_pending_gets()
         sink = self._subscriptions.pop(subscription, None)
         if sink is not None:
-            self._rebuildPuts()
+            self._rebuild_puts()
             closer = getattr(sink, "close", None) if sink is not subscription else None
             if closer is not None:
                 closer()
@@ -146,61 +174,83 @@ class BaseSubscriptionProducer(baseEventHandler):
         """Removes all active subscriptions, including the default one."""
         for subscription in list(self._subscriptions):
             self.unsubscribe(subscription)
-        self._defaultSubscription = None
+        if self._default_subscription not in self._subscriptions:  # not one made for pending gets just now
+            self._default_subscription = None
 
-    def _rebuildPuts(self) -> None:
+    def _rebuild_puts(self) -> None:
         self._puts = tuple(sink.put_nowait for sink in self._subscriptions.values())
         # One subscriber is the common case (a camera feeding one consumer): it skips the loop.
-        self._putOne = self._puts[0] if len(self._puts) == 1 else None
+        self._put_one = self._puts[0] if len(self._puts) == 1 else None
 
     async def get(self) -> Any:
         """Like ``subscribe().get()``, on one default subscription created at the first call::
 
             frame = await camera.get()
+
+        A ``get()`` pending while the default subscription is unsubscribed goes on waiting on the new one;
+        pending and later calls raise SubscriptionClosed once the producer is closed.
         """
-        if self.closed:
-            raise SubscriptionClosed(f"{type(self).__name__} is closed")
-        if self._defaultSubscription is None:
-            self._defaultSubscription = self.subscribe()
-        subscription = self._defaultSubscription
-        get_nowait = getattr(subscription, "get_nowait", None)
-        if get_nowait is not None:
+        while True:
+            if self.closed:
+                raise SubscriptionClosed(f"{type(self).__name__} is closed")
+            if self._default_subscription is None:
+                self._default_subscription = self.subscribe()
+            subscription = self._default_subscription
+            get_nowait = getattr(subscription, "get_nowait", None)
+            if get_nowait is not None:
+                try:
+                    return get_nowait()
+                except asyncio.QueueEmpty:
+                    pass
+            waiter = asyncio.ensure_future(subscription.get())
+            self._pending_gets.add(waiter)
             try:
-                return get_nowait()
-            except asyncio.QueueEmpty:
-                pass
-        waiter = asyncio.ensure_future(subscription.get())
-        self._pendingGets.add(waiter)
-        try:
-            return await waiter
-        except asyncio.CancelledError:
-            if self._shouldClose and waiter.cancelled():
-                raise SubscriptionClosed(f"{type(self).__name__} was closed") from None
-            raise
-        finally:
-            self._pendingGets.discard(waiter)
+                return await waiter
+            except asyncio.CancelledError:
+                if waiter not in self._ended_gets or _cancelling():
+                    raise  # the caller was cancelled: never swallowed
+                if self._shouldClose:
+                    raise SubscriptionClosed(f"{type(self).__name__} was closed") from None
+                # its subscription was unsubscribed: wait on the new default one
+            finally:
+                self._pending_gets.discard(waiter)
+                self._ended_gets.discard(waiter)
+
+    def _move_pending_gets(self) -> None:
+        """The default subscription was unsubscribed under pending ``get()`` calls: they wait on a new one,
+        made now, so nothing put from here on is missed."""
+        self._end_pending_gets()
+        if not self._shouldClose:
+            self._default_subscription = self.subscribe()
+
+    def _end_pending_gets(self) -> None:
+        """Wake every pending ``get()`` (close, or its default subscription was unsubscribed)."""
+        for waiter in list(self._pending_gets):
+            if not waiter.done():
+                self._ended_gets.add(waiter)
+                waiter.cancel()
 
     # -- producing -----------------------------------------------------------------------------------
     def _put_nowait(self, element: Any) -> None:
         """Used by subclasses to give an item to every subscription (callbacks included)."""
-        one = self._putOne
+        one = self._put_one
         if one is not None:
             try:
                 one(element)
             except Exception as e:
-                self._subscriberFailed(one, e)
+                self._subscriber_failed(one, e)
             return
         for put in self._puts:
             try:
                 put(element)
             except Exception as e:
-                self._subscriberFailed(put, e)
+                self._subscriber_failed(put, e)
 
-    def _subscriberFailed(self, put: Callable[[Any], None], err: Exception) -> None:
+    def _subscriber_failed(self, put: Callable[[Any], None], err: Exception) -> None:
         # A full asyncio.Queue(maxsize) or a broken subscription must not stop the other subscribers.
         now = time.monotonic()
-        if now - self._lastFailureLog >= 1.0:
-            self._lastFailureLog = now
+        if now - self._last_failure_log >= 1.0:
+            self._last_failure_log = now
             self._log.warning(
                 "%s: subscription %r did not take an item (%s: %s); it was dropped for that subscription",
                 type(self).__name__,
@@ -217,10 +267,10 @@ class BaseSubscriptionProducer(baseEventHandler):
     def close(self) -> None:
         """Shuts down the data gathering, and removes all subscriptions."""
         self._shouldClose = True
-        for waiter in list(getattr(self, "_pendingGets", ())):
-            waiter.cancel()
+        if self._pending_gets:
+            self._end_pending_gets()
         self.unsubscribeAll()
-        if hasattr(self, "_closeEvent"):
+        if hasattr(self, "_close_event"):
             baseEventHandler.close(self)
 
 
@@ -248,8 +298,8 @@ class BaseSubscriptionConsumer(baseEventHandler):
     """
 
     _shouldClose = False
-    _pendingGet: Optional[asyncio.Future] = None
-    _ownedSubscription: Optional[Tuple[Any, Any]] = None
+    _pending_get: Optional[asyncio.Future] = None
+    _owned_subscription: Optional[Tuple[Any, Any]] = None
 
     def __init__(
         self,
@@ -258,12 +308,14 @@ class BaseSubscriptionConsumer(baseEventHandler):
         ready: bool = True,
     ) -> None:
         baseEventHandler.__init__(self, logger)
-        self._directPutSubscriptionType = directPutSubscriptionType
-        self._directPutSubscription = directPutSubscriptionType()
-        self._source: Any = self._directPutSubscription  # what _get() reads now
-        self._userSubscription: Any = None  # what putSubscription() was given, None for direct puts
-        self._ownedSubscription = None  # (producer, subscription) we created for a producer passed in
-        self._pendingGet = None
+        if sys.version_info < (3, 10):
+            resolve_loop()  # asyncio.Queue() binds the current loop on 3.9: make sure there is one
+        self._direct_put_subscription_type = directPutSubscriptionType
+        self._direct_put_subscription = directPutSubscriptionType()
+        self._source: Any = self._direct_put_subscription  # what _get() reads now
+        self._user_subscription: Any = None  # what putSubscription() was given, None for direct puts
+        self._owned_subscription = None  # (producer, subscription) we created for a producer passed in
+        self._pending_get = None
         self._switches = 0
         self._shouldClose = False
         if ready:
@@ -272,7 +324,7 @@ class BaseSubscriptionConsumer(baseEventHandler):
     @property
     def subscription(self) -> Any:
         """The active subscription given to ``putSubscription()``, or None when reading ``put_nowait``."""
-        return self._userSubscription
+        return self._user_subscription
 
     def putSubscription(self, subscription: Any) -> None:
         """Keep reading ``subscription`` (anything with an async ``get()``, or a producer, which is subscribed
@@ -291,36 +343,58 @@ class BaseSubscriptionConsumer(baseEventHandler):
                 f"{type(self).__name__}.putSubscription() needs a producer or a subscription with an async "
                 f"get() (e.g. asyncio.Queue, producer.subscribe()), got {type(subscription).__name__}"
             )
-        self._releaseOwned()
-        self._ownedSubscription = owned
-        self._userSubscription = subscription
-        self._switchTo(source)
+        self._release_owned()
+        self._owned_subscription = owned
+        self._user_subscription = subscription
+        self._switch_to(source)
 
     def stopSubscription(self) -> None:
         """Stops reading the current subscription; items then come only from ``put_nowait()``."""
-        self._releaseOwned()
-        if self._userSubscription is not None:
-            self._userSubscription = None
-            self._switchTo(self._directPutSubscription)
+        self._release_owned()
+        if self._user_subscription is not None:
+            self._user_subscription = None
+            self._switch_to(self._direct_put_subscription)
 
     def put_nowait(self, data: Any) -> None:
         """Send an item to the consumer directly; an active subscription is stopped first."""
         if self._shouldClose:
             raise DeviceClosedError(f"{type(self).__name__} is closed; it takes no more items")
-        if self._userSubscription is not None:
+        if self._user_subscription is not None:
             self.stopSubscription()
-        self._directPutSubscription.put_nowait(data)
+        self._direct_put_subscription.put_nowait(data)
 
-    def _releaseOwned(self) -> None:
-        owned, self._ownedSubscription = self._ownedSubscription, None
+    # -- hooks for consumers that flush or drain (e.g. a publisher sending what was put before close) ------
+    def _unread_direct_items(self) -> int:
+        """How many items given to ``put_nowait()`` wait for ``_get()`` (0 when that queue cannot tell)."""
+        qsize = getattr(self._direct_put_subscription, "qsize", None)
+        return int(qsize()) if qsize is not None else 0
+
+    def _take_unread_direct_items(self) -> List[Any]:
+        """Remove and return the items given to ``put_nowait()`` that ``_get()`` has not read yet."""
+        items: List[Any] = []
+        get_nowait = getattr(self._direct_put_subscription, "get_nowait", None)
+        while get_nowait is not None:
+            try:
+                items.append(get_nowait())
+            except asyncio.QueueEmpty:
+                break
+        return items
+
+    def _get_holds_an_item(self) -> bool:
+        """True while a pending ``_get()`` has received its item but its caller has not resumed yet."""
+        pending = self._pending_get
+        return pending is not None and pending.done() and not pending.cancelled()
+
+    def _release_owned(self) -> None:
+        owned, self._owned_subscription = self._owned_subscription, None
         if owned is not None:
             producer, source = owned
             producer.unsubscribe(source)
 
-    def _switchTo(self, source: Any) -> None:
+    def _switch_to(self, source: Any) -> None:
         self._source = source
         self._switches += 1
-        pending = self._pendingGet
+        pending = self._pending_get
         if pending is not None and not pending.done():
             pending.cancel()
 
@@ -339,37 +413,55 @@ class BaseSubscriptionConsumer(baseEventHandler):
                     pass
             switches = self._switches
             waiter = asyncio.ensure_future(source.get())
-            self._pendingGet = waiter
+            self._pending_get = waiter
             try:
                 return await waiter
             except asyncio.CancelledError:
-                task = asyncio.current_task()
-                outer_cancelled = bool(task is not None and getattr(task, "cancelling", lambda: 0)())
-                if self._switches == switches or outer_cancelled:
+                if self._switches == switches or _cancelling():
                     raise
                 # the subscription was switched (or the object closed) while waiting: go round again
             finally:
-                if self._pendingGet is waiter:
-                    self._pendingGet = None
+                if self._pending_get is waiter:
+                    self._pending_get = None
 
     def close(self) -> None:
         """Cleans up and closes the object; a pending ``_get()`` raises SubscriptionClosed."""
         self._shouldClose = True
-        self._releaseOwned()
+        self._release_owned()
         self._switches = getattr(self, "_switches", 0) + 1
-        pending = self._pendingGet
+        pending = self._pending_get
         if pending is not None and not pending.done():
             pending.cancel()
-        if hasattr(self, "_closeEvent"):
+        if hasattr(self, "_close_event"):
             baseEventHandler.close(self)
 
 
 class SubscriptionConsumer(BaseSubscriptionConsumer):
-    """The asyncio consumer (an alias of BaseSubscriptionConsumer)."""
+    """The asyncio consumer: a BaseSubscriptionConsumer whose ``get()`` is public, so it can be used as it is,
+    without a subclass (as in RTCBot)::
+
+        c = SubscriptionConsumer()
+        c.putSubscription(microphone)
+        block = await c.get()
+    """
+
+    async def get(self) -> Any:
+        """The next item of the active subscription (or of ``put_nowait``); SubscriptionClosed after close."""
+        return await self._get()
 
 
 class SubscriptionProducer(BaseSubscriptionProducer):
-    """The asyncio producer (an alias of BaseSubscriptionProducer)."""
+    """The asyncio producer: a BaseSubscriptionProducer whose ``put_nowait()`` is public, so a bare one works
+    as a broadcaster (as in RTCBot)::
+
+        news = SubscriptionProducer()
+        q = news.subscribe()
+        news.put_nowait("hello")     # every subscription gets it
+    """
+
+    def put_nowait(self, element: Any) -> None:
+        """Give ``element`` to every subscription."""
+        self._put_nowait(element)
 
 
 class SubscriptionProducerConsumer(BaseSubscriptionConsumer, BaseSubscriptionProducer):

@@ -20,7 +20,10 @@ import threading
 import warnings
 from typing import Any, List, Optional
 
+from ..errors import DeviceClosedError
 from ..subscriptions import CallbackSubscription, EventSubscription
+from .lifecycle import Lifecycle
+from .waiters import Waiters
 
 __all__ = ["baseEventHandler", "threadedEventHandler", "resolve_loop"]
 
@@ -133,44 +136,104 @@ class _Event:
                 logging.getLogger("rtcbot.base.events").exception("%s listener %r raised", self._name, sink)
 
 
+class _ReadyWait:
+    """What ``onReady()`` returns: awaiting it (or its ``get()``) gives True once the object is ready, and
+    raises at once if the object failed or closed first: the error that stopped it, or DeviceClosedError."""
+
+    __slots__ = ("_owner",)
+
+    def __init__(self, owner: baseEventHandler) -> None:
+        self._owner = owner
+
+    async def get(self) -> bool:
+        owner = self._owner
+        if owner._is_ready:
+            return True
+        failure = owner._not_ready_reason()
+        if failure is not None:
+            raise failure
+        waiters = owner._ready_waiters
+        assert waiters is not None
+        return await waiters.wait()
+
+    def __await__(self):
+        return self.get().__await__()
+
+
 class baseEventHandler:
     """This class handles base events: ready, error and close (see the module docstring).
 
     Objects are context managers: ``with obj:`` and ``async with obj:`` close them on the way out.
+
+    ``await obj.onReady()`` never hangs: if the object fails or is closed before it was ready, the await
+    ends at once, raising the error that stopped it (e.g. :class:`~rtcbot.errors.DeviceOpenError`,
+    :class:`~rtcbot.errors.WorkerDiedError`) or, closed without an error, a
+    :class:`~rtcbot.errors.DeviceClosedError`.
+
+    Hooks for subclasses: ``_setReady(value)``, ``_setError(err)`` (both callable from the worker in the
+    threaded and process flavours), and ``_life`` (the :class:`~rtcbot.base.lifecycle.Lifecycle`).
     """
+
+    # Class-level defaults keep the properties and close() safe on a half-constructed object.
+    _is_ready = False
+    _error: Optional[BaseException] = None
+    _is_closed = False
+    _life: Optional[Lifecycle] = None
+    _ready_waiters: Optional[Waiters] = None
 
     def __init__(self, logger: Optional[logging.Logger] = None) -> None:
         self._log = logger if logger is not None else logging.getLogger("rtcbot." + type(self).__name__)
         name = type(self).__name__
-        self._readyEvent = _Event(repeat=True, name=f"{name}.onReady")
-        self._errorEvent = _Event(repeat=False, name=f"{name}.onError")
-        self._closeEvent = _Event(repeat=False, name=f"{name}.onClose")
-        self._isReady = False
-        self._error: Optional[BaseException] = None
-        self._isClosed = False
+        self._ready_event = _Event(repeat=True, name=f"{name}.onReady")
+        self._error_event = _Event(repeat=False, name=f"{name}.onError")
+        self._close_event = _Event(repeat=False, name=f"{name}.onClose")
+        self._is_ready = False
+        self._error = None
+        self._is_closed = False
+        if self._life is None:  # a flavour may have made it already (both consumer and producer init)
+            self._life = Lifecycle()
+            self._ready_waiters = Waiters(f"{name}.onReady")
+
+    def _not_ready_reason(self) -> Optional[BaseException]:
+        """Why an ``await onReady()`` cannot succeed any more (None while it still can)."""
+        if self._error is not None:
+            return self._error
+        if self.closed:
+            return DeviceClosedError(
+                f"{type(self).__name__} was closed before it was ready (check the log for why it stopped)"
+            )
+        return None
 
     def _setReady(self, value: bool = True) -> None:
         """Sets the ready state, firing onReady() subscriptions when it becomes True."""
         value = bool(value)
-        was = self._isReady
-        self._isReady = value
+        if value and self.closed:
+            return  # a worker finishing its start after close(): the object stays not ready
+        was = self._is_ready
+        self._is_ready = value
         if value and not was:
-            self._readyEvent.fire(True)
+            self._ready_event.fire(True)
+            if self._ready_waiters is not None:
+                self._ready_waiters.wake(True)
         elif not value:
-            self._readyEvent.fired = False
+            self._ready_event.fired = False
 
     def _setError(self, value: BaseException) -> None:
         """Sets the error state: the object crashed and is no longer processing data. Fires onError()."""
         if self._error is not None:
             return
         self._error = value
-        self._isReady = False
-        self._errorEvent.fire(value)
+        self._is_ready = False
+        if hasattr(self, "_ready_event"):
+            self._ready_event.fired = False  # a later onReady() listener is not told "ready"
+            if self._ready_waiters is not None:
+                self._ready_waiters.fail_all(value)
+            self._error_event.fire(value)
 
     @property
     def ready(self) -> bool:
         """True once the object is fully initialized and processing data."""
-        return self._isReady
+        return self._is_ready
 
     @property
     def error(self) -> Optional[BaseException]:
@@ -180,25 +243,37 @@ class baseEventHandler:
     @property
     def closed(self) -> bool:
         """Whether the object was closed, cleanly or by an error."""
-        return self._isClosed or self._error is not None
+        life = self._life
+        return self._is_closed or self._error is not None or (life is not None and life.closing)
 
     def onReady(self, subscription: Any = None) -> Any:
-        """Listen for the ready event: a callback, coroutine or subscription; with no argument, an awaitable."""
-        return self._readyEvent.subscribe(subscription)
+        """Listen for the ready event: a callback, coroutine or subscription; with no argument, an awaitable
+        that returns True once ready, or raises if the object failed or closed first (see the class doc)."""
+        if subscription is None:
+            return _ReadyWait(self)
+        return self._ready_event.subscribe(subscription)
 
     def onError(self, subscription: Any = None) -> Any:
         """Listen for the error event; ``err = await obj.onError()`` returns the exception."""
-        return self._errorEvent.subscribe(subscription)
+        return self._error_event.subscribe(subscription)
 
     def onClose(self, subscription: Any = None) -> Any:
         """Listen for the close event; equivalent to ``await obj``."""
-        return self._closeEvent.subscribe(subscription)
+        return self._close_event.subscribe(subscription)
 
     def close(self) -> None:
-        """Fires the onClose event (once)."""
-        self._isClosed = True
-        self._isReady = False
-        self._closeEvent.fire(None)
+        """Fires the onClose event (once); a pending ``await onReady()`` raises DeviceClosedError."""
+        life = self._life
+        if life is not None:
+            life.begin_close()
+        self._is_closed = True
+        self._is_ready = False
+        if hasattr(self, "_close_event"):
+            self._ready_event.fired = False
+            failure = self._not_ready_reason()
+            if self._ready_waiters is not None and failure is not None:
+                self._ready_waiters.fail_all(failure)
+            self._close_event.fire(None)
 
     def __await__(self):
         return self.onClose().__await__()
@@ -222,20 +297,20 @@ class threadedEventHandler(baseEventHandler):
 
     def __init__(self, logger: Optional[logging.Logger] = None, loop: Optional[asyncio.AbstractEventLoop] = None):
         super().__init__(logger)
-        self._bindLoop(loop)
+        self._bind_loop(loop)
 
-    def _bindLoop(self, loop: Optional[asyncio.AbstractEventLoop]) -> None:
+    def _bind_loop(self, loop: Optional[asyncio.AbstractEventLoop]) -> None:
         self._loop = resolve_loop(loop)
-        self._ownerThread = threading.get_ident()
+        self._owner_thread = threading.get_ident()
 
     def _onLoopThread(self) -> bool:
         try:
             return asyncio.get_running_loop() is self._loop
         except RuntimeError:
             # No loop running in this thread: safe only in the thread that owns the (not yet running) loop.
-            return threading.get_ident() == self._ownerThread and not self._loop.is_running()
+            return threading.get_ident() == self._owner_thread and not self._loop.is_running()
 
-    def _callOnLoop(self, fn: Any, *args: Any) -> None:
+    def _call_on_loop(self, fn: Any, *args: Any) -> None:
         if self._onLoopThread():
             fn(*args)
             return
@@ -245,16 +320,16 @@ class threadedEventHandler(baseEventHandler):
             # The loop is closed: nobody is left to notify, so update the state in place.
             fn(*args)
 
-    def _setReadyNow(self, value: bool) -> None:
+    def _set_ready_now(self, value: bool) -> None:
         baseEventHandler._setReady(self, value)
 
-    def _setErrorNow(self, err: BaseException) -> None:
+    def _set_error_now(self, err: BaseException) -> None:
         baseEventHandler._setError(self, err)
 
     def _setReady(self, value: bool = True) -> None:
         """Threadsafe version of baseEventHandler._setReady()."""
-        self._callOnLoop(self._setReadyNow, value)
+        self._call_on_loop(self._set_ready_now, value)
 
     def _setError(self, err: BaseException) -> None:
         """Threadsafe version of baseEventHandler._setError()."""
-        self._callOnLoop(self._setErrorNow, err)
+        self._call_on_loop(self._set_error_now, err)

@@ -1,9 +1,10 @@
 """Process-based producers and consumers: the device loop runs in its own process, off the GIL.
 
 Subclass and implement ``_producer()``, ``_consumer()`` or ``_producerConsumer()``; it runs in a child
-process started once your ``__init__`` has returned. The object is pickled into the child (the ``spawn`` and
-``forkserver`` start methods need it, and rtcbot checks it under ``fork`` too, so a script behaves the same
-everywhere): set only picklable attributes, and open devices inside the worker method::
+process started once your ``__init__`` has returned. The object's attributes cross into the child when the
+process starts (see :mod:`rtcbot.base.process_state`: all but those listed in ``_parent_only_attributes``),
+pickled by multiprocessing itself, so a ``multiprocessing.Queue``, ``Event``, ``Lock``, ``Value`` or ``Pipe``
+end works as it would through ``multiprocessing.Process(args=...)``. Open devices inside the worker method::
 
     class Squarer(ProcessSubscriptionProducerConsumer):
         def _producerConsumer(self):
@@ -16,267 +17,119 @@ everywhere): set only picklable attributes, and open devices inside the worker m
         sq.put_nowait(3)
         assert await sq.get() == 9
 
+Start method: ``start_method=`` (keyword of every process class), else ``$RTCBOT_START_METHOD``, else
+``forkserver`` (see :mod:`rtcbot.base.process_start`). A worker class defined in an importable module needs no
+``if __name__ == "__main__":`` guard in the script: the child does not import the script. Only a class defined
+in the script itself does; without the guard the script stops at once with one message saying what to add.
+
 Items cross through a socket; numpy arrays (anywhere inside an item) cross through shared memory, and the
 receiver gets its own copy. In the child, ``_put_nowait`` waits when the parent falls behind by more than
 the shared slots (``_handoff_block = True``, the default), or drops the item (``_handoff_block = False``,
 right for a camera, where a newer frame is coming).
 
 The child ignores SIGINT: Ctrl+C in the script closes everything through ``close()``. If the child dies, the
-object fires ``onError`` with a :class:`~rtcbot.errors.WorkerDiedError` giving the exit code.
+object fires ``onError`` with a :class:`~rtcbot.errors.WorkerDiedError` giving the exit code. If the script
+dies (even by SIGKILL), the child ends within a second, stuck or not.
+
+Hooks for subclasses (the names are kept; use these, not other attributes):
+
+- in the worker: ``_producer()``/``_consumer()``/``_producerConsumer()`` (override), ``_put_nowait(item)``,
+  ``_get()``, ``_setReady(value)``, ``_setError(err)``, ``_close()``, ``_wait_closed(timeout)``,
+  ``_sendToParent(item)``, and ``self.closed``, ``self.ready``, ``self.error``;
+- in the parent: ``_deliver(item)`` (receives what ``_sendToParent`` sent; call super for the rest),
+  ``_onLoopThread()``, ``close()`` / ``await close_async()``;
+- class settings: ``_handoff_block``, ``_handoff_slots``, ``_feed_window``, ``_feed_window_bytes``,
+  ``_parent_only_attributes``; keywords ``joinTimeout``, ``daemonProcess``, ``start_method``.
 """
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
-import multiprocessing
-import multiprocessing.resource_tracker
 import os
 import pickle
-import queue
 import signal
 import threading
 import traceback
-from typing import Any, Deque, Dict, FrozenSet, List, Optional
+from typing import Any, FrozenSet, Optional
 
-from ..errors import NotPicklableError, WorkerDiedError
+from ..errors import WorkerDiedError
 from .base import BaseSubscriptionConsumer, BaseSubscriptionProducer, SubscriptionClosed
 from .events import baseEventHandler, resolve_loop
-from .transport import ChannelClosed, ParentEndpoint, WorkerEndpoint, socket_pair
-from .worker import StartsWorkerAfterInit
+from .feed_window import FeedWindow
+from .process_child import (
+    SubscriptionFailed,
+    WorkerSide,
+    internalSubscriptionMessage,
+    picklable_error,
+    worker_process_main,
+)
+from .process_start import (
+    DEFAULT_START_METHOD,
+    START_METHOD_VARIABLE,
+    chosen_start_method,
+    context_for,
+    lifeline,
+    needs_main,
+    script_name,
+    start_process,
+)
+from .process_state import check_class_picklable, check_state_without_spawning, find_what_cannot_cross, worker_state
+from .thread import _close_in_thread
+from .transport import ChannelClosed, ParentEndpoint, socket_pair
+from .worker import EXIT_MAIN_NOT_GUARDED, StartsWorkerMeta
 
 __all__ = [
+    "DEFAULT_START_METHOD",
+    "START_METHOD_VARIABLE",
     "ProcessSubscriptionConsumer",
     "ProcessSubscriptionProducer",
     "ProcessSubscriptionProducerConsumer",
     "internalSubscriptionMessage",
 ]
 
-
-class internalSubscriptionMessage:
-    """A control message between the parent and the worker process: ``type`` is "ready", "error", "close"
-    or "done", ``value`` its argument."""
-
-    __slots__ = ("type", "value")
-
-    def __init__(self, type: str, value: Any) -> None:
-        self.type = type
-        self.value = value
-
-    def __reduce__(self):
-        return (internalSubscriptionMessage, (self.type, self.value))
-
-    def __repr__(self) -> str:
-        return f"internalSubscriptionMessage({self.type!r}, {self.value!r})"
+# Former private names, kept for code that imported them.
+_SubscriptionFailed = SubscriptionFailed
+_WorkerSide = WorkerSide
+_picklable_error = picklable_error
 
 
-_CLOSED = object()
+class _ProcessWorker(baseEventHandler, metaclass=StartsWorkerMeta):
+    """The worker-process lifetime shared by process producers and consumers (the parent's side).
 
+    One :class:`~rtcbot.base.lifecycle.Lifecycle` owns it. The first to begin closing does the teardown:
 
-class _SubscriptionFailed:
-    """Sent to the worker in place of an item when the consumer's subscription raised: its ``_get()``
-    raises ``error``, as a threaded consumer's does."""
-
-    __slots__ = ("error",)
-
-    def __init__(self, error: BaseException) -> None:
-        self.error = error
-
-    def __reduce__(self):
-        return (_SubscriptionFailed, (self.error,))
-
-
-class _WorkerSide:
-    """What a process-based object has in its child process instead of subscriptions and events."""
-
-    def __init__(self, obj: Any, endpoint: WorkerEndpoint, block: bool) -> None:
-        self.obj = obj
-        self.endpoint = endpoint
-        self.block = block
-        self.closeRequested = threading.Event()
-        self.items: queue.SimpleQueue = queue.SimpleQueue()
-        # Flow control (see _FeedsWorker): the parent is told how many items _get() took, every half window,
-        # and, when it waits for room, as soon as all but the last item it sent were taken.
-        self.lock = threading.Lock()
-        self.received = 0  # items from the parent so far
-        self.taken = 0  # items _get() returned
-        self.reported = 0  # taken items the parent was told about
-        self.report_at: Optional[int] = None  # the parent waits: report once this many items were taken
-        self.report_every = max(1, getattr(obj, "_feed_window", 2) // 2)
-        self.reader = threading.Thread(target=self._read, name="rtcbot-worker-reader", daemon=True)
-        self.reader.start()
-
-    def _read(self) -> None:
-        # Items from the parent queue up for _get(); a close message (or the parent vanishing) stops the worker.
-        try:
-            while True:
-                item = self.endpoint.recv()
-                if type(item) is internalSubscriptionMessage:
-                    if item.type == "close":
-                        break
-                    if item.type == "report":
-                        with self.lock:
-                            self.report_at = self.received - 1
-                        self.report()
-                        continue
-                with self.lock:
-                    self.received += 1
-                self.items.put(item)
-        except ChannelClosed:
-            pass
-        self.requestStop()
-
-    def requestStop(self) -> None:
-        self.obj._shouldClose = True
-        self.closeRequested.set()
-        self.items.put(_CLOSED)
-        # A _put_nowait waiting for the parent to free a slot would wait forever: the parent stops reading
-        # once it asked us to close. It raises SubscriptionClosed instead, which ends the worker.
-        self.endpoint.stop_waiting()
-
-    def get(self) -> Any:
-        if self.obj._shouldClose:
-            raise SubscriptionClosed("closed")
-        item = self.items.get()
-        if item is _CLOSED:
-            self.items.put(_CLOSED)  # every later _get() ends too
-            raise SubscriptionClosed("closed")
-        with self.lock:
-            self.taken += 1
-        self.report()
-        if type(item) is _SubscriptionFailed:
-            raise item.error
-        return item
-
-    def report(self) -> None:
-        """Tell the parent how many items were taken, when it is due (few messages for a fast stream)."""
-        with self.lock:
-            due = self.taken - self.reported
-            asked = self.report_at is not None and self.taken >= self.report_at
-            if due <= 0 or not (asked or due >= self.report_every):
-                return
-            self.reported = self.taken
-            self.report_at = None
-        self.control("took", due)
-
-    def send(self, item: Any, block: bool = True) -> None:
-        try:
-            self.endpoint.send(item, block=block)
-        except ChannelClosed:
-            self.requestStop()
-            raise SubscriptionClosed("the parent process is gone") from None
-
-    def control(self, kind: str, value: Any = None) -> None:
-        try:
-            self.endpoint.send(internalSubscriptionMessage(kind, value))
-        except ChannelClosed:
-            self.requestStop()
-
-
-def _picklable_error(err: BaseException, tb: str) -> BaseException:
-    try:
-        pickle.loads(pickle.dumps(err))
-        return err
-    except Exception:
-        return WorkerDiedError(f"{type(err).__name__}: {err}\n{tb}")
-
-
-_HAVE_SIGMASK = hasattr(signal, "pthread_sigmask")
-
-
-def _start_without_sigint(process: Any) -> None:
-    """Start ``process`` from a helper thread that blocks SIGINT, so the child is born with it blocked.
-
-    Ctrl+C in a terminal reaches the whole process group: a child still starting up (a spawned interpreter
-    re-importing the script) would print a KeyboardInterrupt traceback before it ignores SIGINT. Blocked,
-    the signal waits in the child until it ignores it (which discards it). The calling thread keeps SIGINT
-    unblocked: blocking it there would make the kernel deliver a Ctrl+C to another thread, and Python 3.11
-    only notices a signal caught in another thread when something else wakes the main thread, so the
-    Ctrl+C was lost.
+    - ``close()`` (any thread): asks the worker to stop, waits ``joinTimeout`` for it, then terminates and
+      kills it, then closes the channel and fires onClose on the loop. Later callers wait for that.
+    - the worker ending by itself ("done", or the channel's EOF when it died): a reaper thread (owned, and
+      joined by ``close()``) joins, escalates and reports a death with its exit code, so the event loop
+      never blocks on a child that lingers.
     """
-    if not _HAVE_SIGMASK:
-        process.start()
-        return
-    if process._start_method in ("spawn", "forkserver"):  # type: ignore[attr-defined]
-        # Started here, not inside start(): starting the tracker unblocks SIGINT in its thread afterwards.
-        multiprocessing.resource_tracker.ensure_running()
-    failure: List[BaseException] = []
-
-    def start() -> None:
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-        try:
-            process.start()
-        except BaseException as e:  # raised again in the calling thread
-            failure.append(e)
-
-    starter = threading.Thread(target=start, name="rtcbot-worker-start", daemon=True)
-    starter.start()
-    starter.join()
-    if failure:
-        raise failure[0]
-
-
-DEFAULT_START_METHOD = "forkserver"
-"""The start method process workers use unless given ``start_method``. Not ``fork``: forking a process that
-has threads (numpy's BLAS pool, any threaded device, Zenoh) can deadlock the child, Python 3.12+ warns about
-it, and 3.14 itself moves to forkserver; a forked child would also inherit every open device and port. A
-forkserver child starts clean, but imports your script again: keep device creation under
-``if __name__ == "__main__":``."""
-
-
-def _context(start_method: Optional[str]) -> Any:
-    method = start_method or DEFAULT_START_METHOD
-    if method not in multiprocessing.get_all_start_methods():
-        method = multiprocessing.get_start_method()  # e.g. no forkserver on this platform
-    context = multiprocessing.get_context(method)
-    if method == "forkserver":
-        # Children fork from a server that has these imported already, so a worker starts in milliseconds.
-        context.set_forkserver_preload(["rtcbot.base.multiprocess"])
-    return context
-
-
-def _worker_process_main(
-    cls: Any, state: Dict[str, Any], sock: Any, slots: int, block: bool, environment: Dict[str, str]
-) -> None:
-    """Entry point of the child process."""
-    # A forkserver child inherits the server's environment, from when it started; give it the parent's now,
-    # as fork and spawn would (e.g. PULSE_SERVER or DISPLAY set by the script).
-    if os.environ != environment:
-        os.environ.clear()
-        os.environ.update(environment)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if _HAVE_SIGMASK:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked by the parent while starting us
-    endpoint = WorkerEndpoint(sock, slots=slots)
-    obj: Any = cls.__new__(cls)
-    obj.__dict__.update(state)
-    obj._shouldClose = False
-    obj._workerSide = side = _WorkerSide(obj, endpoint, block)
-    try:
-        obj._workerMain()
-    except SubscriptionClosed:
-        pass
-    except BaseException as e:  # everything the worker raised must reach the parent, even SystemExit
-        tb = traceback.format_exc()
-        side.control("error", (_picklable_error(e, tb), tb))
-    finally:
-        side.control("done")
-        endpoint.close()
-
-
-class _ProcessWorker(StartsWorkerAfterInit, baseEventHandler):
-    """The worker-process lifetime shared by process producers and consumers."""
 
     _handoff_block = True  # child's _put_nowait waits when the parent falls behind (False: drop the item)
     _handoff_slots = 4  # shared-memory slots for arrays in flight, each direction
-    _workerSide: Optional[_WorkerSide] = None
+    # Attributes that stay in the parent (see rtcbot.base.process_state); subclasses add their own.
+    _parent_only_attributes = frozenset(
+        {
+            "_life", "_ready_waiters", "_ready_event", "_error_event", "_close_event", "_is_ready", "_error",
+            "_is_closed", "_loop", "_process", "_endpoint", "_feed_task", "_feed_flow", "_feed_credit",
+            "_lifeline", "_reaper", "_daemon_process", "_join_timeout", "_start_method", "_worker_done",
+            "_shouldClose", "_worker_side", "_default_subscription_class", "_default_subscription",
+            "_subscriptions", "_puts", "_put_one", "_pending_gets", "_last_failure_log",
+            "_direct_put_subscription_type", "_direct_put_subscription", "_source", "_user_subscription",
+            "_owned_subscription", "_pending_get", "_switches", "_parent_only_keys", "_owner_thread", "_ended_gets",
+        }
+    )
+    _worker_side: Optional[WorkerSide] = None
     _process: Any = None
     _endpoint: Optional[ParentEndpoint] = None
-    _feedTask: Optional[asyncio.Task] = None
-    _parentOnlyKeys: FrozenSet[str] = frozenset()
-    _workerDone = False
+    _lifeline: Any = None
+    _reaper: Optional[threading.Thread] = None
+    _feed_task: Optional[asyncio.Task] = None
+    _join_timeout = 1.0
+    _worker_done = False
+    _owner_thread: Optional[int] = None
 
-    def _initProcess(
+    def _init_process(
         self,
         preexisting: FrozenSet[str],
         loop: Optional[asyncio.AbstractEventLoop],
@@ -285,103 +138,132 @@ class _ProcessWorker(StartsWorkerAfterInit, baseEventHandler):
         start_method: Optional[str],
     ) -> None:
         self._loop = resolve_loop(loop)
-        self._daemonProcess = daemonProcess
-        self._joinTimeout = joinTimeout
-        self._startMethod = start_method
+        self._owner_thread = threading.get_ident()
+        self._daemon_process = daemonProcess
+        self._join_timeout = joinTimeout
+        self._start_method = start_method
         self._process = None
         self._endpoint = None
-        self._feedTask = None
-        self._workerDone = False
-        # Everything the base classes set is parent-side state; the rest (the subclass's) crosses over.
-        # The logger crosses too (loggers pickle by name), so the worker logs like the parent.
-        self._parentOnlyKeys = frozenset(set(self.__dict__) - preexisting - {"_log"}) | {"_parentOnlyKeys"}
+        self._feed_task = None
+        self._worker_done = False
+
+    @property
+    def joinTimeout(self) -> float:
+        """Seconds ``close()`` waits for the worker process before terminating it."""
+        return self._join_timeout
+
+    @joinTimeout.setter
+    def joinTimeout(self, value: float) -> None:
+        self._join_timeout = value
 
     # -- starting ------------------------------------------------------------------------------------
-    def _workerState(self) -> Dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k not in self._parentOnlyKeys}
-
-    def _checkPicklable(self, state: Dict[str, Any]) -> None:
-        try:
-            pickle.dumps((type(self), state))
-            return
-        except Exception as e:
-            whole_error = e
-        name = type(self).__name__
-        try:
-            pickle.dumps(type(self))
-        except Exception as e:
-            raise NotPicklableError(
-                f"{name} cannot be sent to its worker process: the class itself is not picklable ({e}). "
-                "Define it at module level, not inside a function."
-            ) from e
-        for key, value in state.items():
-            try:
-                pickle.dumps(value)
-            except Exception as e:
-                raise NotPicklableError(
-                    f"{name}.{key} ({type(value).__name__}) cannot be pickled, so it cannot cross into the "
-                    f"worker process ({e}). Open devices and create such objects inside the worker method "
-                    "(_producer/_consumer/_producerConsumer), not in __init__."
-                ) from e
-        raise NotPicklableError(f"{name} cannot be sent to its worker process: {whole_error}") from whole_error
-
-    def _startWorker(self) -> None:
-        state = self._workerState()
-        self._checkPicklable(state)
-        context = _context(self._startMethod)
+    def _start_worker(self) -> None:
+        cls = type(self)
+        check_class_picklable(cls)
+        state = worker_state(self)
+        context = context_for(self._start_method)
+        if context.get_start_method() == "fork":  # nothing is pickled: the child inherits the values
+            check_state_without_spawning(cls.__name__, state)
         parent_sock, child_sock = socket_pair()
+        parent_life, child_life = lifeline()
+        self._lifeline = parent_life
         self._process = context.Process(
-            target=_worker_process_main,
-            args=(type(self), state, child_sock, self._handoff_slots, self._handoff_block, dict(os.environ)),
-            name=f"rtcbot-{type(self).__name__}",
-            daemon=self._daemonProcess,
+            target=worker_process_main,
+            args=(cls, state, child_sock, child_life, self._handoff_slots, self._handoff_block, dict(os.environ)),
+            name=f"rtcbot-{cls.__name__}",
+            daemon=self._daemon_process,
         )
         try:
-            _start_without_sigint(self._process)
+            try:
+                start_process(self._process, omit_main=not needs_main(cls, state))
+            except (TypeError, AttributeError, pickle.PicklingError) as e:  # the state failed to pickle
+                raise find_what_cannot_cross(cls.__name__, state, e) from e
+        except BaseException:
+            self._process = None
+            parent_sock.close()
+            self._release_lifeline()
+            raise
         finally:
             child_sock.close()
+            child_life.close()
         self._endpoint = ParentEndpoint(
-            parent_sock, self._loop, self._onItem, self._onWorkerGone, slots=self._handoff_slots
+            parent_sock, self._loop, self._on_item_from_worker, self._on_worker_gone, slots=self._handoff_slots
         )
         self._endpoint.start()
-        self._startFeeding()
+        assert self._life is not None
+        self._life.running()
+        self._start_feeding()
 
-    def _startFeeding(self) -> None:
+    def _start_feeding(self) -> None:
         """Consumers start a task that forwards their subscription to the child."""
 
     # -- parent side: what arrives from the child ----------------------------------------------------
-    def _onItem(self, item: Any) -> None:
+    def _on_item_from_worker(self, item: Any) -> None:
         if type(item) is internalSubscriptionMessage:
-            self._onControl(item)
+            self._on_control(item)
         else:
             self._deliver(item)
 
     def _deliver(self, item: Any) -> None:
+        """Receives what the worker sent with ``_sendToParent`` (producers: their items). Override it to
+        handle status items; call super for the rest."""
         self._log.warning("%s: its worker sent an item, but it is not a producer; dropped", type(self).__name__)
 
-    def _onControl(self, message: internalSubscriptionMessage) -> None:
+    def _on_control(self, message: internalSubscriptionMessage) -> None:
         kind = message.type
         if kind == "ready":
-            self._setReadyNow(message.value)
+            self._set_ready_now(message.value)
         elif kind == "error":
             err, tb = message.value
             self._log.error("%s: worker process failed:\n%s", type(self).__name__, tb)
-            self._setErrorNow(err)
+            self._set_error_now(err)
         elif kind == "took":
-            self._feedTook(message.value)
+            self._feed_took(message.value)
         elif kind == "done":
-            # The worker returned (or failed, or was asked to close): it is exiting, so this join is short.
-            self._workerDone = True
-            self._closeNow(wait=True)
+            # The worker returned (or failed, or was asked to close): it is exiting.
+            self._worker_done = True
+            self._worker_ended(died=False)
         # "close" from the worker needs nothing here: the worker stops and sends "done".
 
-    def _onWorkerGone(self) -> None:
-        if self._workerDone or self._shouldClose:
+    def _on_worker_gone(self) -> None:
+        if not self._worker_done:
+            self._worker_ended(died=True)
+
+    def _worker_ended(self, died: bool) -> None:
+        """On the loop: the worker ended by itself. The joining happens in a reaper thread, not here."""
+        life = self._life
+        assert life is not None
+        if not life.begin_close():
+            return  # someone is closing it already
+        self._shouldClose = True
+        self._reaper = threading.Thread(
+            target=self._reap, args=(died,), name=f"rtcbot-reaper-{type(self).__name__}", daemon=True
+        )
+        self._reaper.start()
+
+    def _reap(self, died: bool) -> None:
+        """In the reaper thread: wait for the child to exit (escalating), report a death, then close."""
+        life = self._life
+        assert life is not None
+        try:
+            code = self._stop_process(self._join_timeout, warn=False)
+            if died:
+                self._report_death(code)
+        finally:
+            self._call_on_loop(self._close_loop_side)
+            life.finish_close()
+
+    def _report_death(self, code: Optional[int]) -> None:
+        name = type(self).__name__
+        if code == EXIT_MAIN_NOT_GUARDED:
+            message = (
+                f"{script_name()} creates devices when it is imported: {name} is defined in the script, so its "
+                "worker process imports the script again. Put the code that creates devices under "
+                '`if __name__ == "__main__":` (or move the class into a module of its own).'
+            )
+            self._call_on_loop(self._set_error_now, WorkerDiedError(message))
+            self._call_on_loop(_stop_the_script, message)
             return
-        process = self._process
-        if process is not None:
-            process.join(self._joinTimeout)
-        code = None if process is None else process.exitcode
         if code is not None and code < 0:
             try:
                 how = f"was killed by {signal.Signals(-code).name}"
@@ -390,171 +272,247 @@ class _ProcessWorker(StartsWorkerAfterInit, baseEventHandler):
         else:
             how = f"exited with code {code}"
         advice = "check the log above for what it was doing, and the system log (dmesg) for the OOM killer"
-        method = _context(self._startMethod).get_start_method()
-        if not self._readyEvent.fired and method != "fork" and code == 1:
-            advice = (
-                "it died while starting: with the spawn and forkserver start methods the child imports your "
-                "script again, so the code that creates devices must sit under `if __name__ == \"__main__\":`; "
-                "otherwise " + advice
-            )
-        err = WorkerDiedError(
-            f"{type(self).__name__}: its worker process (pid {getattr(process, 'pid', '?')}) {how} "
-            f"without closing; {advice}"
-        )
+        err = WorkerDiedError(f"{name}: its worker process {how} without closing; {advice}")
         self._log.error("%s", err)
-        self._setErrorNow(err)
-        self._closeNow(wait=False)
+        self._call_on_loop(self._set_error_now, err)
 
-    def _feedTook(self, count: int) -> None:
+    def _feed_took(self, count: int) -> None:
         """The worker's _get() took ``count`` items (consumers count them to bound what waits in the worker)."""
 
-    def _setReadyNow(self, value: bool) -> None:
-        baseEventHandler._setReady(self, value)  # type: ignore[arg-type]
+    def _set_ready_now(self, value: bool) -> None:
+        baseEventHandler._setReady(self, value)
 
-    def _setErrorNow(self, err: BaseException) -> None:
-        baseEventHandler._setError(self, err)  # type: ignore[arg-type]
+    def _set_error_now(self, err: BaseException) -> None:
+        baseEventHandler._setError(self, err)
+
+    def _onLoopThread(self) -> bool:
+        """True when called on the thread running this object's event loop (or owning it, not running)."""
+        try:
+            return asyncio.get_running_loop() is self._loop
+        except RuntimeError:
+            return threading.get_ident() == self._owner_thread and not self._loop.is_running()
+
+    def _call_on_loop(self, fn: Any, *args: Any) -> None:
+        """Run ``fn(*args)`` on the object's loop: at once on its thread, scheduled from others, and in place
+        when the loop is closed (nobody else will)."""
+        if self._onLoopThread():
+            fn(*args)
+            return
+        try:
+            self._loop.call_soon_threadsafe(fn, *args)
+        except RuntimeError:
+            fn(*args)
 
     # -- worker-side API (these also work in the parent) ---------------------------------------------
-    def _workerMain(self) -> None:  # pragma: no cover - overridden
+    def _worker_main(self) -> None:  # pragma: no cover - overridden
         raise NotImplementedError
 
     def _wait_closed(self, timeout: Optional[float] = None) -> bool:
         """In the worker: block until close() was called (True) or ``timeout`` seconds passed (False)."""
-        side = self._workerSide
+        side = self._worker_side
         if side is None:
             return self._shouldClose
-        return side.closeRequested.wait(timeout)
+        return side.close_requested.wait(timeout)
 
     def _sendToParent(self, item: Any) -> None:
         """In the worker: send a status item (counters, a measurement) to the parent, where ``_deliver(item)``
         receives it. A consumer uses this to report back; a producer's ``_put_nowait`` does the same for data.
         Raises SubscriptionClosed once the parent is gone."""
-        side = self._workerSide
+        side = self._worker_side
         if side is None:
             self._deliver(item)
         else:
             side.send(item)
 
     def _setReady(self, value: bool = True) -> None:
-        side = self._workerSide
+        side = self._worker_side
         if side is None:
-            self._setReadyNow(value)
+            self._set_ready_now(value)
         else:
+            self._is_ready = bool(value) and not self._shouldClose
             side.control("ready", bool(value))
 
     def _setError(self, err: BaseException) -> None:
-        side = self._workerSide
+        side = self._worker_side
         if side is None:
-            self._setErrorNow(err)
+            self._set_error_now(err)
         else:
-            side.control("error", (_picklable_error(err, ""), f"{type(err).__name__}: {err}"))
+            if self._error is None:
+                self._error = err
+            self._is_ready = False
+            side.control("error", (picklable_error(err, ""), f"{type(err).__name__}: {err}"))
 
     def _close(self) -> None:
         """Close from inside the worker (or the parent) without waiting."""
-        side = self._workerSide
+        side = self._worker_side
         if side is None:
-            self._closeNow(wait=False)
+            self._begin_close_without_waiting()
         else:
-            side.requestStop()
+            side.request_stop()
             side.control("close")
 
-    # -- closing -------------------------------------------------------------------------------------
-    def _closeNow(self, wait: bool) -> None:
-        first = not self._shouldClose
+    def _begin_close_without_waiting(self) -> None:
+        life = self._life
+        if life is None or not life.begin_close():
+            return
         self._shouldClose = True
-        task = self._feedTask
+        self._ask_worker_to_stop()
+        self._reaper = threading.Thread(
+            target=self._reap, args=(False,), name=f"rtcbot-reaper-{type(self).__name__}", daemon=True
+        )
+        self._reaper.start()
+
+    # -- closing -------------------------------------------------------------------------------------
+    def _ask_worker_to_stop(self) -> None:
+        self._shouldClose = True
+        endpoint = self._endpoint
+        if endpoint is not None:
+            endpoint.shutdown_write()  # the worker reads EOF and stops; threadsafe
+
+    def _stop_process(self, timeout: float, warn: bool) -> Optional[int]:
+        """Join the child (``timeout``), then terminate and kill it; release it. Returns its exit code.
+        Called by the one closer only (the lifecycle guarantees it), from a thread that may block."""
+        process = self._process
+        if process is None:
+            self._release_lifeline()
+            return None
+        process.join(timeout)
+        if process.is_alive():
+            if warn:
+                self._log.warning(
+                    "%s: worker process did not stop within %.1f s (stuck in a blocking call?); terminating it",
+                    type(self).__name__,
+                    timeout,
+                )
+            process.terminate()
+            process.join(0.5)
+            if process.is_alive():
+                process.kill()
+                process.join(0.5)
+        code = process.exitcode
+        if not process.is_alive():
+            process.close()
+            self._process = None
+        self._release_lifeline()
+        return code
+
+    def _release_lifeline(self) -> None:
+        life, self._lifeline = self._lifeline, None
+        if life is not None:
+            life.close()
+
+    def _close_loop_side(self) -> None:
+        """On the loop, once: stop feeding, close the channel, then unsubscribe and fire onClose."""
+        life = self._life
+        if life is not None and not life.claim_loop_side():
+            return
+        self._shouldClose = True
+        task = self._feed_task
         if task is not None and not task.done():
             try:
                 task.cancel()
             except RuntimeError:  # its loop is closed already
                 pass
-        endpoint = self._endpoint
-        process = self._process
-        if endpoint is not None and first and process is not None and process.is_alive():
-            try:
-                endpoint.send_nowait(internalSubscriptionMessage("close", None))
-            except (ChannelClosed, OSError, RuntimeError):
-                pass
-        if process is not None:
-            process.join(self._joinTimeout if wait else 0.2)
-            if process.is_alive():
-                if wait:
-                    self._log.warning(
-                        "%s: worker process did not stop within %.1f s (stuck in a blocking call?); "
-                        "terminating it",
-                        type(self).__name__,
-                        self._joinTimeout,
-                    )
-                process.terminate()
-                process.join(0.5)
-                if process.is_alive():
-                    process.kill()
-                    process.join(0.5)
-            if not process.is_alive():
-                process.close()
-                self._process = None
+        endpoint, self._endpoint = self._endpoint, None
         if endpoint is not None:
             endpoint.close()
-            self._endpoint = None
-        self._closeBase()
+        self._close_base()
 
-    def _closeBase(self) -> None:  # pragma: no cover - overridden
+    def _closeNow(self, wait: bool = True) -> None:
+        """Former name of the whole close (kept for subclasses that called it)."""
+        if wait:
+            _ProcessWorker.close(self)
+        else:
+            self._begin_close_without_waiting()
+
+    def _close_base(self) -> None:  # pragma: no cover - overridden
         raise NotImplementedError
 
     def close(self) -> None:
         """Shuts down the worker process (waiting at most ``joinTimeout`` seconds, then terminating it) and
-        closes all subscriptions. Safe to call more than once, and on a half-constructed object."""
-        if self._workerSide is not None:
+        closes all subscriptions. Safe from any thread, any number of times, at any moment, and on a
+        half-constructed object. From an async function prefer ``await obj.close_async()``."""
+        if self._worker_side is not None:
             self._close()
             return
-        self._closeNow(wait=True)
+        life = self._life
+        if life is None:
+            self._shouldClose = True
+            return
+        if life.begin_close():
+            try:
+                self._ask_worker_to_stop()
+                self._stop_process(self._join_timeout, warn=True)
+            finally:
+                self._call_on_loop(self._close_loop_side)
+                life.finish_close()
+            return
+        if not life.wait_closed(self._join_timeout + 2.0):
+            self._log.warning(
+                "%s: still closing after %.1f s; giving up waiting", type(self).__name__, self._join_timeout
+            )
+        reaper = self._reaper
+        if reaper is not None and reaper is not threading.current_thread():
+            reaper.join(1.0)  # it has finished closing: only its last lines are left
+        if self._onLoopThread():
+            self._close_loop_side()  # so onClose has fired when close() returns on the loop
+
+    async def close_async(self) -> None:
+        """Close without blocking the event loop: the waiting for the worker happens in a thread::
+
+            await serial.close_async()
+        """
+        await _close_in_thread(self)
+
+
+def _stop_the_script(message: str) -> None:
+    """On the loop: a worker class defined in an unguarded script cannot start; end the script with one
+    message instead of tracebacks (SystemExit leaves run_forever()/asyncio.run() and prints the message)."""
+    raise SystemExit(f"rtcbot: {message}")
 
 
 class _FeedsWorker(_ProcessWorker):
     """Consumers: a task on the event loop forwards the active subscription to the child.
 
-    What waits in the child for its ``_get()`` is bounded: at most ``_feed_window`` items, and beyond two
-    items at most ``_feed_window_bytes`` (camera frames: two). The feed then waits, so a slow worker reads
-    its subscription at its own pace (a camera's newest-frame subscription drops what it is too slow for,
-    as for a threaded consumer) instead of its process queueing every item, without limit.
+    What waits in the child for its ``_get()`` is bounded by a :class:`~rtcbot.base.feed_window.FeedWindow`:
+    at most ``_feed_window`` items, and beyond two items at most ``_feed_window_bytes`` (camera frames: two).
+    The feed then waits, so a slow worker reads its subscription at its own pace (a camera's newest-frame
+    subscription drops what it is too slow for, as for a threaded consumer) instead of its process queueing
+    every item, without limit.
     """
 
     _feed_window = 256  # items sent to the worker and not yet taken by its _get(), at most
     _feed_window_bytes = 1 << 20  # ...and beyond two such items, at most this many bytes of them
-    _feedInFlight = 0
-    _feedInFlightBytes = 0
-    _feedSizes: Optional[Deque[int]] = None
-    _feedCredit: Optional[asyncio.Event] = None
-    _feedAsked = False
+    _feed_flow: Optional[FeedWindow] = None
+    _feed_credit: Optional[asyncio.Event] = None
 
-    def _startFeeding(self) -> None:
-        self._feedTask = self._loop.create_task(self._feed())
-        self._feedTask.add_done_callback(self._feedEnded)
+    @property
+    def _feedInFlight(self) -> int:
+        """Items sent to the worker and not yet taken (for tests and diagnostics)."""
+        window = self._feed_flow
+        return 0 if window is None else window.in_flight
 
-    def _feedTook(self, count: int) -> None:
-        sizes = self._feedSizes
-        for _ in range(count):
-            if sizes:
-                self._feedInFlightBytes -= sizes.popleft()
-        self._feedInFlight -= count
-        self._feedAsked = False
-        credit = self._feedCredit
+    def _start_feeding(self) -> None:
+        self._feed_flow = FeedWindow(self._feed_window, self._feed_window_bytes)
+        self._feed_task = self._loop.create_task(self._feed())
+        self._feed_task.add_done_callback(self._feed_ended)
+
+    def _feed_took(self, count: int) -> None:
+        window = self._feed_flow
+        if window is not None:
+            window.took(count)
+        credit = self._feed_credit
         if credit is not None:
             credit.set()
 
-    def _feedIsFull(self) -> bool:
-        n = self._feedInFlight
-        return n >= self._feed_window or (n >= 2 and self._feedInFlightBytes >= self._feed_window_bytes)
-
     async def _feed(self) -> None:
         endpoint = self._endpoint
-        assert endpoint is not None
-        credit = self._feedCredit = asyncio.Event()  # created here: on the loop that runs the feed
-        sizes = self._feedSizes = collections.deque()
+        window = self._feed_flow
+        assert endpoint is not None and window is not None
+        credit = self._feed_credit = asyncio.Event()  # created here: on the loop that runs the feed
         while True:
-            while self._feedIsFull():
-                if not self._feedAsked:  # ask the worker to say when it took all but the last item
-                    self._feedAsked = True
+            while window.full:
+                if window.ask():  # ask the worker to say when it took all but the last item
                     try:
                         endpoint.send_nowait(internalSubscriptionMessage("report", None))
                     except ChannelClosed:
@@ -569,7 +527,7 @@ class _FeedsWorker(_ProcessWorker):
                 # The subscription's get() failed. Reading it again would fail again (and spin), and stopping
                 # here would leave a consumer that looks alive but takes nothing: the worker's _get() raises
                 # the error instead, as in a threaded consumer, and later put_nowait items still arrive.
-                subscription = getattr(self, "_userSubscription", None)
+                subscription = getattr(self, "_user_subscription", None)
                 self._log.error(
                     "%s: its subscription %r failed (%s: %s); it is no longer read",
                     type(self).__name__,
@@ -578,12 +536,9 @@ class _FeedsWorker(_ProcessWorker):
                     e,
                 )
                 self.stopSubscription()  # type: ignore[attr-defined]
-                item = _SubscriptionFailed(_picklable_error(e, traceback.format_exc()))
+                item = SubscriptionFailed(picklable_error(e, traceback.format_exc()))
             try:
-                size = await endpoint.send(item)
-                sizes.append(size)
-                self._feedInFlight += 1
-                self._feedInFlightBytes += size
+                window.sent(await endpoint.send(item))
             except ChannelClosed:
                 return
             except Exception as e:
@@ -595,14 +550,14 @@ class _FeedsWorker(_ProcessWorker):
                     e,
                 )
 
-    def _feedEnded(self, task: asyncio.Task) -> None:
+    def _feed_ended(self, task: asyncio.Task) -> None:
         if not task.cancelled() and task.exception() is not None:
             err = task.exception()
             self._log.error("%s: feeding the worker failed", type(self).__name__, exc_info=err)
 
     def _get(self) -> Any:  # type: ignore[override]
         """In the worker: block until the next item arrives; SubscriptionClosed after close()."""
-        side = self._workerSide
+        side = self._worker_side
         if side is None:
             raise RuntimeError(f"{type(self).__name__}._get() is called in the worker process, not the parent")
         return side.get()
@@ -613,7 +568,7 @@ class _ProducesInWorker(_ProcessWorker):
 
     def _put_nowait(self, element: Any) -> None:
         """In the worker: send an item to the parent's subscribers. In the parent: fan it out directly."""
-        side = self._workerSide
+        side = self._worker_side
         if side is None:
             BaseSubscriptionProducer._put_nowait(self, element)  # type: ignore[arg-type]
         else:
@@ -638,19 +593,20 @@ class ProcessSubscriptionProducer(_ProducesInWorker, BaseSubscriptionProducer):
         *,
         start_method: Optional[str] = None,
     ) -> None:
+        chosen_start_method(start_method)  # an unknown start method fails first, before anything is set up
         pre = frozenset(self.__dict__)
         BaseSubscriptionProducer.__init__(self, defaultSubscriptionType, logger=logger, ready=False)
-        self._initProcess(pre, loop, daemonProcess, joinTimeout, start_method)
+        self._init_process(pre, loop, daemonProcess, joinTimeout, start_method)
 
     def _producer(self) -> None:
         """Runs in the worker process. Override it; the default sets ready and waits for close()."""
         self._setReady(True)
         self._wait_closed()
 
-    def _workerMain(self) -> None:
+    def _worker_main(self) -> None:
         self._producer()
 
-    def _closeBase(self) -> None:
+    def _close_base(self) -> None:
         BaseSubscriptionProducer.close(self)
 
     def close(self) -> None:
@@ -673,19 +629,20 @@ class ProcessSubscriptionConsumer(_FeedsWorker, BaseSubscriptionConsumer):
         *,
         start_method: Optional[str] = None,
     ) -> None:
+        chosen_start_method(start_method)  # an unknown start method fails first, before anything is set up
         pre = frozenset(self.__dict__)
         BaseSubscriptionConsumer.__init__(self, directPutSubscriptionType, logger=logger, ready=False)
-        self._initProcess(pre, loop, daemonProcess, joinTimeout, start_method)
+        self._init_process(pre, loop, daemonProcess, joinTimeout, start_method)
 
     def _consumer(self) -> None:
         """Runs in the worker process. Override it; the default sets ready and waits for close()."""
         self._setReady(True)
         self._wait_closed()
 
-    def _workerMain(self) -> None:
+    def _worker_main(self) -> None:
         self._consumer()
 
-    def _closeBase(self) -> None:
+    def _close_base(self) -> None:
         BaseSubscriptionConsumer.close(self)
 
     def close(self) -> None:
@@ -711,22 +668,23 @@ class ProcessSubscriptionProducerConsumer(
         *,
         start_method: Optional[str] = None,
     ) -> None:
+        chosen_start_method(start_method)  # an unknown start method fails first, before anything is set up
         pre = frozenset(self.__dict__)
         BaseSubscriptionConsumer.__init__(self, directPutSubscriptionType, logger=logger, ready=False)
         BaseSubscriptionProducer.__init__(
             self, defaultSubscriptionType, defaultAutosubscribe, logger=self._log, ready=False
         )
-        self._initProcess(pre, loop, daemonProcess, joinTimeout, start_method)
+        self._init_process(pre, loop, daemonProcess, joinTimeout, start_method)
 
     def _producerConsumer(self) -> None:
         """Runs in the worker process. Override it; the default sets ready and waits for close()."""
         self._setReady(True)
         self._wait_closed()
 
-    def _workerMain(self) -> None:
+    def _worker_main(self) -> None:
         self._producerConsumer()
 
-    def _closeBase(self) -> None:
+    def _close_base(self) -> None:
         BaseSubscriptionConsumer.close(self)
         BaseSubscriptionProducer.close(self)
 

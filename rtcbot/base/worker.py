@@ -1,20 +1,21 @@
-"""Pieces shared by the threaded and process flavours: starting the worker once construction is complete,
-closing what a script left open when it exits, and handing items from worker threads to the event loop."""
+"""Pieces shared by the threaded and process flavours: starting the worker once construction is complete
+(:class:`StartsWorkerMeta`), closing what a script left open when it exits (:func:`close_live_workers`), and
+handing items from worker threads to the event loop (:class:`LoopHandoff`)."""
 from __future__ import annotations
 
 import asyncio
 import atexit
 import collections
-import functools
 import itertools
 import logging
+import multiprocessing.process
 import multiprocessing.util  # noqa: F401 - registers its exit handler before ours (see below)
 import os
 import threading
 import weakref
 from typing import Any, Callable, Deque
 
-__all__ = ["LoopHandoff", "StartsWorkerAfterInit", "close_live_workers"]
+__all__ = ["EXIT_MAIN_NOT_GUARDED", "LoopHandoff", "StartsWorkerMeta", "close_live_workers"]
 
 logger = logging.getLogger("rtcbot.base.worker")
 
@@ -28,7 +29,8 @@ _live_pid = os.getpid()
 
 
 def close_live_workers() -> None:
-    """Close every producer/consumer of this process whose worker still runs, newest first.
+    """Close every producer/consumer of this process whose worker still runs (or is still being closed),
+    newest first.
 
     Runs at interpreter exit (registered with ``atexit`` after multiprocessing's own exit handler, so it
     runs before it); safe to call at any time. An object that fails to close is logged, never raised.
@@ -37,8 +39,11 @@ def close_live_workers() -> None:
         return  # a forked copy of the registry: those objects belong to the parent
     for key in sorted(_live.keys(), reverse=True):
         obj = _live.pop(key, None)
-        if obj is None or getattr(obj, "closed", True):
+        if obj is None:
             continue
+        life = getattr(obj, "_life", None)
+        if life is not None and life.is_closed:
+            continue  # done; one still closing (a reaper joining its worker) is waited for by close()
         try:
             obj.close()
         except Exception:
@@ -56,46 +61,46 @@ atexit.register(close_live_workers)
 os.register_at_fork(after_in_child=_forget_live_workers_after_fork)
 
 
-class StartsWorkerAfterInit:
-    """Starts the object's worker (``self._startWorker()``) when the outermost ``__init__`` returns.
+EXIT_MAIN_NOT_GUARDED = 87
+"""Exit code of a worker process that stopped because the script it re-imported creates devices at module
+level (no ``if __name__ == "__main__":`` guard); the parent then stops the script with one short message."""
 
-    So a subclass may set attributes before or after ``super().__init__()`` and its worker sees all of them,
-    and a subclass ``__init__`` that raises leaves nothing running.
+
+def _in_bootstrapping_child() -> bool:
+    """True while a spawn/forkserver child imports the main script (multiprocessing's own check for the
+    "bootstrapping phase" error uses the same flag)."""
+    return bool(getattr(multiprocessing.process.current_process(), "_inheriting", False))
+
+
+class StartsWorkerMeta(type):
+    """The metaclass of the threaded and process flavours: construction happens in one visible place.
+
+    ``Cls(...)`` runs ``__init__`` (the whole chain, so a subclass may set attributes before or after
+    ``super().__init__()`` and its worker sees them all), then starts the worker with
+    ``obj._start_worker()``. An ``__init__`` that raises leaves nothing running; a worker that fails to
+    start closes the object (releasing what ``__init__`` opened) before the error is raised.
+
+    In a spawn/forkserver child that is importing the main script again, constructing a device means the
+    script has no ``if __name__ == "__main__":`` guard: the child exits at once with
+    :data:`EXIT_MAIN_NOT_GUARDED`, and the parent stops the script with one message saying what to add.
     """
 
-    _initDepth = 0
-    _shouldClose: bool = False
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        if _in_bootstrapping_child():
+            os._exit(EXIT_MAIN_NOT_GUARDED)
+        obj = super().__call__(*args, **kwargs)
+        if obj._shouldClose:  # its __init__ closed it already
+            return obj
+        try:
+            obj._start_worker()
+        except BaseException:
+            obj.close()  # release what __init__ set up (onClose listeners run), then report why
+            raise
+        _live[next(_order)] = obj
+        return obj
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        init = cls.__dict__.get("__init__")
-        if init is None or getattr(init, "_startsWorker", False):
-            return
 
-        @functools.wraps(init)
-        def __init__(self: Any, *args: Any, **kw: Any) -> None:
-            depth = self._initDepth
-            self._initDepth = depth + 1
-            try:
-                init(self, *args, **kw)
-            finally:
-                self._initDepth = depth
-            if depth == 0 and not self._shouldClose:
-                try:
-                    self._startWorker()
-                except BaseException:
-                    self.close()  # release what __init__ set up (onClose listeners run), then report why
-                    raise
-                _live[next(_order)] = self
-
-        __init__._startsWorker = True  # type: ignore[attr-defined]
-        cls.__init__ = __init__  # type: ignore[method-assign,misc]
-
-    def _startWorker(self) -> None:  # pragma: no cover - overridden
-        raise NotImplementedError
-
-    def close(self) -> None:  # pragma: no cover - the flavours define it
-        raise NotImplementedError
+StartsWorkerAfterInit = StartsWorkerMeta  # the former name, kept for code that imported it
 
 
 class LoopHandoff:
@@ -135,7 +140,7 @@ class LoopHandoff:
                     while len(self._items) >= self._limit and not self._stopped:
                         self._drained.wait()
                 else:
-                    self._dropOldestItem()
+                    self._drop_oldest_item()
             self._items.append(item)
             if self._scheduled:
                 return
@@ -153,7 +158,7 @@ class LoopHandoff:
             self._stopped = True
             self._drained.notify_all()
 
-    def _dropOldestItem(self) -> None:
+    def _drop_oldest_item(self) -> None:
         # Only data is dropped; calls (ready, error, close) always reach the loop.
         for index, old in enumerate(self._items):
             if type(old) is not _Call:

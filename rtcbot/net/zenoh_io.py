@@ -39,10 +39,13 @@ import threading
 import time
 from typing import Any, Dict, Iterable, NamedTuple, Optional
 
-from ..base import BaseSubscriptionConsumer, BaseSubscriptionProducer, SubscriptionClosed
+from ..base import (
+    BaseSubscriptionConsumer,
+    SubscriptionClosed,
+    ThreadedSubscriptionConsumer,
+    ThreadedSubscriptionProducer,
+)
 from ..base.bufferpool import BufferPool
-from ..base.events import resolve_loop
-from ..base.worker import LoopHandoff
 from ..errors import DeviceOpenError, EncodeError
 from ..subscriptions import MostRecentSubscription
 from ._send_queue import QueueClosed, SendQueue
@@ -130,7 +133,7 @@ def _qos(zenoh: Any, delivery: str) -> Dict[str, Any]:
     )
 
 
-class ZenohPublisher(BaseSubscriptionConsumer):
+class ZenohPublisher(ThreadedSubscriptionConsumer):
     """A consumer that publishes every item it consumes under a Zenoh key::
 
         pub = ZenohPublisher("robot1/camera", jpeg_quality=80)
@@ -147,15 +150,16 @@ class ZenohPublisher(BaseSubscriptionConsumer):
         ``session`` takes a whole :class:`SessionOptions`. Unset ones come from ``rtcbot.net.configure()``.
     :param joinTimeout: seconds ``close()`` waits for items already put to be sent.
 
-    Encoding and sending run in a worker thread, so a JPEG encode or a blocked ``reliable`` send never
-    stalls the event loop. An item with no encoding (e.g. a set) is skipped, counted in
+    Encoding and sending run in the worker thread of the threaded consumer flavour, so a JPEG encode or a
+    blocked ``reliable`` send never stalls the event loop; a task on the loop moves items from the active
+    subscription to it in batches (a :class:`~rtcbot.net._send_queue.SendQueue`), waking the loop only when
+    it waits. An item with no encoding (e.g. a set) is skipped, counted in
     ``stats.encode_errors`` and logged. ``await pub.flush()`` waits until everything put was sent.
     """
 
     _lease: Optional[SessionLease] = None
     _task: Optional[asyncio.Task[None]] = None
     _queue: Optional[SendQueue] = None
-    _thread: Optional[threading.Thread] = None
     _publisher: Any = None
 
     def __init__(
@@ -181,7 +185,7 @@ class ZenohPublisher(BaseSubscriptionConsumer):
         super().__init__(
             directPutSubscriptionType=MostRecentSubscription if delivery == "latest" else asyncio.Queue,
             logger=logger if logger is not None else logging.getLogger("rtcbot.net.ZenohPublisher"),
-            ready=False,
+            loop=loop,
         )
         self.key = key
         self.delivery = delivery
@@ -190,22 +194,18 @@ class ZenohPublisher(BaseSubscriptionConsumer):
         self.stats = PublisherStats()
         self._pid = int.from_bytes(os.urandom(4), "little")
         self._seq = 0
-        self._lastEncodeLog = -_LOG_EVERY
-        self._loop = resolve_loop(loop)
+        self._last_encode_log = -_LOG_EVERY
         self._zenoh = _require_zenoh()
         self._lease = acquire_session(options)
         try:
             if delivery != "auto":
                 self._publisher = self._declare(delivery)
         except BaseException:
-            self.close()
+            self._release()
             raise
         self._queue = SendQueue(self._loop, depth=1 if delivery == "latest" else _RELIABLE_DEPTH)
-        self._thread = threading.Thread(target=self._sender, name=f"rtcbot-zenoh-pub-{key}", daemon=True)
-        self._thread.start()
         self._task = self._loop.create_task(self._run())
-        self._task.add_done_callback(self._runEnded)
-        self._setReady(True)
+        self._task.add_done_callback(self._run_ended)
 
     def _declare(self, delivery: str) -> Any:
         assert self._lease is not None
@@ -222,7 +222,7 @@ class ZenohPublisher(BaseSubscriptionConsumer):
         assert queue is not None
         while True:
             try:
-                item = await self._get()
+                item = await BaseSubscriptionConsumer._get(self)  # the async read, on the loop
             except SubscriptionClosed:
                 return
             if self._shouldClose:
@@ -236,10 +236,12 @@ class ZenohPublisher(BaseSubscriptionConsumer):
                 # streams refill once half the queue is sent, waking the loop once per few items.
                 await queue.wait_below(max(1, queue.depth // 2))
 
-    def _sender(self) -> None:
-        """The sending thread: encode and put each item, in order, until closed."""
+    def _consumer(self) -> None:
+        """The worker thread: encode and put each item, in order, until closed and drained. A failed send
+        ends the worker with the error (onError fires and the publisher closes)."""
         queue = self._queue
         assert queue is not None
+        self._setReady(True)
         while True:
             try:
                 item = queue.get()
@@ -247,14 +249,13 @@ class ZenohPublisher(BaseSubscriptionConsumer):
                 return
             try:
                 self._send(item)
-            except Exception as e:
+            except Exception:
                 if self._shouldClose:
                     return  # the publisher was undeclared under a late send
-                self._log.error("%s %r stopped: %s", type(self).__name__, self.key, e, exc_info=True)
                 queue.close(drain=False)
                 queue.done()
-                self._callOnLoop(self._sendFailed, e)
-                return
+                raise
+            queue.done()
 
     def _send(self, item: Any) -> None:
         try:
@@ -262,8 +263,8 @@ class ZenohPublisher(BaseSubscriptionConsumer):
         except EncodeError as e:
             self.stats.encode_errors += 1
             now = time.monotonic()
-            if now - self._lastEncodeLog >= _LOG_EVERY:
-                self._lastEncodeLog = now
+            if now - self._last_encode_log >= _LOG_EVERY:
+                self._last_encode_log = now
                 self._log.error(
                     "%s %r: item skipped (%d so far): %s", type(self).__name__, self.key, self.stats.encode_errors, e
                 )
@@ -276,33 +277,21 @@ class ZenohPublisher(BaseSubscriptionConsumer):
         publisher.put(encoded.payload, encoding=encoded.encoding, attachment=attachment)
         self.stats.sent += 1
 
-    def _callOnLoop(self, fn: Any, *args: Any) -> None:
-        try:
-            self._loop.call_soon_threadsafe(fn, *args)
-        except RuntimeError:  # the loop is closed: nobody is left to tell
-            pass
-
-    def _sendFailed(self, err: Exception) -> None:
-        if not self._shouldClose:
-            self._setError(err)
-            self.close()
-
-    def _runEnded(self, task: asyncio.Task[None]) -> None:
+    def _run_ended(self, task: asyncio.Task[None]) -> None:
         if task.cancelled():
             return
         err = task.exception()
         if err is not None and not self._shouldClose:
             self._log.error("%s %r stopped: %s", type(self).__name__, self.key, err, exc_info=err)
             self._setError(err)
-            self.close()
+            self._close()
 
     def _idle(self) -> bool:
-        pending = self._pendingGet  # an item handed over by _get(), not yet picked up by _run()
         queue = self._queue
         return (
             (queue is None or queue.pending == 0)
-            and not self._directPutSubscription.qsize()
-            and (pending is None or not pending.done())
+            and not self._unread_direct_items()
+            and not self._get_holds_an_item()  # an item handed over by _get(), not yet picked up by _run()
         )
 
     async def flush(self, timeout: float = 5.0) -> bool:
@@ -329,40 +318,39 @@ class ZenohPublisher(BaseSubscriptionConsumer):
                 return self._idle()
         return True
 
-    def close(self) -> None:
-        """Stops publishing: items already put are still sent (for at most ``joinTimeout`` seconds), then the
-        publisher is undeclared and the session released. Idempotent."""
-        self._shouldClose = True
-        task, self._task = self._task, None
-        if task is not None and not task.done():
-            task.cancel()
-        queue, thread = self._queue, self._thread
-        self._thread = None
-        if queue is not None:
-            direct = getattr(self, "_directPutSubscription", None)
-            while direct is not None and not direct.empty():  # put_nowait() then close(): still send it
-                queue.put(direct.get_nowait())
-            queue.close(drain=True)
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(self.joinTimeout)
-            if thread.is_alive():
-                self._log.warning(
-                    "%s %r: sends did not finish within %.1f s (network blocked?); closing anyway",
-                    type(self).__name__,
-                    self.key,
-                    self.joinTimeout,
-                )
-                queue.close(drain=False)  # type: ignore[union-attr]
+    def _release(self) -> None:
+        """Undeclare the publisher and release the session (once)."""
         publisher, self._publisher = self._publisher, None
         if publisher is not None:
             publisher.undeclare()
         lease, self._lease = self._lease, None
         if lease is not None:
             lease.release()
-        BaseSubscriptionConsumer.close(self)
+
+    def _closeNow(self) -> None:
+        """The loop-side close: stop moving items, then release Zenoh and close the subscriptions."""
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+        queue = self._queue
+        if queue is not None:
+            queue.close(drain=False)
+        self._release()
+        super()._closeNow()
+
+    def close(self) -> None:
+        """Stops publishing: items already put are still sent (for at most ``joinTimeout`` seconds), then the
+        publisher is undeclared and the session released. Idempotent, from any thread."""
+        queue = self._queue
+        if queue is not None and not self.closed and self._onLoopThread():
+            for item in self._take_unread_direct_items():  # put_nowait() then close(): still send it
+                queue.put(item)
+        if queue is not None:
+            queue.close(drain=True)  # the worker sends what is queued, then returns
+        super().close()
 
 
-class ZenohSubscriber(BaseSubscriptionProducer):
+class ZenohSubscriber(ThreadedSubscriptionProducer):
     """A producer of the items published under a Zenoh key (wildcards allowed)::
 
         video = ZenohSubscriber("robot1/camera", delivery="latest")
@@ -380,7 +368,8 @@ class ZenohSubscriber(BaseSubscriptionProducer):
     :param max_bytes: larger samples (or arrays and JPEGs that would decode larger) are dropped.
     :param mode, connect, listen, multicast, config_file, session: the Zenoh session, as for ZenohPublisher.
 
-    Samples are decoded in Zenoh's receive thread, off the event loop, and handed to the loop in batches.
+    Samples are decoded in Zenoh's receive thread, off the event loop, and handed to the loop in batches
+    (the threaded producer flavour's ``_put_nowait``); its worker thread owns the Zenoh subscriber.
     ``stats`` counts received, malformed and missed samples.
     """
 
@@ -406,10 +395,13 @@ class ZenohSubscriber(BaseSubscriptionProducer):
         _check_delivery(delivery, ("latest", "reliable"))
         options = _session_options(session, mode, connect, listen, multicast, config_file)
         latest = delivery == "latest"
+        self._release_lock = threading.Lock()
+        # Decoded items wait for the event loop; video keeps only the newest few.
+        self._handoff_limit = 2 if latest else 1 << 16
         super().__init__(
-            defaultSubscriptionClass=MostRecentSubscription if latest else asyncio.Queue,
+            defaultSubscriptionType=MostRecentSubscription if latest else asyncio.Queue,
             logger=logger if logger is not None else logging.getLogger("rtcbot.net.ZenohSubscriber"),
-            ready=False,
+            loop=loop,
         )
         self.key = key
         self.delivery = delivery
@@ -418,26 +410,30 @@ class ZenohSubscriber(BaseSubscriptionProducer):
         # Decoded arrays reuse buffers consumers have let go of: no fresh memory per frame.
         self._pool = BufferPool(slots=4 if latest else 32)
         self.stats = SubscriberStats()
-        self._statsLock = threading.Lock()
-        self._lastSeq: Dict[int, int] = {}
-        self._lastBadLog = -_LOG_EVERY
-        self._lastBugLog = -_LOG_EVERY
-        self._loop = resolve_loop(loop)
-        # Decoded items wait here for the event loop; video keeps only the newest few.
-        self._handoff = LoopHandoff(self._loop, self._deliver, limit=2 if latest else 1 << 16)
+        self._stats_lock = threading.Lock()
+        self._last_seq: Dict[int, int] = {}
+        self._last_bad_log = -_LOG_EVERY
+        self._last_bug_log = -_LOG_EVERY
         zenoh = _require_zenoh()
-        self._putKind = zenoh.SampleKind.PUT
+        self._put_kind = zenoh.SampleKind.PUT
         self._lease = acquire_session(options)
         try:
-            self._subscriber = self._lease.session.declare_subscriber(key, self._onSample)
+            self._subscriber = self._lease.session.declare_subscriber(key, self._on_sample)
         except zenoh.ZError as e:
-            self.close()
+            self._release()
             raise DeviceOpenError(f"cannot subscribe to Zenoh key {key!r}: {e}") from e
-        self._setReady(True)
 
-    def _onSample(self, sample: Any) -> None:
+    def _producer(self) -> None:
+        """The worker thread owns the Zenoh subscriber: ready once declared, undeclared on close."""
+        try:
+            self._setReady(True)
+            self._wait_closed()
+        finally:
+            self._release()
+
+    def _on_sample(self, sample: Any) -> None:
         """In Zenoh's receive thread: decode, count, hand to the loop. Must never raise into Zenoh."""
-        if self._shouldClose or sample.kind != self._putKind:
+        if self._shouldClose or sample.kind != self._put_kind:
             return
         try:
             self._handle(sample)
@@ -445,8 +441,8 @@ class ZenohSubscriber(BaseSubscriptionProducer):
             self._malformed(sample, e)
         except Exception:  # a bug here would otherwise vanish inside Zenoh's thread
             now = time.monotonic()
-            if now - self._lastBugLog >= _LOG_EVERY:
-                self._lastBugLog = now
+            if now - self._last_bug_log >= _LOG_EVERY:
+                self._last_bug_log = now
                 self._log.exception("%s %r: failed to handle a sample", type(self).__name__, self.key)
 
     def _handle(self, sample: Any) -> None:
@@ -457,33 +453,33 @@ class ZenohSubscriber(BaseSubscriptionProducer):
         seq, sent = self._track(sample.attachment)
         if self.info:
             value = ZenohSample(value, str(sample.key_expr), seq, sent)
-        self._handoff.put(value)
+        self._put_nowait(value)
 
     def _track(self, attachment: Any) -> tuple[Optional[int], Optional[float]]:
         """Counts the sample and any gap in its publisher's sequence numbers."""
-        with self._statsLock:
+        with self._stats_lock:
             self.stats.received += 1
             if attachment is None or len(attachment) != _HEADER.size:
                 return None, None
             magic, pid, seq, sent_ns = _HEADER.unpack(attachment.to_bytes())
             if magic != _MAGIC:
                 return None, None
-            last = self._lastSeq.pop(pid, None)
+            last = self._last_seq.pop(pid, None)
             if last is not None and seq > last + 1:
                 self.stats.missed += seq - last - 1
-            self._lastSeq[pid] = seq
-            if len(self._lastSeq) > _MAX_TRACKED_PUBLISHERS:
-                del self._lastSeq[next(iter(self._lastSeq))]
+            self._last_seq[pid] = seq
+            if len(self._last_seq) > _MAX_TRACKED_PUBLISHERS:
+                del self._last_seq[next(iter(self._last_seq))]
             return seq, sent_ns / 1e9
 
     def _malformed(self, sample: Any, err: DecodeError) -> None:
-        with self._statsLock:
+        with self._stats_lock:
             self.stats.malformed += 1
             count = self.stats.malformed
             now = time.monotonic()
-            if now - self._lastBadLog < _LOG_EVERY:
+            if now - self._last_bad_log < _LOG_EVERY:
                 return
-            self._lastBadLog = now
+            self._last_bad_log = now
         self._log.warning(
             "%s %r: dropped a sample on %s (%d dropped so far): %s",
             type(self).__name__,
@@ -493,20 +489,21 @@ class ZenohSubscriber(BaseSubscriptionProducer):
             err,
         )
 
-    def _deliver(self, item: Any) -> None:
-        if not self._shouldClose:
-            BaseSubscriptionProducer._put_nowait(self, item)
-
-    def close(self) -> None:
-        """Undeclares the subscriber, releases the session and closes the subscriptions (idempotent)."""
-        self._shouldClose = True
-        subscriber, self._subscriber = self._subscriber, None
+    def _release(self) -> None:
+        """Undeclare the subscriber and release the session (once, from whichever thread gets there)."""
+        with self._release_lock:
+            subscriber, self._subscriber = self._subscriber, None
+            lease, self._lease = self._lease, None
         if subscriber is not None:
             subscriber.undeclare()
-        lease, self._lease = self._lease, None
         if lease is not None:
             lease.release()
-        BaseSubscriptionProducer.close(self)
+
+    def close(self) -> None:
+        """Undeclares the subscriber, releases the session and closes the subscriptions (idempotent, from any
+        thread)."""
+        super().close()
+        self._release()  # the worker did it, unless it was abandoned
 
 
 def _require_zenoh() -> Any:

@@ -1,0 +1,224 @@
+"""The child side of a process producer/consumer: what runs in the worker process.
+
+:func:`worker_process_main` is the child's entry point. It rebuilds the object from the state that crossed
+(see :mod:`rtcbot.base.process_state`) as a whole object, with ``closed``, ``ready`` and ``error`` working,
+attaches a :class:`WorkerSide` (the channel to the parent, the items waiting for ``_get()``, the flow-control
+reports), runs the worker method and reports how it ended. A watchdog thread ends the child within half a
+second of the parent dying, even when the worker is stuck in a blocking call.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import queue
+import signal
+import socket
+import threading
+import traceback
+from typing import Any, Dict, Optional
+
+from ..errors import WorkerDiedError
+from .base import SubscriptionClosed
+from .lifecycle import Lifecycle
+from .transport import ChannelClosed, WorkerEndpoint
+
+__all__ = ["internalSubscriptionMessage", "WorkerSide", "worker_process_main"]
+
+logger = logging.getLogger("rtcbot.base.process_child")
+
+PARENT_GONE_GRACE = 0.25  # seconds a worker has to end by itself once its parent died, before it is ended
+
+
+class internalSubscriptionMessage:
+    """A control message between the parent and the worker process: ``type`` is "ready", "error", "close",
+    "done", "took" or "report", ``value`` its argument."""
+
+    __slots__ = ("type", "value")
+
+    def __init__(self, type: str, value: Any) -> None:
+        self.type = type
+        self.value = value
+
+    def __reduce__(self):
+        return (internalSubscriptionMessage, (self.type, self.value))
+
+    def __repr__(self) -> str:
+        return f"internalSubscriptionMessage({self.type!r}, {self.value!r})"
+
+
+_CLOSED = object()
+
+
+class SubscriptionFailed:
+    """Sent to the worker in place of an item when the consumer's subscription raised: its ``_get()``
+    raises ``error``, as a threaded consumer's does."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+    def __reduce__(self):
+        return (SubscriptionFailed, (self.error,))
+
+
+def picklable_error(err: BaseException, tb: str) -> BaseException:
+    """``err`` if it can cross to the parent, else a WorkerDiedError carrying its text."""
+    try:
+        pickle.loads(pickle.dumps(err))
+        return err
+    except Exception:
+        return WorkerDiedError(f"{type(err).__name__}: {err}\n{tb}")
+
+
+class WorkerSide:
+    """What a process-based object has in its child process instead of subscriptions and events."""
+
+    def __init__(self, obj: Any, endpoint: WorkerEndpoint, block: bool) -> None:
+        self.obj = obj
+        self.endpoint = endpoint
+        self.block = block
+        self.close_requested = threading.Event()
+        self.items: queue.SimpleQueue = queue.SimpleQueue()
+        # Flow control (see FeedWindow in the parent): the parent is told how many items _get() took, every
+        # half window, and, when it waits for room, as soon as all but the last item it sent were taken.
+        self.lock = threading.Lock()
+        self.received = 0  # items from the parent so far
+        self.taken = 0  # items _get() returned
+        self.reported = 0  # taken items the parent was told about
+        self.report_at: Optional[int] = None  # the parent waits: report once this many items were taken
+        self.report_every = max(1, getattr(obj, "_feed_window", 2) // 2)
+        self.reader = threading.Thread(target=self._read, name="rtcbot-worker-reader", daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        # Items from the parent queue up for _get(); a close message (or the parent vanishing) stops the worker.
+        try:
+            while True:
+                item = self.endpoint.recv()
+                if type(item) is internalSubscriptionMessage:
+                    if item.type == "close":
+                        break
+                    if item.type == "report":
+                        with self.lock:
+                            self.report_at = self.received - 1
+                        self.report()
+                        continue
+                with self.lock:
+                    self.received += 1
+                self.items.put(item)
+        except ChannelClosed:
+            pass
+        self.request_stop()
+
+    def request_stop(self) -> None:
+        self.obj._shouldClose = True
+        self.obj._life.begin_close()
+        self.close_requested.set()
+        self.items.put(_CLOSED)
+        # A _put_nowait waiting for the parent to free a slot would wait forever: the parent stops reading
+        # once it asked us to close. It raises SubscriptionClosed instead, which ends the worker.
+        self.endpoint.stop_waiting()
+
+    def get(self) -> Any:
+        if self.obj._shouldClose:
+            raise SubscriptionClosed("closed")
+        item = self.items.get()
+        if item is _CLOSED:
+            self.items.put(_CLOSED)  # every later _get() ends too
+            raise SubscriptionClosed("closed")
+        with self.lock:
+            self.taken += 1
+        self.report()
+        if type(item) is SubscriptionFailed:
+            raise item.error
+        return item
+
+    def report(self) -> None:
+        """Tell the parent how many items were taken, when it is due (few messages for a fast stream)."""
+        with self.lock:
+            due = self.taken - self.reported
+            asked = self.report_at is not None and self.taken >= self.report_at
+            if due <= 0 or not (asked or due >= self.report_every):
+                return
+            self.reported = self.taken
+            self.report_at = None
+        self.control("took", due)
+
+    def send(self, item: Any, block: bool = True) -> None:
+        try:
+            self.endpoint.send(item, block=block)
+        except ChannelClosed:
+            self.request_stop()
+            raise SubscriptionClosed("the parent process is gone") from None
+
+    def control(self, kind: str, value: Any = None) -> None:
+        try:
+            self.endpoint.send(internalSubscriptionMessage(kind, value))
+        except ChannelClosed:
+            self.request_stop()
+
+
+def _watch_parent(lifeline: socket.socket, side_holder: Dict[str, Any], finished: threading.Event) -> None:
+    """In the child: block on the lifeline; EOF means the parent died (it holds its end until the child is
+    reaped). Ask the worker to stop, give it a moment, then end the process whatever it is doing."""
+    try:
+        while lifeline.recv(64):
+            pass
+    except OSError:
+        pass
+    side = side_holder.get("side")
+    if side is not None:
+        side.request_stop()
+    if not finished.wait(PARENT_GONE_GRACE):
+        os._exit(1)
+
+
+def worker_process_main(
+    cls: Any,
+    state: Dict[str, Any],
+    sock: Any,
+    lifeline: Any,
+    slots: int,
+    block: bool,
+    environment: Dict[str, str],
+) -> None:
+    """Entry point of the child process."""
+    finished = threading.Event()
+    holder: Dict[str, Any] = {}
+    watchdog = threading.Thread(
+        target=_watch_parent, args=(lifeline, holder, finished), name="rtcbot-parent-watchdog", daemon=True
+    )
+    watchdog.start()
+    # A forkserver child inherits the server's environment, from when it started; give it the parent's now,
+    # as fork and spawn would (e.g. PULSE_SERVER or DISPLAY set by the script).
+    if os.environ != environment:
+        os.environ.clear()
+        os.environ.update(environment)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked by the parent while starting us
+    endpoint = WorkerEndpoint(sock, slots=slots)
+    obj: Any = cls.__new__(cls)
+    obj.__dict__.update(state)
+    # The worker side is a whole object: closed, ready and error work here too.
+    obj._shouldClose = False
+    obj._is_ready = False
+    obj._error = None
+    obj._is_closed = False
+    obj._life = Lifecycle()
+    obj._life.running()
+    obj._worker_side = side = WorkerSide(obj, endpoint, block)
+    holder["side"] = side
+    try:
+        obj._worker_main()
+    except SubscriptionClosed:
+        pass
+    except BaseException as e:  # everything the worker raised must reach the parent, even SystemExit
+        tb = traceback.format_exc()
+        obj._error = e
+        side.control("error", (picklable_error(e, tb), tb))
+    finally:
+        side.control("done")
+        endpoint.close()
+        finished.set()

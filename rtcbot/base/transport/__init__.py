@@ -1,0 +1,55 @@
+"""A message channel between the event loop and a worker process, with large buffers in shared memory.
+
+A process producer or consumer talks to its worker over one ``AF_UNIX`` stream socket pair. Every item is
+pickled with protocol 5; each buffer of at least ``min_shared_bytes`` inside it (numpy arrays anywhere in
+tuples, dicts, lists) is copied once into a *slot* of a shared-memory pool instead of going through the
+socket, and a small control message tells the other side where it is. The receiver copies the buffer out of
+the slot into memory it owns and hands the slot back at once, so an item it keeps is never overwritten::
+
+    parent_end, worker_end = socket_pair()
+    proc = ctx.Process(target=worker_main, args=(worker_end,))
+    proc.start()
+    worker_end.close()                      # the parent must not keep the worker's end, or no EOF arrives
+
+    channel = ParentEndpoint(parent_end, loop, on_item=frames.put_nowait, on_eof=worker_gone)
+    channel.start()
+    await channel.send({"exposure": 3})     # waits (without blocking the loop) when the worker falls behind
+
+    def worker_main(sock):                  # in the child
+        channel = WorkerEndpoint(sock)
+        try:
+            while True:
+                channel.send(camera.read(), block=False)    # a camera drops a frame when all slots are busy
+        except ChannelClosed:
+            pass
+        finally:
+            channel.close()
+
+Ownership and policies:
+
+- The receiver gets its own copy of every buffer (a fresh uint8 array under each numpy array), never a view of
+  shared memory. Slots only bound how many large items are in flight in one direction.
+- A sender with no free slot waits for one (``block=True``, back-pressure: nothing is lost) or drops the item
+  (``WorkerEndpoint.send(obj, block=False)``, counted in ``dropped``: a camera keeps only fresh frames).
+- Items arrive in the order they were sent; ``on_eof`` runs after the last item was delivered.
+
+Shared memory is an anonymous ``memfd`` (or, without ``memfd_create``, a ``/dev/shm`` file unlinked the moment
+it is created), owner-only, passed to the other process with ``SCM_RIGHTS``: nothing has a name, and nothing
+is left behind when either process is killed. A pool is created by the sending side when the first large item
+is sent, with slots sized for it; a larger item later makes a new pool, and the old one is unmapped on both
+sides once all its slots are back.
+
+Wire format (little endian): each message is ``length:u32 kind:u8`` then ``length`` bytes of payload:
+
+========  =================================================================================================
+ITEM      ``pool:u32 slot:i32 count:u16`` + ``count`` x ``offset:u64 size:u64`` + pickle (slot -1: no buffers)
+RELEASE   ``pool:u32 slot:u32``: the receiver copied the slot out, the sender may reuse it
+POOL      ``pool:u32 slot_size:u64 slots:u32``; the pool's fd rides on the message's first byte
+DROP      ``pool:u32``: every slot of a replaced pool is back, the receiver unmaps it
+========  =================================================================================================
+"""
+from .parent_end import ParentEndpoint
+from .sockets import ChannelClosed, register_parent_end, socket_pair
+from .worker_end import WorkerEndpoint
+
+__all__ = ["ChannelClosed", "socket_pair", "register_parent_end", "WorkerEndpoint", "ParentEndpoint"]

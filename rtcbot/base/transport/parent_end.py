@@ -1,0 +1,280 @@
+"""The parent's end of the channel, driven by the asyncio loop."""
+from __future__ import annotations
+
+import array
+import asyncio
+import collections
+import logging
+import socket
+from typing import Callable, Deque, List, Tuple
+
+from .dispatch import ReceiveDispatcher, UnpicklableItem
+from .shared_memory import _ReceivePools, _SendPool, _SendPools
+from .sockets import ChannelClosed
+from .wire import (
+    _DROP,
+    _HIGH_WATER,
+    _KIND_DROP,
+    _MAX_READS_PER_WAKE,
+    _Encoded,
+    _frame,
+    _FrameReader,
+)
+
+logger = logging.getLogger("rtcbot.base.transport")
+
+# ------------------------------------------------------------------------------------------- parent end
+
+
+class ParentEndpoint:
+    """The parent's end of the channel, driven by the asyncio loop (use it from the loop's thread only).
+
+    Incoming items are unpickled in the loop's reader callback and passed to ``on_item`` in order; when the
+    worker's end closes (exit, crash, SIGKILL), ``on_eof`` runs once, after the last item::
+
+        channel = ParentEndpoint(parent_end, loop, on_item=queue.put_nowait, on_eof=done.set)
+        channel.start()
+        await channel.send(frame)          # back-pressure: waits for a free slot and socket room
+        channel.send_nowait({"stop": 1})   # small control message, never waits
+        channel.close()
+
+    :param sock: the ``parent_end`` of :func:`socket_pair`
+    :param loop: the event loop that runs the callbacks
+    :param on_item: called with each item from the worker; it should not raise (errors are logged)
+    :param on_eof: called once when the worker's end is closed
+    :param slots: how many large items may be in flight to the worker at once
+    :param min_shared_bytes: buffers at least this large go through shared memory, smaller ones inline
+    """
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        loop: asyncio.AbstractEventLoop,
+        on_item: Callable[[object], None],
+        on_eof: Callable[[], None],
+        slots: int = 4,
+        min_shared_bytes: int = 65536,
+    ) -> None:
+        self._sock = sock
+        self._sock.setblocking(False)
+        self._fd = sock.fileno()
+        self._loop = loop
+        self._on_item = on_item
+        self._on_eof = on_eof
+        self._min_shared_bytes = min_shared_bytes
+        self._send_pools = _SendPools(slots)
+        self._receive_pools = _ReceivePools()
+        self._reader = _FrameReader()
+        self._dispatch = ReceiveDispatcher(
+            self._receive_pools, self._take_item, self._slot_released, self._queue, peer="worker"
+        )
+        self._out = bytearray()  # bytes not yet written
+        self._out_position = 0  # stream offset of self._out[0]
+        self._out_fds: Deque[Tuple[int, int]] = collections.deque()  # (stream offset, fd) to attach there
+        self._writing = False  # add_writer is active
+        self._reading = False  # add_reader is active
+        self._waiters: List[asyncio.Future] = []  # send() calls waiting for a slot or socket room
+        self._eof = False
+        self._broken = False  # a write failed: the worker is gone
+        self._closed = False
+
+    def start(self) -> None:
+        """Start delivering items to ``on_item`` (and the end of the channel to ``on_eof``)."""
+        if self._closed or self._reading or self._eof:
+            return
+        self._loop.add_reader(self._fd, self._on_readable)
+        self._reading = True
+
+    async def send(self, obj: object) -> int:
+        """Send ``obj`` to the worker, waiting while all slots are in use or the socket is full; returns the
+        bytes it takes (pickle and shared buffers), for flow control.
+
+        Do not modify ``obj``'s arrays until this returns (they are copied into shared memory at the end).
+
+        :raises ChannelClosed: the worker is gone or :meth:`close` was called
+        :raises NotPicklableError: ``obj`` cannot be pickled
+        """
+        encoded = _Encoded(obj, self._min_shared_bytes)
+        try:
+            while True:
+                self._check_open()
+                if len(self._out) < _HIGH_WATER:
+                    if not encoded.buffers:
+                        self._queue(encoded.frame())
+                        break
+                    taken = self._send_pools.acquire(encoded.size)
+                    if taken is not None:
+                        pool, slot = taken
+                        pool.write(slot, encoded.offsets, encoded.buffers)
+                        self._announce(pool)
+                        self._queue(encoded.frame(pool.pool_id, slot))
+                        break
+                await self._wait_for_change()
+        finally:
+            encoded.release()
+        self._flush()
+        return len(encoded.data) + encoded.size
+
+    def send_nowait(self, obj: object) -> None:
+        """Queue a small item for the worker; it is written in order, as the socket accepts it.
+
+        Everything travels inline (no shared memory), so keep large arrays for :meth:`send`.
+
+        :raises ChannelClosed: the worker is gone or :meth:`close` was called
+        """
+        encoded = _Encoded(obj, None)
+        self._check_open()
+        self._queue(encoded.frame())
+        self._flush()
+
+    def shutdown_write(self) -> None:
+        """Tell the worker that nothing more comes (it reads EOF and stops); reading goes on. Threadsafe and
+        idempotent: the one call a thread other than the loop's may make."""
+        try:
+            self._sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass  # closed or disconnected already
+
+    def close(self) -> None:
+        """Stop reading and writing, close the socket and unmap shared memory; idempotent.
+
+        Unwritten data is discarded; the worker sees EOF. ``on_eof`` is not called after close().
+        """
+        if self._closed:
+            return
+        self._closed = True
+        if self._reading:
+            self._loop.remove_reader(self._fd)
+            self._reading = False
+        if self._writing:
+            self._loop.remove_writer(self._fd)
+            self._writing = False
+        self._sock.close()
+        self._reader.close()
+        self._send_pools.close()
+        self._receive_pools.close()
+        self._out.clear()
+        self._wake_waiters()
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called or the worker's end is gone."""
+        return self._closed or self._eof or self._broken
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ChannelClosed("the parent end of the channel was closed")
+        if self._eof or self._broken:
+            raise ChannelClosed("the worker closed the channel")
+
+    async def _wait_for_change(self) -> None:
+        waiter = self._loop.create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+
+    def _wake_waiters(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    # -- writing
+
+    def _announce(self, pool: _SendPool) -> None:
+        if not pool.announced:
+            self._out_fds.append((self._out_position + len(self._out), pool.fd))
+            self._queue(pool.announcement())
+            pool.announced = True
+
+    def _queue(self, frame: bytes) -> None:
+        if self._send_pools.pending_drops:
+            drops, self._send_pools.pending_drops = self._send_pools.pending_drops, []
+            for pool_id in drops:
+                self._out += _frame(_KIND_DROP, _DROP.pack(pool_id))
+        self._out += frame
+
+    def _flush(self) -> None:
+        """Write as much of the out buffer as the socket takes; the rest goes when it is writable."""
+        while self._out and not (self._closed or self._broken):
+            fd_offset = self._out_fds[0][0] - self._out_position if self._out_fds else None
+            try:
+                if fd_offset == 0:  # this message carries a pool's fd on its first byte
+                    next_fd = self._out_fds[1][0] - self._out_position if len(self._out_fds) > 1 else None
+                    end = len(self._out) if next_fd is None else next_fd
+                    fd = array.array("i", [self._out_fds[0][1]])
+                    ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fd)]
+                    with memoryview(self._out) as view, view[:end] as chunk:
+                        written = self._sock.sendmsg([chunk], ancillary, socket.MSG_NOSIGNAL)
+                    self._out_fds.popleft()
+                else:
+                    end = len(self._out) if fd_offset is None else fd_offset
+                    with memoryview(self._out) as view, view[:end] as chunk:
+                        written = self._sock.send(chunk, socket.MSG_NOSIGNAL)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as e:
+                logger.debug("writing to the worker failed: %s", e)
+                self._broken = True
+                self._out.clear()
+                break
+            del self._out[:written]
+            self._out_position += written
+        wants_writer = bool(self._out) and not (self._closed or self._broken)
+        if wants_writer and not self._writing:
+            self._loop.add_writer(self._fd, self._flush)
+            self._writing = True
+        elif not wants_writer and self._writing:
+            self._loop.remove_writer(self._fd)
+            self._writing = False
+        if len(self._out) < _HIGH_WATER or self._broken:
+            self._wake_waiters()
+
+    # -- reading
+
+    def _on_readable(self) -> None:
+        for _ in range(_MAX_READS_PER_WAKE):
+            try:
+                received = self._reader.receive(self._sock)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as e:  # ECONNRESET: the worker died with data unread; same as EOF
+                logger.debug("reading from the worker failed: %s", e)
+                received = 0
+            if not received:
+                self._end_of_stream()
+                return
+            for kind, payload in self._reader.messages():
+                self._dispatch.handle(kind, payload, self._reader.fds)
+                if self._closed:  # on_item closed the channel
+                    return
+        self._flush()  # slot releases queued by the items above
+
+    def _take_item(self, item: object) -> None:
+        if type(item) is UnpicklableItem:
+            logger.error("an item from the worker could not be unpickled and was skipped", exc_info=item.error)
+            return
+        try:
+            self._on_item(item)
+        except Exception:
+            logger.exception("on_item raised; the channel goes on with the next item")
+
+    def _slot_released(self, pool_id: int, slot: int) -> None:
+        self._send_pools.release(pool_id, slot)
+        if self._send_pools.pending_drops:
+            self._queue(b"")  # tell the worker to unmap a replaced pool
+        self._wake_waiters()
+
+    def _end_of_stream(self) -> None:
+        self._loop.remove_reader(self._fd)
+        self._reading = False
+        self._eof = True
+        self._wake_waiters()
+        try:
+            self._on_eof()
+        except Exception:
+            logger.exception("on_eof raised")
+

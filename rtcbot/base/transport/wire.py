@@ -1,0 +1,142 @@
+"""The wire format (pure: no I/O but the socket read): message framing, item encoding and parsing.
+
+Each message is ``length:u32 kind:u8`` then ``length`` bytes of payload (see the package docstring)."""
+from __future__ import annotations
+
+import array
+import collections
+import logging
+import os
+import pickle
+import socket
+import struct
+from typing import Deque, List, Optional, Tuple
+
+from ...errors import NotPicklableError
+
+logger = logging.getLogger("rtcbot.base.transport")
+
+_HEADER = struct.Struct("<IB")  # payload length, kind
+_ITEM = struct.Struct("<IiH")  # pool id, slot (-1: none), number of shared buffers
+_REF = struct.Struct("<QQ")  # offset in the slot, size
+_RELEASE = struct.Struct("<II")  # pool id, slot
+_POOL = struct.Struct("<IQI")  # pool id, slot size, number of slots
+_DROP = struct.Struct("<I")  # pool id
+
+_KIND_ITEM, _KIND_RELEASE, _KIND_POOL, _KIND_DROP = 1, 2, 3, 4
+
+_ALIGN = 64  # buffers start on cache-line boundaries inside a slot
+_READ_SIZE = 256 * 1024  # bytes asked of the socket per read (control messages and small items only)
+_MIN_READ = 64 * 1024  # the buffer is grown when less room than this is left for a read
+_MAX_READS_PER_WAKE = 16  # the parent gives the loop back after this many reads even if more is waiting
+_ANCILLARY_SIZE = socket.CMSG_SPACE(16 * array.array("i").itemsize)
+_HIGH_WATER = 1024 * 1024  # ParentEndpoint.send waits while this many bytes are not yet written
+
+
+# ------------------------------------------------------------------------------------------------- encoding
+
+
+def _frame(kind: int, *parts: bytes) -> bytes:
+    return b"".join([_HEADER.pack(sum(len(p) for p in parts), kind), *parts])
+
+
+class _Encoded:
+    """An item pickled with its large buffers kept out of band (views of the item's own memory)."""
+
+    def __init__(self, obj: object, min_shared_bytes: Optional[int]) -> None:
+        self.buffers: List[memoryview] = []
+        self.offsets: List[int] = []
+        self.size = 0  # bytes the buffers take in a slot
+
+        def keep_large(buffer: pickle.PickleBuffer) -> bool:
+            try:
+                raw = buffer.raw()
+            except BufferError:  # not contiguous: pickle it in-band
+                return True
+            if min_shared_bytes is None or raw.nbytes < min_shared_bytes:
+                raw.release()
+                return True
+            self.offsets.append(self.size)
+            self.buffers.append(raw)
+            self.size += -(-raw.nbytes // _ALIGN) * _ALIGN
+            return False  # out of band
+
+        try:
+            self.data = pickle.dumps(obj, protocol=5, buffer_callback=keep_large)
+        except (pickle.PicklingError, TypeError, AttributeError) as e:
+            self.release()
+            raise NotPicklableError(
+                f"{type(obj).__name__} item cannot be pickled to cross to the other process ({e}); "
+                f"send plain data (numbers, strings, dicts, tuples, numpy arrays)"
+            ) from e
+
+    def frame(self, pool_id: int = 0, slot: int = -1) -> bytes:
+        refs = [_REF.pack(offset, buf.nbytes) for offset, buf in zip(self.offsets, self.buffers)]
+        return _frame(_KIND_ITEM, _ITEM.pack(pool_id, slot, len(refs)), *refs, self.data)
+
+    def release(self) -> None:
+        for buf in self.buffers:
+            buf.release()
+        self.buffers.clear()
+
+
+def _parse_item(payload: bytearray) -> Tuple[int, int, List[Tuple[int, int]], memoryview]:
+    """Split an ITEM payload into ``(pool, slot, [(offset, size)], pickle data)``."""
+    pool_id, slot, count = _ITEM.unpack_from(payload, 0)
+    refs = [_REF.unpack_from(payload, _ITEM.size + i * _REF.size) for i in range(count)]
+    return pool_id, slot, refs, memoryview(payload)[_ITEM.size + count * _REF.size :]
+
+
+class _FrameReader:
+    """Receives bytes (and passed fds) from a socket into one buffer and splits them into messages."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray(_READ_SIZE)
+        self._start = 0  # first byte not yet parsed
+        self._end = 0  # end of received bytes
+        self.fds: Deque[int] = collections.deque()  # received fds, consumed in order by POOL messages
+
+    def receive(self, sock: socket.socket) -> int:
+        """Read once from ``sock`` (blocking or not, as the socket is); return the byte count, 0 at EOF."""
+        self._make_room()
+        with memoryview(self._buf) as view, view[self._end :] as tail:
+            nbytes, ancdata, flags, _ = sock.recvmsg_into([tail], _ANCILLARY_SIZE, socket.MSG_CMSG_CLOEXEC)
+        for level, kind, data in ancdata:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds = array.array("i")
+                fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
+                self.fds.extend(fds)
+        if flags & socket.MSG_CTRUNC:
+            logger.error("shared-memory fds were truncated in transit; items using them will fail")
+        self._end += nbytes
+        return nbytes
+
+    def messages(self):
+        """Yield ``(kind, payload)`` for every complete message received so far."""
+        while self._end - self._start >= _HEADER.size:
+            length, kind = _HEADER.unpack_from(self._buf, self._start)
+            begin = self._start + _HEADER.size
+            if self._end - begin < length:
+                return
+            self._start = begin + length
+            yield kind, self._buf[begin : begin + length]
+
+    def _make_room(self) -> None:
+        """Move unparsed bytes to the front; grow the buffer for a message larger than it, shrink after."""
+        pending = self._end - self._start
+        if self._start:
+            self._buf[:pending] = self._buf[self._start : self._end]
+            self._start, self._end = 0, pending
+        needed = pending + _MIN_READ
+        if pending >= _HEADER.size:
+            needed = max(needed, _HEADER.size + _HEADER.unpack_from(self._buf, 0)[0])
+        if len(self._buf) < needed:
+            self._buf.extend(bytes(max(needed, 2 * len(self._buf)) - len(self._buf)))
+        elif pending == 0 and len(self._buf) > 4 * _READ_SIZE:
+            del self._buf[_READ_SIZE:]
+
+    def close(self) -> None:
+        while self.fds:
+            os.close(self.fds.popleft())
+
+

@@ -1,0 +1,204 @@
+"""The worker process's end of the channel: blocking send/recv, usable from any thread."""
+from __future__ import annotations
+
+import array
+import collections
+import logging
+import socket
+import threading
+from typing import Deque, Optional
+
+from .dispatch import ReceiveDispatcher, UnpicklableItem
+from .shared_memory import _ReceivePools, _SendPool, _SendPools
+from .sockets import ChannelClosed
+from .wire import (
+    _DROP,
+    _KIND_DROP,
+    _Encoded,
+    _frame,
+    _FrameReader,
+)
+
+logger = logging.getLogger("rtcbot.base.transport")
+
+# ------------------------------------------------------------------------------------------- worker end
+
+
+class WorkerEndpoint:
+    """The worker process's end of the channel: blocking ``send``/``recv``, usable from any thread.
+
+    A reader thread receives items (queued for :meth:`recv`) and slot releases (which wake a blocked
+    :meth:`send`)::
+
+        channel = WorkerEndpoint(sock)
+        channel.send({"ready": True})
+        command = channel.recv()
+        ok = channel.send(frame, block=False)   # False: dropped, all slots still with the parent
+        channel.close()
+
+    :param sock: the ``worker_end`` of :func:`socket_pair`
+    :param slots: how many large items may be in flight to the parent at once
+    :param min_shared_bytes: buffers at least this large go through shared memory, smaller ones inline
+    """
+
+    def __init__(self, sock: socket.socket, slots: int = 4, min_shared_bytes: int = 65536) -> None:
+        self.dropped = 0  # items send(block=False) dropped because no slot was free
+        self.sent = 0  # items written to the socket
+        self._sock = sock
+        self._sock.setblocking(True)
+        self._min_shared_bytes = min_shared_bytes
+        self._cond = threading.Condition()  # guards everything below except the socket writes
+        self._send_pools = _SendPools(slots)
+        self._receive_pools = _ReceivePools()
+        self._items: Deque[object] = collections.deque()
+        self._eof = False  # the parent's end is gone
+        self._closed = False  # close() was called
+        self._stop_waiting = False  # stop_waiting() was called: no send waits for a slot any more
+        self._write_lock = threading.Lock()
+        self._reader = threading.Thread(target=self._read_loop, name="rtcbot-transport-reader", daemon=True)
+        self._reader.start()
+
+    def send(self, obj: object, block: bool = True) -> bool:
+        """Send ``obj`` to the parent; return False if it was dropped (``block=False``, no free slot).
+
+        :raises ChannelClosed: the parent is gone or :meth:`close` was called
+        :raises NotPicklableError: ``obj`` cannot be pickled
+        """
+        encoded = _Encoded(obj, self._min_shared_bytes)
+        try:
+            if not encoded.buffers:
+                self._write(encoded.frame())
+            else:
+                with self._cond:
+                    while True:
+                        self._check_open()
+                        taken = self._send_pools.acquire(encoded.size)
+                        if taken is not None:
+                            break
+                        if not block:
+                            self.dropped += 1
+                            return False
+                        if self._stop_waiting:
+                            raise ChannelClosed("the channel is closing: the parent frees no more slots")
+                        self._cond.wait()  # woken by a RELEASE from the parent, or by EOF/close
+                pool, slot = taken
+                try:
+                    pool.write(slot, encoded.offsets, encoded.buffers)
+                except ValueError as e:  # close() in another thread unmapped the pool under us
+                    if not self._closed:
+                        raise
+                    raise ChannelClosed("the worker end of the channel was closed") from e
+                self._write(encoded.frame(pool.pool_id, slot), pool)
+        finally:
+            encoded.release()
+        with self._cond:
+            self.sent += 1
+        return True
+
+    def recv(self) -> object:
+        """Wait for the next item from the parent and return it.
+
+        :raises ChannelClosed: the parent closed its end (after every item it sent was returned) or
+            :meth:`close` was called
+        """
+        with self._cond:
+            while True:
+                if self._closed:
+                    raise ChannelClosed("the worker end of the channel was closed")
+                if self._items:
+                    item = self._items.popleft()
+                    break
+                if self._eof:
+                    raise ChannelClosed("the parent closed the channel")
+                self._cond.wait()
+        if isinstance(item, UnpicklableItem):
+            raise item.error
+        return item
+
+    def stop_waiting(self) -> None:
+        """A ``send`` that would wait for a free slot raises ChannelClosed instead, now and from then on.
+
+        For a worker asked to close: the parent no longer reads (it is joining the worker), so no slot
+        would ever be freed. Sends that need no slot, and ``recv``, work as before.
+        """
+        with self._cond:
+            self._stop_waiting = True
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        """Close the channel: blocked :meth:`send` and :meth:`recv` raise ChannelClosed; idempotent."""
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            self._cond.notify_all()
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)  # wakes the reader (EOF) and a writer stuck in sendall
+        except OSError:
+            pass  # already disconnected: nothing to wake
+        if threading.current_thread() is not self._reader:
+            self._reader.join()
+        with self._write_lock:
+            self._sock.close()
+        with self._cond:
+            self._send_pools.close()
+            self._receive_pools.close()
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called or the parent is gone."""
+        return self._closed or self._eof
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ChannelClosed("the worker end of the channel was closed")
+        if self._eof:
+            raise ChannelClosed("the parent closed the channel")
+
+    def _write(self, frame: bytes, pool: Optional[_SendPool] = None) -> None:
+        """Write one message (announcing ``pool`` and unmapping retired pools first when needed)."""
+        with self._write_lock:
+            try:
+                with self._cond:
+                    drops, self._send_pools.pending_drops = self._send_pools.pending_drops, []
+                head = b"".join(_frame(_KIND_DROP, _DROP.pack(pool_id)) for pool_id in drops)
+                if pool is not None and not pool.announced:
+                    announcement = pool.announcement()
+                    fds = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [pool.fd]))]
+                    sent = self._sock.sendmsg([announcement], fds, socket.MSG_NOSIGNAL)
+                    self._sock.sendall(announcement[sent:], socket.MSG_NOSIGNAL)
+                    pool.announced = True
+                if head or frame:
+                    self._sock.sendall(head + frame, socket.MSG_NOSIGNAL)
+            except OSError as e:
+                raise ChannelClosed(f"the parent end of the channel is gone ({e})") from e
+
+    def _read_loop(self) -> None:
+        reader = _FrameReader()
+        dispatch = ReceiveDispatcher(
+            self._receive_pools, self._take_item, self._slot_released, self._write, peer="parent"
+        )
+        try:
+            while reader.receive(self._sock):
+                for kind, payload in reader.messages():
+                    dispatch.handle(kind, payload, reader.fds)
+        except (OSError, ChannelClosed) as e:
+            logger.debug("worker channel reader stops: %s", e)
+        finally:
+            reader.close()
+            with self._cond:
+                self._eof = True
+                self._cond.notify_all()
+
+    def _take_item(self, item: object) -> None:
+        with self._cond:
+            self._items.append(item)
+            self._cond.notify_all()
+
+    def _slot_released(self, pool_id: int, slot: int) -> None:
+        with self._cond:
+            self._send_pools.release(pool_id, slot)
+            self._cond.notify_all()
+            has_drops = bool(self._send_pools.pending_drops)
+        if has_drops:
+            self._write(b"")  # tell the parent to unmap a replaced pool
