@@ -114,7 +114,7 @@ class _ProcessWorker(baseEventHandler, metaclass=StartsWorkerMeta):
             "_is_closed", "_loop", "_process", "_endpoint", "_feed_task", "_feed_flow", "_feed_credit",
             "_lifeline", "_reaper", "_daemon_process", "_join_timeout", "_start_method", "_worker_done",
             "_shouldClose", "_worker_side", "_default_subscription_class", "_default_subscription",
-            "_subscriptions", "_puts", "_put_one", "_pending_gets", "_last_failure_log",
+            "_subscriptions", "_puts", "_put_one", "_pending_gets", "_subscriber_failures",
             "_direct_put_subscription_type", "_direct_put_subscription", "_source", "_user_subscription",
             "_owned_subscription", "_pending_get", "_switches", "_parent_only_keys", "_owner_thread", "_ended_gets",
         }
