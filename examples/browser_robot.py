@@ -11,10 +11,12 @@ them). Closing the page stops the motors. For every camera, sound and a gamepad,
 import argparse
 import asyncio
 import contextlib
+import sys
 
 from aiohttp import web
 
-from rtcbot import CVCamera, SerialConnection, SimCamera
+from rtcbot import CVCamera, RtcbotError, SerialConnection, SimCamera
+from rtcbot.cli.options import int_in_range, non_negative_int, positive_float
 from rtcbot.devices.arduino_sim import SERIAL_OPTIONS, SimulatedArduino
 from rtcbot.web import RTCConnection, getRTCBotJS
 
@@ -93,11 +95,15 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sim", action="store_true", help="simulated camera and Arduino: no hardware needed")
     parser.add_argument("--port", default="/dev/rtcbot/arduino", help="the Arduino's serial port")
-    parser.add_argument("--camera", type=int, default=0, help="camera number (rtcbot devices lists them)")
+    parser.add_argument("--camera", type=non_negative_int, default=0, help="camera number (rtcbot devices lists them)")
     parser.add_argument("--host", default="0.0.0.0", help="address to listen on (0.0.0.0: the whole network)")
-    parser.add_argument("--http-port", type=int, default=8080, help="web server port (0: any free one)")
-    parser.add_argument("--seconds", type=float, default=0, help="stop after this many seconds (default: Ctrl+C)")
+    parser.add_argument(
+        "--http-port", type=int_in_range(0, 65535), default=8080, help="web server port (0: any free one)"
+    )
+    parser.add_argument("--seconds", type=positive_float, help="stop after this many seconds (default: Ctrl+C)")
     try:
         asyncio.run(main(parser.parse_args()))
     except KeyboardInterrupt:
         pass
+    except RtcbotError as e:  # e.g. no such camera or port: the message says what to check
+        sys.exit(f"{parser.prog}: {e}")

@@ -47,7 +47,12 @@ class WorkerEndpoint:
         self._sock = sock
         self._sock.setblocking(True)
         self._min_shared_bytes = min_shared_bytes
-        self._cond = threading.Condition()  # guards everything below except the socket writes
+        # One lock guards everything below except the socket writes. Two conditions on it, so that a slot the
+        # parent frees wakes only a send() waiting for one, and an arriving item only recv(): the worker's
+        # reader thread sits in recv() for good, and waking it per freed slot cost a context switch per frame.
+        self._lock = threading.Lock()
+        self._slot_freed = threading.Condition(self._lock)
+        self._item_arrived = threading.Condition(self._lock)
         self._send_pools = _SendPools(slots)
         self._receive_pools = _ReceivePools()
         self._items: Deque[object] = collections.deque()
@@ -69,7 +74,7 @@ class WorkerEndpoint:
             if not encoded.buffers:
                 self._write(encoded.frame())
             else:
-                with self._cond:
+                with self._lock:
                     while True:
                         self._check_open()
                         taken = self._send_pools.acquire(encoded.size)
@@ -80,7 +85,7 @@ class WorkerEndpoint:
                             return False
                         if self._stop_waiting:
                             raise ChannelClosed("the channel is closing: the parent frees no more slots")
-                        self._cond.wait()  # woken by a RELEASE from the parent, or by EOF/close
+                        self._slot_freed.wait()  # woken by a RELEASE from the parent, or by EOF/close
                 pool, slot = taken
                 try:
                     pool.write(slot, encoded.offsets, encoded.buffers)
@@ -91,7 +96,7 @@ class WorkerEndpoint:
                 self._write(encoded.frame(pool.pool_id, slot), pool)
         finally:
             encoded.release()
-        with self._cond:
+        with self._lock:
             self.sent += 1
         return True
 
@@ -101,7 +106,7 @@ class WorkerEndpoint:
         :raises ChannelClosed: the parent closed its end (after every item it sent was returned) or
             :meth:`close` was called
         """
-        with self._cond:
+        with self._lock:
             while True:
                 if self._closed:
                     raise ChannelClosed("the worker end of the channel was closed")
@@ -110,7 +115,7 @@ class WorkerEndpoint:
                     break
                 if self._eof:
                     raise ChannelClosed("the parent closed the channel")
-                self._cond.wait()
+                self._item_arrived.wait()
         if isinstance(item, UnpicklableItem):
             raise item.error
         return item
@@ -121,17 +126,17 @@ class WorkerEndpoint:
         For a worker asked to close: the parent no longer reads (it is joining the worker), so no slot
         would ever be freed. Sends that need no slot, and ``recv``, work as before.
         """
-        with self._cond:
+        with self._lock:
             self._stop_waiting = True
-            self._cond.notify_all()
+            self._slot_freed.notify_all()
 
     def close(self) -> None:
         """Close the channel: blocked :meth:`send` and :meth:`recv` raise ChannelClosed; idempotent."""
-        with self._cond:
+        with self._lock:
             if self._closed:
                 return
             self._closed = True
-            self._cond.notify_all()
+            self._wake_everyone()
         try:
             self._sock.shutdown(socket.SHUT_RDWR)  # wakes the reader (EOF) and a writer stuck in sendall
         except OSError:
@@ -140,7 +145,7 @@ class WorkerEndpoint:
             self._reader.join()
         with self._write_lock:
             self._sock.close()
-        with self._cond:
+        with self._lock:
             self._send_pools.close()
             self._receive_pools.close()
 
@@ -159,7 +164,7 @@ class WorkerEndpoint:
         """Write one message (announcing ``pool`` and unmapping retired pools first when needed)."""
         with self._write_lock:
             try:
-                with self._cond:
+                with self._lock:
                     drops, self._send_pools.pending_drops = self._send_pools.pending_drops, []
                 head = b"".join(_frame(_KIND_DROP, _DROP.pack(pool_id)) for pool_id in drops)
                 if pool is not None and not pool.announced:
@@ -186,19 +191,24 @@ class WorkerEndpoint:
             logger.debug("worker channel reader stops: %s", e)
         finally:
             reader.close()
-            with self._cond:
+            with self._lock:
                 self._eof = True
-                self._cond.notify_all()
+                self._wake_everyone()
+
+    def _wake_everyone(self) -> None:
+        """With the lock held: the channel ended, so every waiting send() and recv() must look again."""
+        self._slot_freed.notify_all()
+        self._item_arrived.notify_all()
 
     def _take_item(self, item: object) -> None:
-        with self._cond:
+        with self._lock:
             self._items.append(item)
-            self._cond.notify_all()
+            self._item_arrived.notify()
 
     def _slot_released(self, pool_id: int, slot: int) -> None:
-        with self._cond:
+        with self._lock:
             self._send_pools.release(pool_id, slot)
-            self._cond.notify_all()
+            self._slot_freed.notify_all()
             has_drops = bool(self._send_pools.pending_drops)
         if has_drops:
             self._write(b"")  # tell the parent to unmap a replaced pool
