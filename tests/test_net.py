@@ -194,7 +194,41 @@ def test_close_leaves_no_session_behind(no_leaks):
         s.bind(("127.0.0.1", port))
 
 
-def test_video_defaults_drop_stale_samples_and_control_is_reliable():
+def test_a_slow_latest_subscriber_sees_the_newest_sample_not_a_backlog():
+    """Bursts of samples all cross Zenoh (the publisher sends each one), but a reader that reads once per
+    burst gets that burst's newest sample within a read or two: the stale ones were dropped, not queued."""
+    bursts, per_burst = 4, 20
+
+    async def main():
+        options = SessionOptions(multicast=False)
+        with ZenohSubscriber("latest/n", session=options, delivery="latest") as sub:
+            with ZenohPublisher("latest/n", session=options, delivery="latest") as pub:
+                samples = sub.subscribe()
+                await asyncio.wait_for(sub.onReady(), 10.0)
+                reads = []
+                for burst in range(bursts):
+                    first, last = burst * per_burst, (burst + 1) * per_burst - 1
+                    for n in range(first, last + 1):  # fast: every sample is sent, none waits for the reader
+                        pub.put_nowait(n)
+                        assert await pub.flush(10.0)
+                    burst_reads = []
+                    while not burst_reads or burst_reads[-1] != last:  # slow: one look per burst
+                        burst_reads.append(await asyncio.wait_for(samples.get(), 10.0))
+                    assert all(first <= v <= last for v in burst_reads), burst_reads  # nothing from before
+                    assert burst_reads == sorted(burst_reads)
+                    assert len(burst_reads) <= 3, burst_reads  # a backlog would give all 20
+                    assert samples.empty()
+                    reads.append(burst_reads)
+                assert pub.stats.sent == bursts * per_burst
+                assert sub.stats.received == bursts * per_burst and sub.stats.missed == 0
+                # the subscription itself dropped most of each burst (the rest fell to the loop handoff)
+                assert samples.dropped >= bursts * (per_burst - 3) - 2 * bursts
+                assert sum(map(len, reads)) <= 3 * bursts
+
+    run(main())
+
+
+def test_video_is_declared_with_drop_congestion_and_control_with_block():
     import zenoh
 
     async def main():
