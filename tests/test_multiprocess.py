@@ -92,6 +92,16 @@ class Pid(ProcessSubscriptionProducer):
         self._wait_closed()
 
 
+class IgnoresSigterm(ProcessSubscriptionProducer):
+    """A worker stuck in a call that also ignores SIGTERM: only SIGKILL ends it."""
+
+    def _producer(self):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        self._put_nowait(os.getpid())
+        self._setReady(True)
+        threading.Event().wait(60)
+
+
 class HoldsALock(ProcessSubscriptionProducer):
     def __init__(self):
         self.lock = threading.Lock()
@@ -223,6 +233,34 @@ def test_close_terminates_a_stuck_worker_after_join_timeout(no_leaks, caplog):
 
     run(main())
     assert "did not stop" in caplog.text
+
+
+def test_close_kills_a_stuck_worker_that_ignores_sigterm(no_leaks, monkeypatch):
+    import multiprocessing.process
+
+    signals = []
+    for name in ("terminate", "kill"):
+        original = getattr(multiprocessing.process.BaseProcess, name)
+
+        def spy(process, _name=name, _original=original):
+            signals.append((_name, process.pid))
+            _original(process)
+
+        monkeypatch.setattr(multiprocessing.process.BaseProcess, name, spy)
+
+    async def main():
+        s = IgnoresSigterm(joinTimeout=0.3)
+        pid = await next_item(s.subscribe(), timeout=10)
+        await asyncio.wait_for(s.onReady(), 10)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        s.close()  # join 0.3 s, SIGTERM (ignored), join 0.5 s, SIGKILL
+        assert loop.time() - start < 5.0
+        assert signals == [("terminate", pid), ("kill", pid)]
+        with pytest.raises(ProcessLookupError):  # gone and reaped
+            os.kill(pid, 0)
+
+    run(main())
 
 
 def test_unpicklable_state_gives_a_clear_error_naming_the_attribute(no_leaks):
