@@ -375,6 +375,69 @@ def test_wildcard_subscriber_tells_keys_apart_with_info():
     assert run(main()) == {"fleet/r1/status": ("r1 ok", 1), "fleet/r2/status": ("r2 ok", 1)}
 
 
+class _FailingPuts:
+    """Forces a send fault: the real Zenoh publisher, whose put() fails as on a dead session."""
+
+    def __init__(self, publisher):
+        self._publisher = publisher
+
+    def put(self, *args, **kwargs):
+        import zenoh
+
+        raise zenoh.ZError("session closed (forced by the test)")
+
+    def undeclare(self):
+        self._publisher.undeclare()
+
+
+class _FailingDeclares:
+    """Forces a declare fault: the real session lease, whose session refuses to declare publishers."""
+
+    def __init__(self, lease):
+        self._lease = lease
+        self.session = self
+
+    def declare_publisher(self, key, **qos):
+        import zenoh
+
+        raise zenoh.ZError(f"cannot declare {key} (forced by the test)")
+
+    def release(self):
+        self._lease.release()
+
+
+def test_a_failed_send_fires_on_error_and_closes_the_publisher():
+    async def main():
+        pub = ZenohPublisher("fault/send", session=SessionOptions(multicast=False), delivery="reliable")
+        pub._publisher = _FailingPuts(pub._publisher)
+        pub.put_nowait({"a": 1})
+        err = await asyncio.wait_for(pub.onError(), 10.0)
+        assert "session closed (forced by the test)" in str(err)
+        await asyncio.wait_for(pub.onClose(), 10.0)
+        assert pub.closed and pub.stats.sent == 0
+        pub.close()  # idempotent after the failure
+
+    run(main())
+    assert open_session_count() == 0
+
+
+def test_a_failed_declare_at_the_first_item_fires_on_error_naming_the_key():
+    from rtcbot.errors import DeviceOpenError
+
+    async def main():
+        pub = ZenohPublisher("fault/declare", session=SessionOptions(multicast=False))  # "auto": declared later
+        pub._lease = _FailingDeclares(pub._lease)
+        pub.put_nowait({"a": 1})
+        err = await asyncio.wait_for(pub.onError(), 10.0)
+        assert isinstance(err, DeviceOpenError) and "'fault/declare'" in str(err)
+        await asyncio.wait_for(pub.onClose(), 10.0)
+        assert pub.closed and pub.stats.sent == 0
+        pub.close()
+
+    run(main())
+    assert open_session_count() == 0
+
+
 def test_bad_endpoint_is_a_value_error_naming_it():
     with pytest.raises(ValueError, match="192.168.1.20"):
         ZenohPublisher("x", connect=["192.168.1.20"])
