@@ -102,6 +102,26 @@ class IgnoresSigterm(ProcessSubscriptionProducer):
         threading.Event().wait(60)
 
 
+def _refuse_to_unpickle(why):
+    raise ValueError(why)
+
+
+class FailsToUnpickle:
+    """Pickles fine in the worker; unpickling it (in the parent) raises."""
+
+    def __reduce__(self):
+        return _refuse_to_unpickle, ("this item cannot be rebuilt (on purpose)",)
+
+
+class SendsABadItemBetweenGoodOnes(ProcessSubscriptionProducer):
+    def _producer(self):
+        self._setReady(True)
+        self._put_nowait("before")
+        self._put_nowait(FailsToUnpickle())
+        self._put_nowait("after")
+        self._wait_closed()
+
+
 class HoldsALock(ProcessSubscriptionProducer):
     def __init__(self):
         self.lock = threading.Lock()
@@ -308,6 +328,19 @@ def test_a_bad_item_is_logged_and_the_consumer_keeps_working(no_leaks, caplog):
 
     run(main())
     assert "could not send a function" in caplog.text
+
+
+def test_an_item_the_parent_cannot_unpickle_is_logged_and_skipped(no_leaks, caplog):
+    async def main():
+        with caplog.at_level(logging.ERROR):
+            with SendsABadItemBetweenGoodOnes() as p:
+                out = p.subscribe()
+                assert [await next_item(out, timeout=10), await next_item(out, timeout=10)] == ["before", "after"]
+                assert out.empty() and p.error is None and not p.closed
+
+    run(main())
+    assert "could not be unpickled and was skipped" in caplog.text
+    assert "this item cannot be rebuilt (on purpose)" in caplog.text
 
 
 class StartsBadly(ProcessSubscriptionProducer):
