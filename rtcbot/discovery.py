@@ -486,4 +486,21 @@ def discover() -> Inventory:
     inventory.audio = list_audio(inventory.notes)
     inventory.serial = list_serial_ports(inventory.notes)
     inventory.inputs = list_input_devices(inventory.notes)
+    note = web_support_note()
+    if note is not None:
+        inventory.notes.append(note)
     return inventory
+
+
+def web_support_note() -> Optional[str]:
+    """A note when the browser path (``rtcbot serve``, ``RTCConnection``) cannot work: a library of the
+    ``web`` extra is not installed. None when it is all there. Looks without importing anything."""
+    import importlib.util
+
+    missing = [name for name in ("aiortc", "aiohttp", "av") if importlib.util.find_spec(name) is None]
+    if not missing:
+        return None
+    return (
+        f"browser streaming (rtcbot serve, RTCConnection) is not available: {', '.join(missing)} not installed; "
+        "pip install 'rtcbot[web]'"
+    )

@@ -18,9 +18,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-import time
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
+from .._ratelimit import EverySoOften
 from ..errors import DeviceClosedError
 from .events import _as_subscription, baseEventHandler, resolve_loop
 
@@ -124,7 +124,7 @@ class BaseSubscriptionProducer(baseEventHandler):
         self._puts = ()  # bound put_nowait of every sink, rebuilt on (un)subscribe, not per item
         self._pending_gets: Set[asyncio.Future] = set()
         self._ended_gets: Set[asyncio.Future] = set()  # pending gets cancelled by us, not by their caller
-        self._last_failure_log = 0.0
+        self._subscriber_failures = EverySoOften(self._log, period=1.0)
         self._shouldClose = False
         if defaultAutosubscribe:
             self._default_subscription = self.subscribe()
@@ -248,16 +248,13 @@ class BaseSubscriptionProducer(baseEventHandler):
 
     def _subscriber_failed(self, put: Callable[[Any], None], err: Exception) -> None:
         # A full asyncio.Queue(maxsize) or a broken subscription must not stop the other subscribers.
-        now = time.monotonic()
-        if now - self._last_failure_log >= 1.0:
-            self._last_failure_log = now
-            self._log.warning(
-                "%s: subscription %r did not take an item (%s: %s); it was dropped for that subscription",
-                type(self).__name__,
-                getattr(put, "__self__", put),
-                type(err).__name__,
-                err,
-            )
+        self._subscriber_failures.warning(
+            "%s: subscription %r did not take an item (%s: %s); it was dropped for that subscription",
+            type(self).__name__,
+            getattr(put, "__self__", put),
+            type(err).__name__,
+            err,
+        )
 
     # -- closing -------------------------------------------------------------------------------------
     def _close(self) -> None:

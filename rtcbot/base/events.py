@@ -25,7 +25,7 @@ from ..subscriptions import CallbackSubscription, EventSubscription
 from .lifecycle import Lifecycle
 from .waiters import Waiters
 
-__all__ = ["baseEventHandler", "threadedEventHandler", "resolve_loop"]
+__all__ = ["LoopBound", "baseEventHandler", "threadedEventHandler", "resolve_loop"]
 
 
 def resolve_loop(loop: Optional[asyncio.AbstractEventLoop] = None) -> asyncio.AbstractEventLoop:
@@ -291,19 +291,23 @@ class baseEventHandler:
         self.close()
 
 
-class threadedEventHandler(baseEventHandler):
-    """A threadsafe version of baseEventHandler: ``_setReady``, ``_setError`` and ``_close`` may be called from
-    a worker thread, and take effect on the object's event loop."""
+class LoopBound:
+    """Belongs to one event loop, and can run code on it from any thread: the threaded and process flavours
+    share this. ``_bind_loop(loop)`` in the constructor; then ``_onLoopThread()`` says whether the caller is on
+    that loop's thread and ``_call_on_loop(fn, *args)`` runs ``fn`` there::
 
-    def __init__(self, logger: Optional[logging.Logger] = None, loop: Optional[asyncio.AbstractEventLoop] = None):
-        super().__init__(logger)
-        self._bind_loop(loop)
+        self._call_on_loop(self._set_ready_now, True)   # from a worker thread: runs on the loop, in order
+    """
+
+    _loop: asyncio.AbstractEventLoop
+    _owner_thread: Optional[int] = None
 
     def _bind_loop(self, loop: Optional[asyncio.AbstractEventLoop]) -> None:
         self._loop = resolve_loop(loop)
         self._owner_thread = threading.get_ident()
 
     def _onLoopThread(self) -> bool:
+        """True when called on the thread running this object's event loop (or owning it, not running)."""
         try:
             return asyncio.get_running_loop() is self._loop
         except RuntimeError:
@@ -311,14 +315,24 @@ class threadedEventHandler(baseEventHandler):
             return threading.get_ident() == self._owner_thread and not self._loop.is_running()
 
     def _call_on_loop(self, fn: Any, *args: Any) -> None:
+        """Run ``fn(*args)`` on the object's loop: at once on its thread, scheduled from others, and in place
+        when the loop is closed (nobody else is left to notify)."""
         if self._onLoopThread():
             fn(*args)
             return
         try:
             self._loop.call_soon_threadsafe(fn, *args)
         except RuntimeError:
-            # The loop is closed: nobody is left to notify, so update the state in place.
             fn(*args)
+
+
+class threadedEventHandler(LoopBound, baseEventHandler):
+    """A threadsafe version of baseEventHandler: ``_setReady``, ``_setError`` and ``_close`` may be called from
+    a worker thread, and take effect on the object's event loop."""
+
+    def __init__(self, logger: Optional[logging.Logger] = None, loop: Optional[asyncio.AbstractEventLoop] = None):
+        super().__init__(logger)
+        self._bind_loop(loop)
 
     def _set_ready_now(self, value: bool) -> None:
         baseEventHandler._setReady(self, value)

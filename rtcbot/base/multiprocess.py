@@ -54,7 +54,7 @@ from typing import Any, FrozenSet, Optional
 
 from ..errors import WorkerDiedError
 from .base import BaseSubscriptionConsumer, BaseSubscriptionProducer, SubscriptionClosed
-from .events import baseEventHandler, resolve_loop
+from .events import LoopBound, baseEventHandler
 from .feed_window import FeedWindow
 from .process_child import (
     SubscriptionFailed,
@@ -93,7 +93,7 @@ _WorkerSide = WorkerSide
 _picklable_error = picklable_error
 
 
-class _ProcessWorker(baseEventHandler, metaclass=StartsWorkerMeta):
+class _ProcessWorker(LoopBound, baseEventHandler, metaclass=StartsWorkerMeta):
     """The worker-process lifetime shared by process producers and consumers (the parent's side).
 
     One :class:`~rtcbot.base.lifecycle.Lifecycle` owns it. The first to begin closing does the teardown:
@@ -114,7 +114,7 @@ class _ProcessWorker(baseEventHandler, metaclass=StartsWorkerMeta):
             "_is_closed", "_loop", "_process", "_endpoint", "_feed_task", "_feed_flow", "_feed_credit",
             "_lifeline", "_reaper", "_daemon_process", "_join_timeout", "_start_method", "_worker_done",
             "_shouldClose", "_worker_side", "_default_subscription_class", "_default_subscription",
-            "_subscriptions", "_puts", "_put_one", "_pending_gets", "_last_failure_log",
+            "_subscriptions", "_puts", "_put_one", "_pending_gets", "_subscriber_failures",
             "_direct_put_subscription_type", "_direct_put_subscription", "_source", "_user_subscription",
             "_owned_subscription", "_pending_get", "_switches", "_parent_only_keys", "_owner_thread", "_ended_gets",
         }
@@ -127,7 +127,6 @@ class _ProcessWorker(baseEventHandler, metaclass=StartsWorkerMeta):
     _feed_task: Optional[asyncio.Task] = None
     _join_timeout = 1.0
     _worker_done = False
-    _owner_thread: Optional[int] = None
 
     def _init_process(
         self,
@@ -137,8 +136,7 @@ class _ProcessWorker(baseEventHandler, metaclass=StartsWorkerMeta):
         joinTimeout: float,
         start_method: Optional[str],
     ) -> None:
-        self._loop = resolve_loop(loop)
-        self._owner_thread = threading.get_ident()
+        self._bind_loop(loop)
         self._daemon_process = daemonProcess
         self._join_timeout = joinTimeout
         self._start_method = start_method
@@ -284,24 +282,6 @@ class _ProcessWorker(baseEventHandler, metaclass=StartsWorkerMeta):
 
     def _set_error_now(self, err: BaseException) -> None:
         baseEventHandler._setError(self, err)
-
-    def _onLoopThread(self) -> bool:
-        """True when called on the thread running this object's event loop (or owning it, not running)."""
-        try:
-            return asyncio.get_running_loop() is self._loop
-        except RuntimeError:
-            return threading.get_ident() == self._owner_thread and not self._loop.is_running()
-
-    def _call_on_loop(self, fn: Any, *args: Any) -> None:
-        """Run ``fn(*args)`` on the object's loop: at once on its thread, scheduled from others, and in place
-        when the loop is closed (nobody else will)."""
-        if self._onLoopThread():
-            fn(*args)
-            return
-        try:
-            self._loop.call_soon_threadsafe(fn, *args)
-        except RuntimeError:
-            fn(*args)
 
     # -- worker-side API (these also work in the parent) ---------------------------------------------
     def _worker_main(self) -> None:  # pragma: no cover - overridden

@@ -12,7 +12,7 @@ Plug one into the other for a live loopback::
             speaker.putSubscription(mic)       # what the microphone hears comes out of the speaker
             await asyncio.sleep(10)
 
-    if __name__ == "__main__":                 # needed: the Speaker's process imports this script again
+    if __name__ == "__main__":
         asyncio.run(main())
 
 The conversion and buffering that need no sound card live in :mod:`rtcbot.devices.audio_blocks`.
@@ -313,10 +313,9 @@ class Speaker(ProcessSubscriptionConsumer):
 
     The player process starts from a clean interpreter (rtcbot's default ``forkserver`` start method), never
     as a fork of your script: PulseAudio's client library (behind ALSA's ``default`` device on most desktops
-    and on Raspberry Pi OS) refuses to work in a forked child once the parent has used it. The child imports
-    your script again, so keep its top-level code under ``if __name__ == "__main__":``; without that the
-    child fails at start and ``onError`` fires with a :class:`~rtcbot.errors.WorkerDiedError` saying so.
-    Do not pass ``start_method="fork"`` to a Speaker.
+    and on Raspberry Pi OS) refuses to work in a forked child once the parent has used it. The child does
+    not run your script again, so no ``if __name__ == "__main__":`` guard is needed. Do not pass
+    ``start_method="fork"`` to a Speaker.
     """
 
     _sounddevice_module = "sounddevice"  # tests swap in a fake module by name (it must import in the child)

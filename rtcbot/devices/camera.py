@@ -21,85 +21,17 @@ import sys
 import time
 from typing import Any, Callable, Tuple, Union
 
-import numpy as np
-
 from rtcbot._deps import require
 from rtcbot.base import ThreadedSubscriptionProducer
 from rtcbot.errors import DeviceLostError, DeviceOpenError
 from rtcbot.subscriptions import MostRecentSubscription
 
-from .stamped import StampedArray
+from .frame import Frame
+from .frame_emitter import FrameEmitter
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["CVCamera", "Frame"]
-
-
-class Frame(StampedArray):
-    """A camera image: a numpy array that also knows when it was captured and which frame it is.
-
-    ``frame.timestamp`` is the capture time in seconds on the ``time.monotonic()`` clock, and
-    ``frame.index`` counts the frames the camera captured, from 0 (a gap means a reader skipped some). Use
-    a frame as any array; the two attributes ride along where it makes sense::
-
-        frame = await camera.get()
-        age = time.monotonic() - frame.timestamp          # how old the image is, in seconds
-        roi = frame[100:200, 50:150]                      # slices, views, copies, arithmetic: still Frames,
-        assert roi.index == frame.index                   #   with the capture's timestamp and index
-        gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)    # OpenCV accepts it, and returns a plain ndarray
-        plain = np.asarray(frame)                         # a plain ndarray view, no copy, no attributes
-
-    Reductions (``frame.mean()``) give plain numpy scalars. A Frame survives pickling with its attributes.
-    """
-
-
-class _FrameEmitter:
-    """What every rtcbot camera does with a captured image, in its capture thread: wrap it in a
-    :class:`Frame`, run ``preprocessframe``, count it, hand it to subscribers, and set ready on the first.
-
-    The camera sets ``self._preprocessframe`` and ``self._frame_count = 0`` in its constructor.
-    """
-
-    _preprocessframe: Callable[[Frame], Any]
-    _frame_count: int
-    # If the event loop stalls, at most two frames wait for it and the capture thread waits too: memory stays
-    # bounded, a queue subscriber loses nothing, and the driver's one-frame buffer keeps the next read fresh.
-    _handoff_limit = 2
-
-    _width: int
-    _height: int
-    _fps: float
-
-    @property
-    def frame_count(self) -> int:
-        """How many frames the camera has captured so far (the next frame's ``index``)."""
-        return self._frame_count
-
-    @property
-    def width(self) -> int:
-        """Frame width in pixels, as the camera delivers it (which may differ from what was asked)."""
-        return self._width
-
-    @property
-    def height(self) -> int:
-        """Frame height in pixels, as the camera delivers it."""
-        return self._height
-
-    @property
-    def fps(self) -> float:
-        """The frame rate the camera delivers: what the device accepted, a file's own rate, or the sensor's."""
-        return self._fps
-
-    def _emit_frame(self, image: Any, timestamp: float) -> None:
-        index = self._frame_count
-        output = self._preprocessframe(Frame(image, timestamp, index))
-        if isinstance(output, np.ndarray) and not isinstance(output, Frame):
-            output = Frame(output, timestamp, index)  # e.g. an OpenCV result: give it the capture's metadata
-        self._frame_count = index + 1
-        if output is not None:
-            self._put_nowait(output)  # type: ignore[attr-defined]
-        if index == 0:
-            self._setReady(True)  # type: ignore[attr-defined]
 
 
 Source = Union[int, str, "os.PathLike[str]"]
@@ -150,7 +82,7 @@ def _video_capture(cv2: Any, source: Union[int, str], api: int) -> Any:
     return cv2.VideoCapture(source, api)
 
 
-class CVCamera(_FrameEmitter, ThreadedSubscriptionProducer):
+class CVCamera(FrameEmitter, ThreadedSubscriptionProducer):
     """A camera, video file or video stream read with OpenCV, producing BGR frames.
 
     Each frame is a :class:`Frame`: a ``numpy.ndarray`` of shape (height, width, 3), BGR order, that also

@@ -32,7 +32,8 @@ import numpy as np
 
 from rtcbot._deps import require
 from rtcbot.base import ThreadedSubscriptionProducer
-from rtcbot.devices.camera import Frame, _FrameEmitter
+from rtcbot.devices.frame import Frame
+from rtcbot.devices.frame_emitter import FrameEmitter
 from rtcbot.errors import DeviceClosedError, DeviceLostError, DeviceOpenError, MissingDependencyError
 from rtcbot.subscriptions import MostRecentSubscription
 
@@ -139,7 +140,7 @@ _TO_BGR: Dict[str, Optional[Callable[[np.ndarray], np.ndarray]]] = {
 }
 
 
-class PiCamera2(_FrameEmitter, ThreadedSubscriptionProducer):
+class PiCamera2(FrameEmitter, ThreadedSubscriptionProducer):
     """A Raspberry Pi CSI camera (picamera2/libcamera) producing BGR frames, like :class:`~rtcbot.CVCamera`.
 
     Frames are :class:`~rtcbot.devices.camera.Frame` arrays of shape (height, width, 3) in BGR order;

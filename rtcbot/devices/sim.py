@@ -35,7 +35,8 @@ from ..base.waiters import Waiters
 from ..errors import DeviceClosedError
 from ..subscriptions import MostRecentSubscription
 from .audio_blocks import AudioBlock, as_playable, check_playable
-from .camera import Frame, _FrameEmitter
+from .frame import Frame
+from .frame_emitter import FrameEmitter
 
 logger = logging.getLogger("rtcbot.devices.sim")
 
@@ -166,7 +167,7 @@ def tone_block(
     return np.clip(block, -1.0, 1.0).astype(np.float32)
 
 
-class SimCamera(_FrameEmitter, ThreadedSubscriptionProducer):
+class SimCamera(FrameEmitter, ThreadedSubscriptionProducer):
     """A test-pattern camera with CVCamera's interface: moving colour bars and a frame counter.
 
     Frames are :class:`~rtcbot.devices.camera.Frame` objects (``(height, width, 3)`` uint8 BGR arrays

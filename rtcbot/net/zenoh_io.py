@@ -39,6 +39,7 @@ import threading
 import time
 from typing import Any, Dict, Iterable, NamedTuple, Optional
 
+from .._ratelimit import EverySoOften
 from ..base import (
     BaseSubscriptionConsumer,
     SubscriptionClosed,
@@ -194,7 +195,7 @@ class ZenohPublisher(ThreadedSubscriptionConsumer):
         self.stats = PublisherStats()
         self._pid = int.from_bytes(os.urandom(4), "little")
         self._seq = 0
-        self._last_encode_log = -_LOG_EVERY
+        self._encode_errors_log = EverySoOften(self._log, _LOG_EVERY)
         self._zenoh = _require_zenoh()
         self._lease = acquire_session(options)
         try:
@@ -262,12 +263,9 @@ class ZenohPublisher(ThreadedSubscriptionConsumer):
             encoded = encode(item, self.jpeg_quality)
         except EncodeError as e:
             self.stats.encode_errors += 1
-            now = time.monotonic()
-            if now - self._last_encode_log >= _LOG_EVERY:
-                self._last_encode_log = now
-                self._log.error(
-                    "%s %r: item skipped (%d so far): %s", type(self).__name__, self.key, self.stats.encode_errors, e
-                )
+            self._encode_errors_log.error(
+                "%s %r: item skipped (%d so far): %s", type(self).__name__, self.key, self.stats.encode_errors, e
+            )
             return
         publisher = self._publisher
         if publisher is None:  # "auto": _run() chose the delivery from the first item
@@ -412,8 +410,8 @@ class ZenohSubscriber(ThreadedSubscriptionProducer):
         self.stats = SubscriberStats()
         self._stats_lock = threading.Lock()
         self._last_seq: Dict[int, int] = {}
-        self._last_bad_log = -_LOG_EVERY
-        self._last_bug_log = -_LOG_EVERY
+        self._malformed_log = EverySoOften(self._log, _LOG_EVERY)
+        self._handler_bugs_log = EverySoOften(self._log, _LOG_EVERY)
         zenoh = _require_zenoh()
         self._put_kind = zenoh.SampleKind.PUT
         self._lease = acquire_session(options)
@@ -440,10 +438,7 @@ class ZenohSubscriber(ThreadedSubscriptionProducer):
         except DecodeError as e:
             self._malformed(sample, e)
         except Exception:  # a bug here would otherwise vanish inside Zenoh's thread
-            now = time.monotonic()
-            if now - self._last_bug_log >= _LOG_EVERY:
-                self._last_bug_log = now
-                self._log.exception("%s %r: failed to handle a sample", type(self).__name__, self.key)
+            self._handler_bugs_log.exception("%s %r: failed to handle a sample", type(self).__name__, self.key)
 
     def _handle(self, sample: Any) -> None:
         payload = sample.payload
@@ -476,11 +471,7 @@ class ZenohSubscriber(ThreadedSubscriptionProducer):
         with self._stats_lock:
             self.stats.malformed += 1
             count = self.stats.malformed
-            now = time.monotonic()
-            if now - self._last_bad_log < _LOG_EVERY:
-                return
-            self._last_bad_log = now
-        self._log.warning(
+        self._malformed_log.warning(
             "%s %r: dropped a sample on %s (%d dropped so far): %s",
             type(self).__name__,
             self.key,

@@ -18,8 +18,7 @@ Nothing here imports a device library until it is used.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from rtcbot._lazy import lazy_exports
 
 _LAZY = {
     "AudioLoopbackResult": "rtcbot.testing.loopback_audio",
@@ -43,14 +42,4 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'rtcbot.testing' has no attribute '{name}'")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list:
-    return sorted(list(globals()) + list(_LAZY))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
