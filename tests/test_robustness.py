@@ -290,7 +290,6 @@ def test_ctrl_c_while_the_devices_are_starting_exits_without_a_traceback(step, s
     code = script.finish(10.0)
     assert code == 0, f"exit code {code}; stderr:\n{script.stderr}"
     assert "Traceback" not in script.stderr, script.stderr
-    assert without_alsa_underruns(script.stderr) == "", script.stderr
 
 
 def test_only_alsa_underrun_lines_count_as_audio_noise():
