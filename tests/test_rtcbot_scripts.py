@@ -166,12 +166,27 @@ def prepared(name: str, documented_port: str, port: str, directory: str) -> str:
     return path
 
 
-def board_received(board: SerialPeer, data: bytes) -> Callable[[RunningScript], None]:
+# RTCBot's own typo in docs/arduino.rst "Basic Communication" (`await conn.get().decode(...)`): the script's
+# reading task fails with this traceback, as it does with RTCBot, while the script keeps running.
+DOCUMENTED_TYPO = "AttributeError: 'coroutine' object has no attribute 'decode'"
+
+
+def unexpected_tracebacks(name: str, output: str) -> int:
+    """The tracebacks in a script's output, the one its documented typo causes left out."""
+    tracebacks = output.count("Traceback")
+    if name == "docs_arduino_basic_communication.py":
+        tracebacks -= output.count(DOCUMENTED_TYPO)
+    return tracebacks
+
+
+def board_received(board: SerialPeer, data: bytes, name: str) -> Callable[[RunningScript], None]:
     def check(script: RunningScript) -> None:
         deadline = time.monotonic() + WAIT
-        # Waits in slices so that a script that failed at start (a traceback) fails the test at once.
+        # Waits in slices so that a script that failed at start (a traceback) fails the test at once. The
+        # documented typo's traceback may come first: the reading task fails at once, while the first write
+        # waits for the serial worker to start (seconds on a loaded machine).
         while not board.wait_for(lambda received: data in received, 0.25):
-            if "Traceback" in script.text() or script.proc.poll() is not None:
+            if unexpected_tracebacks(name, script.text()) or script.proc.poll() is not None:
                 pytest.fail(f"the script failed before the board received {data!r}:\n{script.text()}")
             if time.monotonic() > deadline:
                 pytest.fail(f"the board never received {data!r} within {WAIT} s:\n{script.text()}")
@@ -206,14 +221,11 @@ def test_rtcbots_documented_serial_script_runs_unchanged_and_stops_on_ctrl_c(nam
     with board_class() as board:
         script = RunningScript(prepared(name, documented_port, board.port, str(tmp_path)))
         try:
-            board_received(board, sent)(script)
+            board_received(board, sent, name)(script)
             for line in lines:
                 script.wait_line(line)
             before_ctrl_c = script.text()
-            tracebacks = before_ctrl_c.count("Traceback")
-            if name == "docs_arduino_basic_communication.py":  # RTCBot's typo, and nothing else
-                tracebacks -= before_ctrl_c.count("AttributeError: 'coroutine' object has no attribute 'decode'")
-            assert tracebacks == 0, before_ctrl_c
+            assert unexpected_tracebacks(name, before_ctrl_c) == 0, before_ctrl_c  # RTCBot's typo, nothing else
             took = script.ctrl_c_and_wait(CTRL_C_LIMIT)
             assert took is not None, f"still running {CTRL_C_LIMIT} s after Ctrl+C:\n{script.text()}"
         finally:
