@@ -240,7 +240,13 @@ def test_a_4d_array_put_into_a_display_raises_and_the_display_keeps_showing(monk
             assert await asyncio.to_thread(windows.first_shown.wait, WAIT)  # the GUI thread showed the good one
             return str(info.value), display.error
 
-    message, error = run(main())
+    try:
+        message, error = run(main())
+    finally:
+        # The GUI thread lives for the process and keeps the backend it started with: stop it, so that a later
+        # test's CVDisplay starts a GUI thread on its own backend, not on this test's recording fake.
+        display_module._manager.shutdown()
+    assert not display_module._manager.running
     assert "CVDisplay" in message and "(2, 4, 6, 3)" in message and error is None
 
 

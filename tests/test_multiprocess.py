@@ -92,6 +92,36 @@ class Pid(ProcessSubscriptionProducer):
         self._wait_closed()
 
 
+class IgnoresSigterm(ProcessSubscriptionProducer):
+    """A worker stuck in a call that also ignores SIGTERM: only SIGKILL ends it."""
+
+    def _producer(self):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        self._put_nowait(os.getpid())
+        self._setReady(True)
+        threading.Event().wait(60)
+
+
+def _refuse_to_unpickle(why):
+    raise ValueError(why)
+
+
+class FailsToUnpickle:
+    """Pickles fine in the worker; unpickling it (in the parent) raises."""
+
+    def __reduce__(self):
+        return _refuse_to_unpickle, ("this item cannot be rebuilt (on purpose)",)
+
+
+class SendsABadItemBetweenGoodOnes(ProcessSubscriptionProducer):
+    def _producer(self):
+        self._setReady(True)
+        self._put_nowait("before")
+        self._put_nowait(FailsToUnpickle())
+        self._put_nowait("after")
+        self._wait_closed()
+
+
 class HoldsALock(ProcessSubscriptionProducer):
     def __init__(self):
         self.lock = threading.Lock()
@@ -225,6 +255,34 @@ def test_close_terminates_a_stuck_worker_after_join_timeout(no_leaks, caplog):
     assert "did not stop" in caplog.text
 
 
+def test_close_kills_a_stuck_worker_that_ignores_sigterm(no_leaks, monkeypatch):
+    import multiprocessing.process
+
+    signals = []
+    for name in ("terminate", "kill"):
+        original = getattr(multiprocessing.process.BaseProcess, name)
+
+        def spy(process, _name=name, _original=original):
+            signals.append((_name, process.pid))
+            _original(process)
+
+        monkeypatch.setattr(multiprocessing.process.BaseProcess, name, spy)
+
+    async def main():
+        s = IgnoresSigterm(joinTimeout=0.3)
+        pid = await next_item(s.subscribe(), timeout=10)
+        await asyncio.wait_for(s.onReady(), 10)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        s.close()  # join 0.3 s, SIGTERM (ignored), join 0.5 s, SIGKILL
+        assert loop.time() - start < 5.0
+        assert signals == [("terminate", pid), ("kill", pid)]
+        with pytest.raises(ProcessLookupError):  # gone and reaped
+            os.kill(pid, 0)
+
+    run(main())
+
+
 def test_unpicklable_state_gives_a_clear_error_naming_the_attribute(no_leaks):
     async def main():
         with pytest.raises(NotPicklableError, match=r"HoldsALock\.lock"):
@@ -270,6 +328,19 @@ def test_a_bad_item_is_logged_and_the_consumer_keeps_working(no_leaks, caplog):
 
     run(main())
     assert "could not send a function" in caplog.text
+
+
+def test_an_item_the_parent_cannot_unpickle_is_logged_and_skipped(no_leaks, caplog):
+    async def main():
+        with caplog.at_level(logging.ERROR):
+            with SendsABadItemBetweenGoodOnes() as p:
+                out = p.subscribe()
+                assert [await next_item(out, timeout=10), await next_item(out, timeout=10)] == ["before", "after"]
+                assert out.empty() and p.error is None and not p.closed
+
+    run(main())
+    assert "could not be unpickled and was skipped" in caplog.text
+    assert "this item cannot be rebuilt (on purpose)" in caplog.text
 
 
 class StartsBadly(ProcessSubscriptionProducer):

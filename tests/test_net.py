@@ -194,7 +194,41 @@ def test_close_leaves_no_session_behind(no_leaks):
         s.bind(("127.0.0.1", port))
 
 
-def test_video_defaults_drop_stale_samples_and_control_is_reliable():
+def test_a_slow_latest_subscriber_sees_the_newest_sample_not_a_backlog():
+    """Bursts of samples all cross Zenoh (the publisher sends each one), but a reader that looks once per
+    burst gets that burst's newest sample and nothing else: the stale ones were dropped, not queued. A
+    second subscription that keeps everything (an asyncio.Queue) is the witness of what arrived."""
+    bursts, per_burst = 4, 20
+
+    async def main():
+        options = SessionOptions(multicast=False)
+        with ZenohSubscriber("latest/n", session=options, delivery="latest") as sub:
+            with ZenohPublisher("latest/n", session=options, delivery="latest") as pub:
+                samples = sub.subscribe()  # the default for "latest": a MostRecentSubscription
+                everything = sub.subscribe(asyncio.Queue())
+                await asyncio.wait_for(sub.onReady(), 10.0)
+                arrived = 0
+                for burst in range(bursts):
+                    first, last = burst * per_burst, (burst + 1) * per_burst - 1
+                    for n in range(first, last + 1):  # fast: every sample is sent, none waits for the reader
+                        pub.put_nowait(n)
+                        assert await pub.flush(10.0)
+                    seen = []
+                    while not seen or seen[-1] != last:  # the burst's newest reached the loop
+                        seen.append(await asyncio.wait_for(everything.get(), 10.0))
+                    assert seen == sorted(seen) and first <= seen[0]
+                    arrived += len(seen)
+                    # slow: one look per burst, and it is the newest; nothing older waits behind it
+                    assert samples.get_nowait() == last
+                    assert samples.empty()
+                    assert samples.dropped == arrived - (burst + 1)
+                assert pub.stats.sent == bursts * per_burst
+                assert sub.stats.received == bursts * per_burst and sub.stats.missed == 0
+
+    run(main())
+
+
+def test_video_is_declared_with_drop_congestion_and_control_with_block():
     import zenoh
 
     async def main():
@@ -339,6 +373,69 @@ def test_wildcard_subscriber_tells_keys_apart_with_info():
         return {s.key: (s.value, s.seq) for s in got}
 
     assert run(main()) == {"fleet/r1/status": ("r1 ok", 1), "fleet/r2/status": ("r2 ok", 1)}
+
+
+class _FailingPuts:
+    """Forces a send fault: the real Zenoh publisher, whose put() fails as on a dead session."""
+
+    def __init__(self, publisher):
+        self._publisher = publisher
+
+    def put(self, *args, **kwargs):
+        import zenoh
+
+        raise zenoh.ZError("session closed (forced by the test)")
+
+    def undeclare(self):
+        self._publisher.undeclare()
+
+
+class _FailingDeclares:
+    """Forces a declare fault: the real session lease, whose session refuses to declare publishers."""
+
+    def __init__(self, lease):
+        self._lease = lease
+        self.session = self
+
+    def declare_publisher(self, key, **qos):
+        import zenoh
+
+        raise zenoh.ZError(f"cannot declare {key} (forced by the test)")
+
+    def release(self):
+        self._lease.release()
+
+
+def test_a_failed_send_fires_on_error_and_closes_the_publisher():
+    async def main():
+        pub = ZenohPublisher("fault/send", session=SessionOptions(multicast=False), delivery="reliable")
+        pub._publisher = _FailingPuts(pub._publisher)
+        pub.put_nowait({"a": 1})
+        err = await asyncio.wait_for(pub.onError(), 10.0)
+        assert "session closed (forced by the test)" in str(err)
+        await asyncio.wait_for(pub.onClose(), 10.0)
+        assert pub.closed and pub.stats.sent == 0
+        pub.close()  # idempotent after the failure
+
+    run(main())
+    assert open_session_count() == 0
+
+
+def test_a_failed_declare_at_the_first_item_fires_on_error_naming_the_key():
+    from rtcbot.errors import DeviceOpenError
+
+    async def main():
+        pub = ZenohPublisher("fault/declare", session=SessionOptions(multicast=False))  # "auto": declared later
+        pub._lease = _FailingDeclares(pub._lease)
+        pub.put_nowait({"a": 1})
+        err = await asyncio.wait_for(pub.onError(), 10.0)
+        assert isinstance(err, DeviceOpenError) and "'fault/declare'" in str(err)
+        await asyncio.wait_for(pub.onClose(), 10.0)
+        assert pub.closed and pub.stats.sent == 0
+        pub.close()
+
+    run(main())
+    assert open_session_count() == 0
 
 
 def test_bad_endpoint_is_a_value_error_naming_it():

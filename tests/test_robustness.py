@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -224,6 +225,16 @@ def script_runner() -> Iterator[Any]:
         s.close()
 
 
+# alsa-lib writes this to stderr itself when PulseAudio's ALSA plugin recovers from an underrun (a loaded
+# machine starves the player now and then); the Speaker counts underflows on its own. Not a script error.
+_ALSA_UNDERRUN = re.compile(r"^ALSA lib [\w./-]+:\d+:\(snd_pcm_recover\) underrun occurred\n?", re.MULTILINE)
+
+
+def without_alsa_underruns(stderr: str) -> str:
+    """``stderr`` without alsa-lib's underrun lines (anything else, a traceback above all, stays)."""
+    return _ALSA_UNDERRUN.sub("", stderr)
+
+
 def check_interrupted_cleanly(script: Script, limit: float) -> None:
     """Ctrl+C the running script; it must exit 0 within ``limit`` seconds, print nothing on stderr, and
     leave no process and no shared memory behind."""
@@ -235,7 +246,7 @@ def check_interrupted_cleanly(script: Script, limit: float) -> None:
     took = time.monotonic() - started
     assert code is not None, f"the script did not exit within {limit} s of Ctrl+C; stderr:\n{script.stderr}"
     assert code == 0, f"exit code {code}; stderr:\n{script.stderr}"
-    assert script.stderr == "", f"stderr after Ctrl+C:\n{script.stderr}"
+    assert without_alsa_underruns(script.stderr) == "", f"stderr after Ctrl+C:\n{script.stderr}"
     assert took < limit
     wait_until(lambda: all(gone(p) for p in processes), 5.0, "every process of the script should be gone")
     left = sorted(path for path in shm_files if os.path.exists(path.replace(" (deleted)", "")))
@@ -278,7 +289,14 @@ def test_ctrl_c_while_the_devices_are_starting_exits_without_a_traceback(step, s
     script.ctrl_c()
     code = script.finish(10.0)
     assert code == 0, f"exit code {code}; stderr:\n{script.stderr}"
-    assert "Traceback" not in script.stderr
+    assert "Traceback" not in script.stderr, script.stderr
+
+
+def test_only_alsa_underrun_lines_count_as_audio_noise():
+    noise = "ALSA lib pcm.c:8570:(snd_pcm_recover) underrun occurred\n"
+    assert without_alsa_underruns(noise * 2) == ""
+    traceback = "Traceback (most recent call last):\nAssertionError\n"
+    assert without_alsa_underruns(noise + traceback) == traceback
 
 
 def test_live_workers_are_closed_at_exit_newest_first():

@@ -200,15 +200,36 @@ def test_close_while_blocked_in_get_raises_subscription_closed_in_the_worker(no_
 
 
 def test_consumer_reads_a_producer_through_most_recent(no_leaks):
+    """A consumer that looks only after the producer made 50 items gets exactly the newest (49), and the
+    49 older ones are gone: the next thing it sees is the close."""
+
+    class LateRecorder(Recorder):
+        def __init__(self, **kwargs):
+            self.gate = threading.Event()
+            super().__init__(**kwargs)
+
+        def _consumer(self):
+            assert self.gate.wait(10), "the test never opened the gate"
+            super()._consumer()
+
     async def main():
         c = Counter(50, defaultSubscriptionType=MostRecentSubscription)
-        r = Recorder()
-        r.putSubscription(c)
-        assert isinstance(r._source, MostRecentSubscription)
-        seen = await next_item(r.seen)
-        assert 0 <= seen < 50
-        c.close()
-        r.close()
+        every = c.subscribe(asyncio.Queue())  # the same items, in the same loop callbacks
+        r = LateRecorder()
+        try:
+            r.putSubscription(c)
+            newest = r._source
+            assert isinstance(newest, MostRecentSubscription)
+            assert [await next_item(every) for _ in range(50)] == list(range(50))  # all 50 reached the loop
+            r.gate.set()
+            assert await next_item(r.seen) == 49
+            assert newest.dropped == 49 and newest.empty()
+            r.close()
+            assert await next_item(r.seen) == "<closed>"  # nothing older was waiting behind the newest
+        finally:
+            r.gate.set()
+            r.close()
+            c.close()
 
     run(main())
 
