@@ -400,13 +400,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
     with SimulatedArduino(period=args.period, watchdog=args.watchdog, link=args.link) as arduino:
-        print(arduino.port, flush=True)
-        print(
-            f"Serving a simulated Arduino on {arduino.port}: send framed '<hh' motor commands, read '<IhhHH' "
-            "sensor readings (see examples/arduino/README.md). Ctrl+C to stop.",
-            flush=True,
-        )
-        try:
+        try:  # a Ctrl+C right after the port is printed (a script waiting for it) is a normal stop too
+            print(arduino.port, flush=True)
+            print(
+                f"Serving a simulated Arduino on {arduino.port}: send framed '<hh' motor commands, read '<IhhHH' "
+                "sensor readings (see examples/arduino/README.md). Ctrl+C to stop.",
+                flush=True,
+            )
             threading.Event().wait()
         except KeyboardInterrupt:
             pass
