@@ -15,8 +15,15 @@ REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
 
 
+# Examples that need an optional extra, and a module that tells whether it is installed.
+NEEDS = {"browser_robot.py": "aiohttp"}
+
+
 def start_example(*argv: str, stdin: Any = "", timeout: float = 45) -> subprocess.CompletedProcess:
     """Run ``python examples/<argv>`` from the repository; ``stdin`` is text, or an open file to read."""
+    needed = NEEDS.get(argv[0].removeprefix("examples/"))
+    if needed is not None:
+        pytest.importorskip(needed, reason=f"{argv[0]} needs the web extra")
     env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
     text_input = {"input": stdin} if isinstance(stdin, str) else {"stdin": stdin}
     return subprocess.run(
