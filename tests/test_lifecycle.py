@@ -4,6 +4,9 @@ forkserver and spawn children import them by name."""
 import asyncio
 import logging
 import os
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 
@@ -400,3 +403,32 @@ def test_cancelling_a_pending_get_is_not_swallowed():
             obj.close()
 
     run(main())
+
+
+def test_on_ready_raises_the_error_even_when_the_worker_ended_before_the_loop_heard_of_it():
+    # In a script of its own (as a user runs it): the loop is held while the worker fails and begins closing,
+    # so the error and the close are still on their way to the loop when onReady() is awaited.
+    script = textwrap.dedent(
+        """
+        import asyncio
+        from tests.test_lifecycle import FailsToOpenThread
+
+        async def main():
+            obj = FailsToOpenThread()
+            obj._thread.join(10)          # hold the loop until the worker has failed and begun closing
+            assert obj.closed
+            try:
+                await obj.onReady()           # awaited at once (wait_for would first let the loop catch up)
+            except Exception as e:
+                print("onReady raised", type(e).__name__)
+            await asyncio.wait_for(obj.onClose(), 5)
+
+        asyncio.run(main())
+        """
+    )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=root,
+        env=dict(os.environ, PYTHONPATH=root),
+    )
+    assert "onReady raised DeviceOpenError" in done.stdout, done.stdout + done.stderr

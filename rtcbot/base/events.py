@@ -198,7 +198,9 @@ class baseEventHandler:
         """Why an ``await onReady()`` cannot succeed any more (None while it still can)."""
         if self._error is not None:
             return self._error
-        if self.closed:
+        # Not ``self.closed``: while a close is under way (a worker that failed has begun closing, its error
+        # still on its way to the loop), the wait goes on; the close itself ends it, with the error if any.
+        if self._is_closed:
             return DeviceClosedError(
                 f"{type(self).__name__} was closed before it was ready (check the log for why it stopped)"
             )
