@@ -23,7 +23,6 @@ from rtcbot.errors import (  # noqa: E402
     DeviceLostError,
     DeviceOpenError,
     EncodeError,
-    WorkerDiedError,
 )
 from tests.fakes.serial_peer import SerialPeer  # noqa: E402
 
@@ -434,23 +433,39 @@ def test_values_that_cannot_work_fail_at_construction_naming_them(kwargs, error,
         SerialConnection(**kwargs)
 
 
-def _worker_cmdlines() -> List[str]:
+def test_process_keywords_are_still_accepted_and_no_process_or_thread_is_started(no_leaks):
     import multiprocessing
+    import threading
 
-    lines = []
-    for child in multiprocessing.active_children():
-        with open(f"/proc/{child.pid}/cmdline", "rb") as f:
-            lines.append(f.read().replace(b"\0", b" ").decode())
-    return lines
-
-
-def test_start_method_is_the_one_the_worker_process_is_started_with(no_leaks):
     async def main():
-        with SerialConnection("loop://", start_method="spawn") as conn:
+        threads = set(threading.enumerate())
+        opts = dict(start_method="spawn", daemonProcess=False, joinTimeout=3)
+        with SerialConnection("loop://", **opts) as conn:
             await ready(conn)
-            assert any("spawn_main" in line for line in _worker_cmdlines())  # a fresh interpreter
-            conn.put_nowait(b"spawned\n")
-            assert await get(conn) == b"spawned"
+            conn.put_nowait(b"in the loop\n")
+            assert await get(conn) == b"in the loop"
+            assert multiprocessing.active_children() == []
+            # loop:// has no descriptor the loop could watch: a reader and a writer thread (the port was
+            # opened in the loop's default executor)
+            new = set(threading.enumerate()) - threads
+            assert sorted(t.name for t in new if t.name.startswith("rtcbot")) == [
+                "rtcbot-serial-reader",
+                "rtcbot-serial-writer",
+            ]
+
+    run(main())
+
+
+def test_a_pty_is_served_by_the_event_loop_without_threads(peer, no_leaks):
+    import threading
+
+    async def main():
+        with SerialConnection(peer.port) as conn:
+            await ready(conn)
+            names = {t.name for t in threading.enumerate()}
+            assert not {"rtcbot-serial-reader", "rtcbot-serial-writer"} & names
+            peer.send(b"hello\n")
+            assert await get(conn) == b"hello"
 
     run(main())
 
@@ -493,19 +508,19 @@ def test_wait_port_raises_when_the_connection_closes(peer, no_leaks):
     run(main())
 
 
-def test_wait_port_raises_when_the_worker_process_dies(peer, no_leaks):
-    import multiprocessing
-
+def test_wait_port_raises_the_loss_when_the_port_goes_without_reconnect(peer, no_leaks):
     async def main():
-        conn = SerialConnection(peer.port)
+        conn = SerialConnection(peer.port, reconnect=False)
         try:
             await ready(conn)
-            waiting = asyncio.ensure_future(conn.wait_port(present=False))
-            await asyncio.sleep(0)
-            (child,) = multiprocessing.active_children()
-            os.kill(child.pid, signal.SIGKILL)
-            with pytest.raises(WorkerDiedError):
-                await asyncio.wait_for(waiting, TIMEOUT)
+            waiting = asyncio.ensure_future(conn.wait_port())
+            await asyncio.sleep(0)  # it is present: wait_port() returned at once
+            assert waiting.done()
+            gone = asyncio.ensure_future(conn.wait_port(present=False))
+            peer.unplug()
+            await asyncio.wait_for(gone, TIMEOUT)  # told of the loss first
+            with pytest.raises(DeviceLostError):
+                await asyncio.wait_for(conn.wait_port(), TIMEOUT)
             assert not conn.port_present
         finally:
             conn.close()
