@@ -1,4 +1,5 @@
 """SerialConnection on real pyserial: loop:// and pty pairs with a simulated device on the other end."""
+
 from __future__ import annotations
 
 import asyncio
