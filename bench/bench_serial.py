@@ -10,9 +10,11 @@ a burst). Struct messages ``<IhB`` (7 bytes):
 - round trip: one message out, wait for its echo, repeat; p50/p99 latency, against ``port.write`` then
   ``port.read(7)``.
 
-SerialConnection's figures include the hop to its worker process and back; the ratio shows that cost.
-Every row also has the CPU seconds per 1,000 messages of each side (this process and SerialConnection's
-worker; the simulated device's thread is left out: it is the board, not the code measured).
+SerialConnection does its I/O in the event loop (the loop watches the pty's descriptor; reads take what
+arrived, decode it and fan it out; writes are non-blocking), so its figures include the loop's wake-ups, the
+decoding and the subscription queue: the ratio shows that cost. Every row also has the CPU seconds per
+1,000 messages of each side (this process, all threads; the simulated device's thread is left out: it is
+the board, not the code measured).
 
 Targets (issue 18): reads and writes >= 0.9x of the plain loop, round trip p50 <= 2x, CPU per message
 <= 1.5x the plain loop's.

@@ -59,7 +59,7 @@ class SerialConnection(LoopBound, SubscriptionProducerConsumer):
 
         conn = SerialConnection("/dev/ttyACM0", readFormat="<hhB", readKeys=["x", "y", "flags"],
                                 writeFormat="<hh", writeKeys=["left", "right"], framed=True)
-        conn.put_nowait({"left": 100, "right": -100})    # packed and checked here, sent by the worker
+        conn.put_nowait({"left": 100, "right": -100})    # packed, checked and written here
         reading = await conn.get()                        # {"x": ..., "y": ..., "flags": ...}
         conn.close()
 
@@ -74,8 +74,8 @@ class SerialConnection(LoopBound, SubscriptionProducerConsumer):
     fit (wrong count, missing key, out of range, NaN or infinity in a float field: refused, never clipped)
     raises :class:`rtcbot.EncodeError` at ``put_nowait``, naming the field; nothing is sent and the
     connection keeps running. (Items read from a
-    ``putSubscription`` are checked in the worker: a bad one is logged, counted in ``writes_dropped`` and
-    skipped.)
+    ``putSubscription`` are checked as they are written: a bad one is logged, counted in ``writes_dropped``
+    and skipped.)
 
     :param url: a device path (opened exclusively) or a pyserial URL (``loop://``, ``socket://host:port``,
         ``rfc2217://``, ``spy://``).
@@ -87,24 +87,36 @@ class SerialConnection(LoopBound, SubscriptionProducerConsumer):
         one. The payload is ``readFormat``/``writeFormat`` packed (or bytes).
     :param reconnect: when the port disappears (unplugged), set ``ready`` False and reopen the same path
         when it reappears (True, default); with False, fail with :class:`rtcbot.DeviceLostError`.
-    :param write_timeout: seconds a write may block (device not reading) before it is dropped and counted
-        (None: wait for ever). Messages put in the same turn of the event loop are written together, with
-        one ``write()`` (at most what the line sends in a quarter of ``write_timeout``): a write that times
-        out drops that batch, each of its messages counted.
-    :param start_method: how the worker process starts (``"forkserver"``, ``"spawn"``, ``"fork"``); None
-        for rtcbot's default (see :mod:`rtcbot.base.multiprocess`).
+    :param write_timeout: seconds a write may wait for the port (device not reading) before it is dropped
+        and counted (None: wait for ever, within a bounded backlog of 4 MiB). The loop never blocks on it.
+        Writes made before the port first opened wait for it (and for ``delayWriteStart``). Messages put
+        after the first in the same turn of the event loop are written together, with one ``write()`` (at
+        most what the line sends in a quarter of ``write_timeout``): a batch that times out is dropped, each
+        of its messages counted.
+    :param start_method: accepted for existing scripts and ignored, like ``daemonProcess`` and
+        ``joinTimeout``: SerialConnection has no worker process (it once had).
 
-    ``ready`` is True exactly while the worker has the port open (it changes together with
+    Where the work happens: reading and writing run in the event loop, which watches the port's file
+    descriptor (``add_reader``) and reads whatever is there at each wake; decoding runs in the loop too,
+    and subscribers get every message of a read at once. Writes never block the loop: what the kernel does
+    not take at once waits in a bounded backlog, written as soon as the port can take it, and dropped (and
+    counted) after ``write_timeout``. Ports without a descriptor (``loop://``, ``rfc2217://``, ``spy://``,
+    which logs in its ``read()``) are read and written by two threads the connection owns. Opening (and
+    reopening) the port runs off the loop, in its default executor. So a loop blocked by your code delays serial
+    messages (the kernel holds incoming bytes meanwhile, up to about 64 KiB: seconds at 115200 baud): keep
+    heavy work in threads or process devices.
+
+    ``ready`` is True exactly while the port is open (it changes together with
     ``port_present``); ``await conn.wait_port()`` waits for it, and raises once the connection is closed.
 
-    Unplug/replug policy: when the port vanishes, ``ready`` goes False, the loss is logged, and the worker
+    Unplug/replug policy: when the port vanishes, ``ready`` goes False, the loss is logged, and the connection
     retries the same path (waiting 50 ms, doubling up to 1 s between attempts), so a ``/dev/serial/by-id``
     or ``/dev/rtcbot/...`` name comes back when the board is plugged in again; ``ready`` is then True
     again and ``reconnects`` counts it. Writes made while the port is gone are dropped and counted in
     ``writes_dropped``, never replayed later: a stale motor command must not arrive late.
 
     Raises :class:`rtcbot.DeviceOpenError` at construction when the path does not exist, is not a serial
-    device or is not accessible; a port that fails to open in the worker (held by another program) fires
+    device or is not accessible; a port that fails to open (held by another program) fires
     ``onError`` with a DeviceOpenError saying what to check.
     """
 
