@@ -830,3 +830,13 @@ def test_a_thread_served_port_lost_without_reconnect_is_a_device_lost_error(peer
         assert not conn.port_present
 
     run(main())
+
+
+def test_put_nowait_from_another_thread_is_written_by_the_loop(peer, no_leaks):
+    async def main():
+        with SerialConnection(peer.port) as conn:
+            await ready(conn)
+            await in_thread(conn.put_nowait, b"from a thread\n")
+            assert await in_thread(peer.wait_for, lambda data: data == b"from a thread\n")
+
+    run(main())

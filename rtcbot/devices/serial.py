@@ -227,6 +227,9 @@ class SerialConnection(LoopBound, SubscriptionProducerConsumer):
             raise DeviceClosedError(f"SerialConnection {self._url!r} is closed; it takes no more messages")
         if self.subscription is not None:
             self.stopSubscription()
+        if not self._onLoopThread():  # from another thread: the port belongs to the loop
+            self._call_on_loop(self._send, encoded)
+            return
         self._send(encoded)
 
     def _send(self, encoded: bytes) -> None:
@@ -325,9 +328,7 @@ class SerialConnection(LoopBound, SubscriptionProducerConsumer):
         """The connection's life: open the port, serve it, and reopen it each time it vanishes."""
         port = await self._open()  # a DeviceOpenError ends the connection (onError)
         while True:
-            lost = self._attach(port)
-            err = await lost
-            self._detach()
+            err = await self._attach(port)  # the port was detached (closed, not ready) when it failed
             if not self._reconnect:
                 raise DeviceLostError(
                     f"SerialConnection lost {self._url!r} ({err}) and reconnect=False: check the cable and the "
@@ -388,6 +389,7 @@ class SerialConnection(LoopBound, SubscriptionProducerConsumer):
 
     def _on_lost(self, err: BaseException) -> None:
         lost = self._lost
+        self._detach()  # at once: from here on writes are dropped and counted, and whoever waits is told
         if lost is not None and not lost.done():
             lost.set_result(err)
 
@@ -488,7 +490,10 @@ class SerialConnection(LoopBound, SubscriptionProducerConsumer):
         for name in ("_task", "_pump"):
             task = getattr(self, name, None)
             if task is not None and not task.done():
-                task.cancel()
+                try:
+                    task.cancel()
+                except RuntimeError:  # its loop is closed: the task will never run again anyway
+                    pass
         if getattr(self, "_io", None) is not None or getattr(self, "_port", None) is not None:
             self._detach()
         if first:

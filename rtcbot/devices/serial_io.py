@@ -130,6 +130,7 @@ class LoopPortIO:
     def write(self, data: bytes, count: int = 1) -> None:
         """Write ``data`` (``count`` messages) now, or queue it behind what waits; never blocks."""
         if self._closed:
+            self._on_dropped(count)
             return
         if not self._backlog and time.monotonic() >= self._writes_from:
             try:
@@ -319,7 +320,9 @@ class ThreadPortIO:
 
     def write(self, data: bytes, count: int = 1) -> None:
         """Hand ``data`` (``count`` messages) to the writer thread; never blocks."""
-        if not self._stop.is_set():
+        if self._stop.is_set():
+            self._on_dropped(count)
+        else:
             self._writes.put((data, count))
 
     def _write_loop(self) -> None:
