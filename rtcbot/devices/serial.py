@@ -243,7 +243,7 @@ class SerialConnection(LoopBound, SubscriptionProducerConsumer):
         batch = self._batch
         if batch is None:
             self._write(encoded, 1)
-            if self._loop.is_running() and self._onLoopThread():
+            if self._loop.is_running():  # (_send runs on the loop's thread: put_nowait hands it over)
                 self._batch = bytearray()
             return
         batch += encoded
