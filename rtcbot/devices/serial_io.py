@@ -109,6 +109,7 @@ class LoopPortIO:
         self._writing = False  # add_writer is registered
         self._timer: Optional[asyncio.TimerHandle] = None  # the head batch's deadline, or the write start
         self._closed = False
+        self._write_open = False  # writes_from has passed
         self._timeouts = EverySoOften(log, period=1.0)
         loop.add_reader(self._fd, self._read_ready)
 
@@ -132,7 +133,7 @@ class LoopPortIO:
         if self._closed:
             self._on_dropped(count)
             return
-        if not self._backlog and time.monotonic() >= self._writes_from:
+        if not self._backlog and (self._write_open or self._open_for_writes()):
             try:
                 sent = os.write(self._fd, data)
             except (BlockingIOError, InterruptedError):
@@ -145,6 +146,11 @@ class LoopPortIO:
                 return
             data = data[sent:]
         self._queue(data, count)
+
+    def _open_for_writes(self) -> bool:
+        """Whether ``writes_from`` has passed (remembered once it has: no clock read per write after)."""
+        self._write_open = time.monotonic() >= self._writes_from
+        return self._write_open
 
     def _queue(self, data: bytes, count: int) -> None:
         if self._backlog_bytes + len(data) > BACKLOG_LIMIT:
