@@ -165,7 +165,6 @@ class SerialConnection(LoopBound, SubscriptionProducerConsumer):
         self._port_gone = False  # it was open and vanished: writes are dropped until it is back
         self._writes_dropped = 0
         self._reconnects = 0
-        self._lost: Optional[asyncio.Future] = None  # set by the I/O when the port fails
         self._reported: Optional[tuple] = None  # the counters next_counters() last saw
         self._batch: Optional[bytearray] = None  # writes of this loop turn after its first, not yet written
         self._batch_count = 0
@@ -175,8 +174,14 @@ class SerialConnection(LoopBound, SubscriptionProducerConsumer):
         self._waiters = Waiters(f"SerialConnection {url!r}")
         SubscriptionProducerConsumer.__init__(self, logger=self._logger, ready=False)
         self._bind_loop(loop)
-        self._task: Optional[asyncio.Task] = self._loop.create_task(self._keep_port())
-        self._task.add_done_callback(self._task_ended)
+        # The port's life is loop callbacks: open (in the executor), serve, and on loss a timer to reopen.
+        self._opening: Optional[asyncio.Future] = None  # open_port() running in the loop's executor
+        self._timer: Optional[asyncio.Handle] = None  # the next (re)open attempt
+        self._backoff = _BACKOFF_FIRST
+        self._attempts = 0  # reopen attempts since the port vanished (0: the first open)
+        self._gone_since = 0.0
+        # Made before the loop runs (RTCBot's tutorial style), it starts opening when the loop does.
+        self._timer = self._loop.call_soon(self._begin_open)
 
     # ------------------------------------------------------------------------------------ properties
     @property
@@ -292,7 +297,7 @@ class SerialConnection(LoopBound, SubscriptionProducerConsumer):
         super().putSubscription(subscription)
         if self._pump is None and not self._shouldClose:
             self._pump = self._loop.create_task(self._pump_subscription())
-            self._pump.add_done_callback(self._task_ended)
+            self._pump.add_done_callback(self._pump_ended)
 
     async def _pump_subscription(self) -> None:
         encode = self._encoder.encode
@@ -310,63 +315,56 @@ class SerialConnection(LoopBound, SubscriptionProducerConsumer):
             return
 
     # ------------------------------------------------------------------------------------ the port
-    async def _open(self) -> Any:
-        """Open the port in a thread (opening may block: a network URL connects, a USB device resets)."""
-        opening = self._loop.run_in_executor(None, open_port, self._url, self._baudrate, self._writeTimeout)
+    def _begin_open(self) -> None:
+        """Open the port in the loop's executor (opening may block: a network URL connects)."""
+        self._timer = None
+        if self._shouldClose:
+            return
         try:
-            return await asyncio.shield(opening)
-        except asyncio.CancelledError:  # closed while opening: the port, when it opens, is closed at once
+            opening = self._loop.run_in_executor(None, open_port, self._url, self._baudrate, self._writeTimeout)
+        except RuntimeError as e:  # the loop is shutting down its executor: it is ending, and so are we
+            self._logger.debug("SerialConnection %s: not opened, the loop is ending (%s)", self._url, e)
+            return
+        self._opening = opening
+        opening.add_done_callback(self._opened)
 
-            def close_late(done: asyncio.Future) -> None:
-                if not done.cancelled() and done.exception() is None:
-                    _close_port(done.result(), self._url)
-
-            opening.add_done_callback(close_late)
-            raise
-
-    async def _keep_port(self) -> None:
-        """The connection's life: open the port, serve it, and reopen it each time it vanishes."""
-        port = await self._open()  # a DeviceOpenError ends the connection (onError)
-        while True:
-            err = await self._attach(port)  # the port was detached (closed, not ready) when it failed
-            if not self._reconnect:
-                raise DeviceLostError(
-                    f"SerialConnection lost {self._url!r} ({err}) and reconnect=False: check the cable and the "
-                    "board's power, or pass reconnect=True to wait for it to come back"
-                ) from err
-            self._logger.warning(
-                "SerialConnection: %s disappeared (%s); writes are dropped until it is back, reopening it when it "
-                "reappears",
-                self._url,
-                err,
-            )
-            port = await self._reopen()
-
-    async def _reopen(self) -> Any:
-        """Retry the same path with a bounded backoff (50 ms doubling to 1 s) until it opens."""
-        gone_since = time.monotonic()
-        delay = _BACKOFF_FIRST
-        attempts = 0
-        while True:
-            await asyncio.sleep(delay)
-            attempts += 1
-            try:
-                port = await self._open()
-            except DeviceOpenError as e:
+    def _opened(self, opening: asyncio.Future) -> None:
+        self._opening = None
+        err = opening.exception() if not opening.cancelled() else DeviceClosedError("opening was cancelled")
+        if self._shouldClose:  # closed while opening: a port that opened anyway is closed at once
+            if err is None:
+                _close_port(opening.result(), self._url)
+            return
+        if err is not None:
+            if self._attempts and isinstance(err, DeviceOpenError):  # still gone: try again later
                 if self._logger.isEnabledFor(logging.DEBUG):
-                    self._logger.debug("reopening %s (attempt %d): %s", self._url, attempts, e)
-                delay = min(delay * 2, _BACKOFF_MAX)
-                continue
+                    self._logger.debug("reopening %s (attempt %d): %s", self._url, self._attempts, err)
+                self._backoff = min(self._backoff * 2, _BACKOFF_MAX)
+                self._retry_later()
+                return
+            self._fail(err)  # the first open failed (or something unexpected): onError, then closed
+            return
+        if self._attempts:
             self._reconnects += 1
-            self._logger.info("SerialConnection: %s is back after %.1f s", self._url, time.monotonic() - gone_since)
-            return port
+            gone = time.monotonic() - self._gone_since
+            self._logger.info("SerialConnection: %s is back after %.1f s", self._url, gone)
+        self._attach(opening.result())
 
-    def _attach(self, port: Any) -> asyncio.Future:
-        """The port opened: serve it, write what waited for it, and go ready. Returns the future of its loss."""
+    def _retry_later(self) -> None:
+        """Retry the same path after the backoff (50 ms doubling to 1 s between attempts)."""
+        self._attempts += 1
+        self._timer = self._loop.call_later(self._backoff, self._begin_open)
+
+    def _fail(self, err: BaseException) -> None:
+        if not isinstance(err, (DeviceOpenError, DeviceLostError)):
+            self._logger.error("SerialConnection %s failed", self._url, exc_info=err)
+        self._setError(err)
+        self._close()
+
+    def _attach(self, port: Any) -> None:
+        """The port opened: serve it, write what waited for it, and go ready."""
         self._decoder.reset()
         self._port = port
-        lost = self._loop.create_future()
-        self._lost = lost
         self._io = make_port_io(
             port,
             self._loop,
@@ -385,19 +383,35 @@ class SerialConnection(LoopBound, SubscriptionProducerConsumer):
         self._setReady(True)
         self._waiters.wake(key=True)
         self._counters_changed()
-        return lost
 
     def _on_lost(self, err: BaseException) -> None:
-        lost = self._lost
-        self._detach()  # at once: from here on writes are dropped and counted, and whoever waits is told
-        if lost is not None and not lost.done():
-            lost.set_result(err)
+        """The port failed (unplugged): whoever waits hears of it first; then reopen it, or fail."""
+        self._detach()  # at once: from here on writes are dropped and counted
+        if self._shouldClose:
+            return
+        if not self._reconnect:
+            lost = DeviceLostError(
+                f"SerialConnection lost {self._url!r} ({err}) and reconnect=False: check the cable and the "
+                "board's power, or pass reconnect=True to wait for it to come back"
+            )
+            lost.__cause__ = err
+            self._fail(lost)
+            return
+        self._logger.warning(
+            "SerialConnection: %s disappeared (%s); writes are dropped until it is back, reopening it when it "
+            "reappears",
+            self._url,
+            err,
+        )
+        self._gone_since = time.monotonic()
+        self._backoff = _BACKOFF_FIRST
+        self._attempts = 0
+        self._retry_later()
 
     def _detach(self) -> None:
         """The port failed (unplugged): close it and go not ready; whoever waits hears of it first."""
         io, self._io = self._io, None
         port, self._port = self._port, None
-        self._lost = None
         if io is not None:
             io.close()
         if port is not None:
@@ -419,18 +433,11 @@ class SerialConnection(LoopBound, SubscriptionProducerConsumer):
         if (decoder.dropped, decoder.discarded_bytes) != before:
             self._counters_changed()
 
-    def _task_ended(self, task: asyncio.Task) -> None:
-        """The port's task (or the subscription pump) ended: by close (cancelled), or with an error, which
-        stops the connection (onError)."""
-        if task.cancelled():
-            return
-        err = task.exception()
-        if err is None:
-            return
-        if not isinstance(err, (DeviceOpenError, DeviceLostError)):
-            self._logger.error("SerialConnection %s failed", self._url, exc_info=err)
-        self._setError(err)
-        self._close()
+    def _pump_ended(self, task: asyncio.Task) -> None:
+        """The putSubscription pump ended: by close (cancelled, or SubscriptionClosed), or because the
+        subscription failed, which stops the connection (onError), as a failed writer did."""
+        if not task.cancelled() and task.exception() is not None:
+            self._fail(task.exception())  # type: ignore[arg-type]
 
     # ------------------------------------------------------------------------------------ waiting
     def _counters(self) -> Dict[str, Any]:
@@ -487,13 +494,15 @@ class SerialConnection(LoopBound, SubscriptionProducerConsumer):
         self._shouldClose = True
         self._batch = None
         self._unsent, self._unsent_bytes = [], 0
-        for name in ("_task", "_pump"):
-            task = getattr(self, name, None)
-            if task is not None and not task.done():
-                try:
-                    task.cancel()
-                except RuntimeError:  # its loop is closed: the task will never run again anyway
-                    pass
+        timer = getattr(self, "_timer", None)
+        if timer is not None:
+            timer.cancel()  # an open that is running finishes in its thread; _opened then closes the port
+        pump = getattr(self, "_pump", None)
+        if pump is not None and not pump.done():
+            try:
+                pump.cancel()
+            except RuntimeError:  # its loop is closed: the task will never run again anyway
+                pass
         if getattr(self, "_io", None) is not None or getattr(self, "_port", None) is not None:
             self._detach()
         if first:
