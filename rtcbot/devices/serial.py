@@ -166,6 +166,7 @@ class SerialConnection(LoopBound, SubscriptionProducerConsumer):
         self._writes_dropped = 0
         self._reconnects = 0
         self._reported: Optional[tuple] = None  # the counters next_counters() last saw
+        self._counter_waits = 0  # next_counters() calls waiting
         self._batch: Optional[bytearray] = None  # writes of this loop turn after its first, not yet written
         self._batch_count = 0
         self._batch_scheduled = False  # _end_batch is due at the end of this turn
@@ -425,12 +426,10 @@ class SerialConnection(LoopBound, SubscriptionProducerConsumer):
     def _on_data(self, data: bytes) -> None:
         if self._batch is not None and not self._batch_scheduled:
             self._batch = None  # a boundary: the next write goes at once
-        decoder = self._decoder
-        before = (decoder.dropped, decoder.discarded_bytes)
         put = self._put_nowait
-        for message in decoder.feed(data):
+        for message in self._decoder.feed(data):
             put(message)
-        if (decoder.dropped, decoder.discarded_bytes) != before:
+        if self._counter_waits:  # the decoder's counters may have changed: tell next_counters()
             self._counters_changed()
 
     def _pump_ended(self, task: asyncio.Task) -> None:
@@ -450,6 +449,8 @@ class SerialConnection(LoopBound, SubscriptionProducerConsumer):
         }
 
     def _counters_changed(self) -> None:
+        if not self._counter_waits:
+            return  # nobody waits: next_counters() compares with the counters of when it started
         counters = self._counters()
         key = tuple(counters.values())
         if key != self._reported:
@@ -465,7 +466,12 @@ class SerialConnection(LoopBound, SubscriptionProducerConsumer):
 
         Raises the error that stopped the connection, or DeviceClosedError, when it closes first.
         """
-        return await self._waiters.wait(key="counters")
+        self._reported = tuple(self._counters().values())
+        self._counter_waits += 1
+        try:
+            return await self._waiters.wait(key="counters")
+        finally:
+            self._counter_waits -= 1
 
     async def wait_port(self, present: bool = True) -> None:
         """Wait until the port is open or, with ``present=False``, until it is not open (before the first
