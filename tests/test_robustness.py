@@ -4,6 +4,7 @@ Ctrl+C is tested on a real script (tests/scripts/all_devices.py) in its own proc
 delivers it; the faults are tested in-process with every kind of device running at once, checking that the
 failing one reports it (onError / ready) and the others keep delivering.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -23,7 +24,11 @@ import numpy as np
 import psutil
 import pytest
 
-from rtcbot.base import ProcessSubscriptionConsumer, ProcessSubscriptionProducer
+from rtcbot.base import (
+    ProcessSubscriptionConsumer,
+    ProcessSubscriptionProducer,
+    ProcessSubscriptionProducerConsumer,
+)
 from rtcbot.base.worker import close_live_workers
 from rtcbot.devices import camera as camera_module
 from rtcbot.devices.arduino_sim import SERIAL_OPTIONS, SimulatedArduino
@@ -256,9 +261,7 @@ def check_interrupted_cleanly(script: Script, limit: float) -> None:
 # ------------------------------------------------------------------------------------------ Ctrl+C
 
 
-def test_ctrl_c_stops_a_script_running_every_device_within_two_seconds_leaving_nothing(
-    speaker_args, script_runner
-):
+def test_ctrl_c_stops_a_script_running_every_device_within_two_seconds_leaving_nothing(speaker_args, script_runner):
     script = script_runner(*speaker_args)
     script.wait_line("ready")
     script.wait_line("tick")  # every device delivers
@@ -346,9 +349,7 @@ class Robot:
     The Speaker is a real one on the PulseAudio null sink (the ``pulse`` fixture) unless a test that forces
     a fault passes a FakeSpeaker."""
 
-    def __init__(
-        self, link: Optional[str] = None, camera: Any = None, mic: Any = None, speaker: Any = None
-    ) -> None:
+    def __init__(self, link: Optional[str] = None, camera: Any = None, mic: Any = None, speaker: Any = None) -> None:
         self.stack = contextlib.ExitStack()
         self.arduino = self.stack.enter_context(SimulatedArduino(period=0.01, watchdog=None, link=link))
         self.speaker = self.stack.enter_context(
@@ -394,23 +395,37 @@ class Robot:
 # ------------------------------------------------------------------------------------------ worker death
 
 
-def test_sigkill_of_the_serial_worker_fires_on_error_within_a_second_and_the_rest_keeps_running(pulse):
+class Relay(ProcessSubscriptionProducerConsumer):
+    """A two-way process device (what SerialConnection was before it moved into the event loop): it gives
+    back each item it is given, from its worker process."""
+
+    def _producerConsumer(self) -> None:
+        self._setReady(True)
+        while True:
+            self._put_nowait(self._get())
+
+
+def test_sigkill_of_a_two_way_process_worker_fires_on_error_within_a_second_and_the_rest_keeps_running(pulse):
     async def main():
         robot = Robot()
         try:
+            relay = robot.stack.enter_context(Relay())
             await robot.started()
-            os.kill(worker_pid(robot.conn), signal.SIGKILL)
-            err = await asyncio.wait_for(robot.conn.onError(), 1.0)
-            await robot.delivers("camera", "mic", "speaker")
+            await asyncio.wait_for(relay.onReady(), WAIT)
+            relay.put_nowait("ping")
+            assert await asyncio.wait_for(relay.get(), WAIT) == "ping"
+            os.kill(worker_pid(relay), signal.SIGKILL)
+            err = await asyncio.wait_for(relay.onError(), 1.0)
+            await robot.delivers("camera", "mic", "speaker", "serial")
             started = time.monotonic()
-            robot.conn.close()
+            relay.close()
             return err, time.monotonic() - started
         finally:
             robot.close()
 
     err, took = run(main())
     assert isinstance(err, WorkerDiedError)
-    assert "SerialConnection" in str(err) and "SIGKILL" in str(err)
+    assert "Relay" in str(err) and "SIGKILL" in str(err)
     assert took < 0.5
 
 

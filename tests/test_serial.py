@@ -1,4 +1,5 @@
 """SerialConnection on real pyserial: loop:// and pty pairs with a simulated device on the other end."""
+
 from __future__ import annotations
 
 import asyncio
@@ -23,7 +24,6 @@ from rtcbot.errors import (  # noqa: E402
     DeviceLostError,
     DeviceOpenError,
     EncodeError,
-    WorkerDiedError,
 )
 from tests.fakes.serial_peer import SerialPeer  # noqa: E402
 
@@ -434,23 +434,39 @@ def test_values_that_cannot_work_fail_at_construction_naming_them(kwargs, error,
         SerialConnection(**kwargs)
 
 
-def _worker_cmdlines() -> List[str]:
+def test_process_keywords_are_still_accepted_and_no_process_or_thread_is_started(no_leaks):
     import multiprocessing
+    import threading
 
-    lines = []
-    for child in multiprocessing.active_children():
-        with open(f"/proc/{child.pid}/cmdline", "rb") as f:
-            lines.append(f.read().replace(b"\0", b" ").decode())
-    return lines
-
-
-def test_start_method_is_the_one_the_worker_process_is_started_with(no_leaks):
     async def main():
-        with SerialConnection("loop://", start_method="spawn") as conn:
+        threads = set(threading.enumerate())
+        opts = dict(start_method="spawn", daemonProcess=False, joinTimeout=3)
+        with SerialConnection("loop://", **opts) as conn:
             await ready(conn)
-            assert any("spawn_main" in line for line in _worker_cmdlines())  # a fresh interpreter
-            conn.put_nowait(b"spawned\n")
-            assert await get(conn) == b"spawned"
+            conn.put_nowait(b"in the loop\n")
+            assert await get(conn) == b"in the loop"
+            assert multiprocessing.active_children() == []
+            # loop:// has no descriptor the loop could watch: a reader and a writer thread (the port was
+            # opened in the loop's default executor)
+            new = set(threading.enumerate()) - threads
+            assert sorted(t.name for t in new if t.name.startswith("rtcbot")) == [
+                "rtcbot-serial-reader",
+                "rtcbot-serial-writer",
+            ]
+
+    run(main())
+
+
+def test_a_pty_is_served_by_the_event_loop_without_threads(peer, no_leaks):
+    import threading
+
+    async def main():
+        with SerialConnection(peer.port) as conn:
+            await ready(conn)
+            names = {t.name for t in threading.enumerate()}
+            assert not {"rtcbot-serial-reader", "rtcbot-serial-writer"} & names
+            peer.send(b"hello\n")
+            assert await get(conn) == b"hello"
 
     run(main())
 
@@ -493,19 +509,19 @@ def test_wait_port_raises_when_the_connection_closes(peer, no_leaks):
     run(main())
 
 
-def test_wait_port_raises_when_the_worker_process_dies(peer, no_leaks):
-    import multiprocessing
-
+def test_wait_port_raises_the_loss_when_the_port_goes_without_reconnect(peer, no_leaks):
     async def main():
-        conn = SerialConnection(peer.port)
+        conn = SerialConnection(peer.port, reconnect=False)
         try:
             await ready(conn)
-            waiting = asyncio.ensure_future(conn.wait_port(present=False))
-            await asyncio.sleep(0)
-            (child,) = multiprocessing.active_children()
-            os.kill(child.pid, signal.SIGKILL)
-            with pytest.raises(WorkerDiedError):
-                await asyncio.wait_for(waiting, TIMEOUT)
+            waiting = asyncio.ensure_future(conn.wait_port())
+            await asyncio.sleep(0)  # it is present: wait_port() returned at once
+            assert waiting.done()
+            gone = asyncio.ensure_future(conn.wait_port(present=False))
+            peer.unplug()
+            await asyncio.wait_for(gone, TIMEOUT)  # told of the loss first
+            with pytest.raises(DeviceLostError):
+                await asyncio.wait_for(conn.wait_port(), TIMEOUT)
             assert not conn.port_present
         finally:
             conn.close()
@@ -688,3 +704,139 @@ def test_a_character_device_that_is_no_terminal_is_named_as_not_a_serial_port():
     else:
         pytest.skip("pyserial opened /dev/null here")
     assert "not a serial port" in str(err) and err.errno == 25
+
+
+# ----------------------------------------------------------------------- what the event loop never does
+
+
+def test_with_no_write_timeout_a_port_that_does_not_read_never_blocks_the_loop_and_the_backlog_is_bounded(
+    peer, no_leaks
+):
+    async def main():
+        with SerialConnection(peer.port, write_timeout=None) as conn:
+            await ready(conn)
+            peer.pause_reading()
+            start = time.monotonic()
+            conn.put_nowait(b"a" * 3_000_000)  # the kernel takes a little; the rest waits in the backlog
+            await asyncio.sleep(0)
+            conn.put_nowait(b"b" * 3_000_000)  # over the 4 MiB backlog: dropped at once, counted
+            assert time.monotonic() - start < 1.0  # neither call waited for the port
+            assert conn.writes_dropped == 1
+            peer.resume_reading()
+            assert await in_thread(peer.wait_for_bytes, 3_000_000, 30)  # the first one, whole
+            conn.put_nowait(b"END\n")
+            assert await in_thread(peer.wait_for, lambda data: data.endswith(b"END\n"))
+            assert bytes(peer.received) == b"a" * 3_000_000 + b"END\n"
+
+    run(main(), timeout=60)
+
+
+def test_writes_waiting_for_the_port_are_not_sent_after_close_and_close_is_prompt(peer, no_leaks):
+    async def main():
+        conn = SerialConnection(peer.port, write_timeout=None)
+        await ready(conn)
+        peer.pause_reading()
+        conn.put_nowait(b"x" * 1_000_000)
+        start = time.monotonic()
+        conn.close()
+        assert time.monotonic() - start < 0.5
+        with pytest.raises(DeviceClosedError):
+            conn.put_nowait(b"late\n")
+        peer.resume_reading()
+        serial.serial_for_url(peer.port, exclusive=True).close()  # released at once
+
+    run(main())
+
+
+def test_writes_made_before_the_port_opened_are_sent_once_it_is(peer):
+    async def main():
+        conn = SerialConnection(peer.port)
+        conn.put_nowait(b"early\n")  # the port opens in a thread, after this
+        try:
+            assert await in_thread(peer.wait_for, lambda data: data == b"early\n")
+        finally:
+            conn.close()
+
+    run(main())
+
+
+# -------------------------------------------------- ports without a descriptor the loop can watch: threads
+
+
+def test_a_spy_url_is_read_and_written_by_two_owned_threads_and_its_log_sees_the_traffic(peer, capsys, no_leaks):
+    import threading
+
+    async def main():
+        with SerialConnection(f"spy://{peer.port}") as conn:  # spy:// logs to stderr
+            sub = conn.subscribe()  # before anything is sent: the reader thread hands data over at once
+            await ready(conn)
+            names = sorted(t.name for t in threading.enumerate() if t.name.startswith("rtcbot-serial"))
+            assert names == ["rtcbot-serial-reader", "rtcbot-serial-writer"]
+            conn.put_nowait(b"ping\n")
+            assert await in_thread(peer.wait_for, lambda data: data == b"ping\n")
+            peer.send(b"pong\n")
+            assert await get(sub) == b"pong"
+        assert not [t for t in threading.enumerate() if t.name.startswith("rtcbot-serial")]  # joined at close
+
+    run(main())
+    assert "ping" in capsys.readouterr().err  # spy:// logged what went through its write()
+
+
+def test_a_thread_served_port_that_does_not_read_drops_the_timed_out_write_and_goes_on(peer, no_leaks):
+    async def main():
+        with SerialConnection(f"spy://{peer.port}", write_timeout=0.2) as conn:
+            await ready(conn)
+            peer.pause_reading()
+            conn.put_nowait(b"x" * 1_000_000)
+            while conn.writes_dropped == 0:
+                await asyncio.wait_for(conn.next_counters(), TIMEOUT)
+            peer.resume_reading()
+            conn.put_nowait(b"AFTER\n")
+            assert await in_thread(peer.wait_for, lambda data: b"AFTER\n" in data)
+            assert conn.writes_dropped == 1 and conn.ready
+
+    run(main())
+
+
+def test_a_thread_served_port_that_vanishes_is_reopened_when_it_is_back(tmp_path, no_leaks):
+    link = str(tmp_path / "arduino")
+
+    async def main():
+        with SimulatedArduino(period=None, link=link) as arduino:
+            with SerialConnection(f"spy://{link}", **SERIAL_OPTIONS) as conn:
+                await ready(conn)
+                arduino.unplug()
+                await asyncio.wait_for(conn.wait_port(present=False), TIMEOUT)
+                conn.put_nowait({"left": 5, "right": 5})  # gone: dropped, counted
+                arduino.replug()
+                await asyncio.wait_for(conn.wait_port(), TIMEOUT)
+                sub = conn.subscribe()
+                conn.put_nowait({"left": 30, "right": 30})
+                assert (await get(sub))["left"] == 30
+                assert conn.reconnects == 1 and conn.writes_dropped == 1
+                assert arduino.commands == [(30, 30)]
+
+    run(main())
+
+
+def test_a_thread_served_port_lost_without_reconnect_is_a_device_lost_error(peer, no_leaks):
+    async def main():
+        conn = SerialConnection(f"spy://{peer.port}", reconnect=False)
+        await ready(conn)
+        peer.unplug()
+        err = await asyncio.wait_for(conn.onError(), TIMEOUT)
+        assert isinstance(err, DeviceLostError) and "reconnect=False" in str(err)
+        await asyncio.wait_for(conn, TIMEOUT)
+        assert not conn.port_present
+
+    run(main())
+
+
+def test_put_nowait_from_another_thread_is_written_by_the_loop(peer, no_leaks):
+    async def main():
+        with SerialConnection(peer.port) as conn:
+            await ready(conn)
+            await in_thread(conn.put_nowait, b"from a thread\n")
+            assert await in_thread(peer.wait_for, lambda data: data == b"from a thread\n")
+
+    run(main())

@@ -76,7 +76,7 @@ _live_devices: weakref.WeakSet[PtyDevice] = weakref.WeakSet()
 
 
 def _close_device_ends_after_fork() -> None:
-    # A process forked while a simulated device runs (a SerialConnection worker, under the "fork" start
+    # A process forked while a simulated device runs (a process device's worker, under the "fork" start
     # method) must not keep the device's end of the pty open: unplug() could not close the pty then.
     # Only descriptors the device still owns: a closed device's old numbers may belong to someone else now
     # (closing them here once broke a subprocess's pipes in its child: EBADF before exec).

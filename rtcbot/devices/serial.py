@@ -1,26 +1,26 @@
 """SerialConnection: an Arduino, motor controller or any serial device as a producer and consumer.
 
-Reading and writing the port runs in a worker process (so a busy event loop never makes the port
-overflow), parsing is done by :mod:`rtcbot.devices.framing`, and messages are checked in your code, at
-``put_nowait``, before anything is sent.
+The port's I/O runs in the event loop (:mod:`rtcbot.devices.serial_io`: the loop watches the port's
+descriptor; URLs without one use two owned threads), parsing is done by :mod:`rtcbot.devices.framing`, and
+messages are checked in your code, at ``put_nowait``, before anything is sent. Opening the port
+(:mod:`rtcbot.devices.serial_port`) happens off the loop, in a thread.
 """
+
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
-import math
-import os
-import stat
-import threading
 import time
-from typing import Any, Dict, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from .._deps import require
-from ..base import ProcessSubscriptionProducerConsumer, SubscriptionClosed
+from ..base import SubscriptionClosed, SubscriptionProducerConsumer
+from ..base.events import LoopBound
 from ..base.waiters import Waiters
 from ..errors import DeviceClosedError, DeviceLostError, DeviceOpenError, EncodeError
 from .framing import make_decoder, make_encoder
+from .serial_io import BACKLOG_LIMIT, make_port_io
+from .serial_port import check_port, check_settings, open_error, open_port
 
 __all__ = ["SerialConnection"]
 
@@ -28,162 +28,30 @@ log = logging.getLogger("rtcbot.devices.serial")
 
 _BACKOFF_FIRST = 0.05  # seconds before the first reopen attempt after the port vanished
 _BACKOFF_MAX = 1.0  # the wait between attempts doubles up to this
+_BATCH_MAX = 65536  # bytes of one loop turn's writes written with one write(), at most
 
-
-class _Wire:
-    """Bytes already encoded in the parent (``count`` messages, back to back): the worker writes them as
-    they are, with one ``write()``."""
-
-    __slots__ = ("data", "count")
-
-    def __init__(self, data: bytes, count: int = 1) -> None:
-        self.data = data
-        self.count = count
-
-    def __reduce__(self) -> Any:
-        return (_Wire, (self.data, self.count))
-
-
-_BATCH_MAX = 65536  # bytes of queued writes sent to the worker as one item, at most
+# Kept for code that imported it from here.
+_open_error = open_error
+_check_settings = check_settings
+_check_port = check_port
 
 
 def _batch_limit(baudrate: int, write_timeout: Optional[float]) -> int:
-    """The most bytes one batched write() may carry: what the line sends in a quarter of ``write_timeout``
+    """The most bytes one batched write may carry: what the line sends in a quarter of ``write_timeout``
     (so a batch never times out on a slow line where its messages one by one would not), within 64..64 KiB."""
     if write_timeout is None:
         return _BATCH_MAX
     return int(max(64, min(_BATCH_MAX, baudrate / 10 * write_timeout / 4)))
 
 
-class _PortStatus:
-    """The worker's counters and port state, sent to the parent (never to subscribers) when they change."""
-
-    __slots__ = ("connected", "writes_dropped", "read_dropped", "discarded_bytes", "reconnects")
-
-    def __init__(
-        self, connected: bool, writes_dropped: int, read_dropped: int, discarded_bytes: int, reconnects: int
-    ) -> None:
-        self.connected = connected
-        self.writes_dropped = writes_dropped
-        self.read_dropped = read_dropped
-        self.discarded_bytes = discarded_bytes
-        self.reconnects = reconnects
-
-    def __reduce__(self) -> Any:
-        return (
-            _PortStatus,
-            (self.connected, self.writes_dropped, self.read_dropped, self.discarded_bytes, self.reconnects),
-        )
-
-    def key(self) -> tuple:
-        return (self.connected, self.writes_dropped, self.read_dropped, self.discarded_bytes, self.reconnects)
-
-    def as_dict(self) -> Dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__slots__}
-
-
-def _is_url(url: str) -> bool:
-    return "://" in url
-
-
-def _errno_of(err: Optional[BaseException]) -> Optional[int]:
-    """The errno of ``err``, or of what caused it (pyserial wraps termios errors: ENOTTY for /dev/null)."""
-    seen = 0
-    while err is not None and seen < 5:
-        code = getattr(err, "errno", None)
-        if code is None and err.args and isinstance(err.args[0], int):
-            code = err.args[0]
-        if code is not None:
-            return code
-        err = err.__cause__ or err.__context__
-        seen += 1
-    return None
-
-
-def _open_error(url: str, err: BaseException) -> DeviceOpenError:
-    """A DeviceOpenError for ``url`` saying what to check, from the errno of ``err`` (or of its cause)."""
-    code = _errno_of(err)
-    if code == errno.ENOENT:
-        hint = (
-            "it does not exist: is the device plugged in? `rtcbot devices` lists the serial ports (use a "
-            "stable /dev/serial/by-id/... path); /dev/rtcbot/... names need the udev rules in udev/ "
-            "(sudo udev/install.sh)"
-        )
-    elif code in (errno.EACCES, errno.EPERM):
-        hint = (
-            "permission denied: add your user to the 'dialout' group (sudo usermod -aG dialout $USER, then "
-            "log in again), or install the udev rules in udev/ (sudo udev/install.sh)"
-        )
-    elif code in (errno.EBUSY, errno.EAGAIN, errno.EWOULDBLOCK):
-        hint = (
-            "another program holds it (a serial monitor, screen/minicom, ModemManager, another "
-            f"SerialConnection): close it; `fuser -v {url}` shows which"
-        )
-    elif code == errno.ENOTTY:
-        hint = "it is not a serial port (no terminal settings): check the path"
-    else:
-        hint = "check the path or URL, that the device is plugged in, and the 'dialout' group"
-    error = DeviceOpenError(f"SerialConnection cannot open {url!r}: {hint} ({err})")
-    error.errno = code  # callers can still test the cause; str(error) stays one clean sentence
-    return error
-
-
-def _check_settings(url: Any, baudrate: Any, write_timeout: Any, delay_write_start: Any) -> None:
-    """Reject, at construction, values the worker could never open the port with."""
-    if not isinstance(url, str) or not url:
-        raise TypeError(
-            f"SerialConnection url must be a device path or a pyserial URL string (e.g. '/dev/ttyACM0', "
-            f"'loop://'), got {url!r}; `rtcbot devices` lists the serial ports"
-        )
-    if isinstance(baudrate, bool) or not isinstance(baudrate, int):
-        raise TypeError(
-            f"SerialConnection({url!r}) baudrate must be an int (e.g. 115200, as in the board's "
-            f"Serial.begin()), got {baudrate!r}"
-        )
-    if baudrate <= 0:
-        raise ValueError(
-            f"SerialConnection({url!r}) baudrate must be positive (e.g. 115200, as in the board's "
-            f"Serial.begin()), got {baudrate}"
-        )
-    if write_timeout is not None:
-        if isinstance(write_timeout, bool) or not isinstance(write_timeout, (int, float)):
-            raise TypeError(f"SerialConnection({url!r}) write_timeout must be seconds or None, got {write_timeout!r}")
-        if not (math.isfinite(write_timeout) and write_timeout >= 0):
-            raise ValueError(
-                f"SerialConnection({url!r}) write_timeout must be finite seconds >= 0 (or None to wait for "
-                f"ever), got {write_timeout!r}"
-            )
-    if isinstance(delay_write_start, bool) or not isinstance(delay_write_start, (int, float)):
-        raise TypeError(f"SerialConnection({url!r}) delayWriteStart must be seconds, got {delay_write_start!r}")
-    if not (math.isfinite(delay_write_start) and delay_write_start >= 0):
-        raise ValueError(
-            f"SerialConnection({url!r}) delayWriteStart must be finite seconds >= 0, got {delay_write_start!r}"
-        )
-
-
-def _check_port(url: str) -> None:
-    """Fail fast in the parent, without opening the port (opening resets an Arduino: DTR)."""
-    if _is_url(url):
-        scheme = url.split("://", 1)[0].lower()
-        try:
-            __import__(f"serial.urlhandler.protocol_{scheme}")
-        except ImportError as e:
-            raise DeviceOpenError(
-                f"SerialConnection cannot open {url!r}: pyserial knows no '{scheme}://' URL (it has loop://, "
-                "spy://, socket://, rfc2217://, alt://, hwgrep://); use a device path like /dev/ttyACM0"
-            ) from e
-        return
+def _close_port(port: Any, url: str) -> None:
     try:
-        st = os.stat(url)
-    except OSError as e:
-        raise _open_error(url, e) from e
-    if not stat.S_ISCHR(st.st_mode):
-        raise _open_error(url, OSError(errno.ENOTTY, "not a character device"))
-    if not os.access(url, os.R_OK | os.W_OK):
-        raise _open_error(url, OSError(errno.EACCES, "no read/write access for this user"))
+        port.close()
+    except Exception as e:  # a port that failed may fail again closing: it is closed as far as we can
+        log.debug("closing %s: %s", url, e)
 
 
-class SerialConnection(ProcessSubscriptionProducerConsumer):
+class SerialConnection(LoopBound, SubscriptionProducerConsumer):
     """A serial port (Arduino, motor controller, GPS...) as a producer of the messages it sends and a
     consumer of the messages you write to it::
 
@@ -191,7 +59,7 @@ class SerialConnection(ProcessSubscriptionProducerConsumer):
 
         conn = SerialConnection("/dev/ttyACM0", readFormat="<hhB", readKeys=["x", "y", "flags"],
                                 writeFormat="<hh", writeKeys=["left", "right"], framed=True)
-        conn.put_nowait({"left": 100, "right": -100})    # packed and checked here, sent by the worker
+        conn.put_nowait({"left": 100, "right": -100})    # packed, checked and written here
         reading = await conn.get()                        # {"x": ..., "y": ..., "flags": ...}
         conn.close()
 
@@ -206,8 +74,8 @@ class SerialConnection(ProcessSubscriptionProducerConsumer):
     fit (wrong count, missing key, out of range, NaN or infinity in a float field: refused, never clipped)
     raises :class:`rtcbot.EncodeError` at ``put_nowait``, naming the field; nothing is sent and the
     connection keeps running. (Items read from a
-    ``putSubscription`` are checked in the worker: a bad one is logged, counted in ``writes_dropped`` and
-    skipped.)
+    ``putSubscription`` are checked as they are written: a bad one is logged, counted in ``writes_dropped``
+    and skipped.)
 
     :param url: a device path (opened exclusively) or a pyserial URL (``loop://``, ``socket://host:port``,
         ``rfc2217://``, ``spy://``).
@@ -219,24 +87,36 @@ class SerialConnection(ProcessSubscriptionProducerConsumer):
         one. The payload is ``readFormat``/``writeFormat`` packed (or bytes).
     :param reconnect: when the port disappears (unplugged), set ``ready`` False and reopen the same path
         when it reappears (True, default); with False, fail with :class:`rtcbot.DeviceLostError`.
-    :param write_timeout: seconds a write may block (device not reading) before it is dropped and counted
-        (None: wait for ever). Messages put in the same turn of the event loop are written together, with
-        one ``write()`` (at most what the line sends in a quarter of ``write_timeout``): a write that times
-        out drops that batch, each of its messages counted.
-    :param start_method: how the worker process starts (``"forkserver"``, ``"spawn"``, ``"fork"``); None
-        for rtcbot's default (see :mod:`rtcbot.base.multiprocess`).
+    :param write_timeout: seconds a write may wait for the port (device not reading) before it is dropped
+        and counted (None: wait for ever, within a bounded backlog of 4 MiB). The loop never blocks on it.
+        Writes made before the port first opened wait for it (and for ``delayWriteStart``). Messages put
+        after the first in the same turn of the event loop are written together, with one ``write()`` (at
+        most what the line sends in a quarter of ``write_timeout``): a batch that times out is dropped, each
+        of its messages counted.
+    :param start_method: accepted for existing scripts and ignored, like ``daemonProcess`` and
+        ``joinTimeout``: SerialConnection has no worker process (it once had).
 
-    ``ready`` is True exactly while the worker has the port open (it changes together with
+    Where the work happens: reading and writing run in the event loop, which watches the port's file
+    descriptor (``add_reader``) and reads whatever is there at each wake; decoding runs in the loop too,
+    and subscribers get every message of a read at once. Writes never block the loop: what the kernel does
+    not take at once waits in a bounded backlog, written as soon as the port can take it, and dropped (and
+    counted) after ``write_timeout``. Ports without a descriptor (``loop://``, ``rfc2217://``, ``spy://``,
+    which logs in its ``read()``) are read and written by two threads the connection owns. Opening (and
+    reopening) the port runs off the loop, in its default executor. So a loop blocked by your code delays serial
+    messages (the kernel holds incoming bytes meanwhile, up to about 64 KiB: seconds at 115200 baud): keep
+    heavy work in threads or process devices.
+
+    ``ready`` is True exactly while the port is open (it changes together with
     ``port_present``); ``await conn.wait_port()`` waits for it, and raises once the connection is closed.
 
-    Unplug/replug policy: when the port vanishes, ``ready`` goes False, the loss is logged, and the worker
+    Unplug/replug policy: when the port vanishes, ``ready`` goes False, the loss is logged, and the connection
     retries the same path (waiting 50 ms, doubling up to 1 s between attempts), so a ``/dev/serial/by-id``
     or ``/dev/rtcbot/...`` name comes back when the board is plugged in again; ``ready`` is then True
     again and ``reconnects`` counts it. Writes made while the port is gone are dropped and counted in
     ``writes_dropped``, never replayed later: a stale motor command must not arrive late.
 
     Raises :class:`rtcbot.DeviceOpenError` at construction when the path does not exist, is not a serial
-    device or is not accessible; a port that fails to open in the worker (held by another program) fires
+    device or is not accessible; a port that fails to open (held by another program) fires
     ``onError`` with a DeviceOpenError saying what to check.
     """
 
@@ -261,33 +141,50 @@ class SerialConnection(ProcessSubscriptionProducerConsumer):
         start_method: Optional[str] = None,
     ) -> None:
         require("serial")
-        # Everything below is checked here, so a mistake fails at the call, not later in the worker.
-        _check_settings(url, baudrate, write_timeout, delayWriteStart)
+        # Everything below is checked here, so a mistake fails at the call, not later.
+        check_settings(url, baudrate, write_timeout, delayWriteStart)
         self._decoder = make_decoder(readFormat, readKeys, startByte, framed)
         self._encoder = make_encoder(writeFormat, writeKeys, framed)
-        _check_port(url)
+        check_port(url)
         self._url = url
         self._baudrate = baudrate
         self._delayWriteStart = float(delayWriteStart)
         self._reconnect = reconnect
         self._writeTimeout = write_timeout
         self._logger = logger or log
-        # parent-side view of the worker's counters (updated from _PortStatus messages)
-        self._portGone = False
-        self._droppedHere = 0
-        self._status = _PortStatus(False, 0, 0, 0, 0)
-        super().__init__(
-            logger=self._logger,
-            loop=loop,
-            daemonProcess=daemonProcess,
-            joinTimeout=joinTimeout,
-            start_method=start_method,
-        )
-        # Parent side only (registered after the state that crosses into the worker was taken): a
-        # wait_port() pending when the connection closes or its worker dies ends with the reason.
-        self.onClose(self._end_waits)
+        if start_method is not None or daemonProcess is not True or joinTimeout != 1:
+            self._logger.debug(
+                "SerialConnection %s: start_method, daemonProcess and joinTimeout are ignored (the port's I/O "
+                "runs in the event loop, with no worker process)",
+                url,
+            )
+        self._port: Any = None  # the open pyserial port, while present
+        self._io: Any = None  # its LoopPortIO / ThreadPortIO
+        self._unsent: List[Tuple[bytes, int]] = []  # writes made before the port first opened
+        self._unsent_bytes = 0
+        self._port_gone = False  # it was open and vanished: writes are dropped until it is back
+        self._writes_dropped = 0
+        self._reconnects = 0
+        self._reported: Optional[tuple] = None  # the counters next_counters() last saw
+        self._counter_waits = 0  # next_counters() calls waiting
+        self._batch: Optional[bytearray] = None  # writes of this loop turn after its first, not yet written
+        self._batch_count = 0
+        self._batch_scheduled = False  # _end_batch is due at the end of this turn
+        self._batch_limit = _batch_limit(baudrate, write_timeout)
+        self._pump: Optional[asyncio.Task] = None  # reads a putSubscription
+        self._waiters = Waiters(f"SerialConnection {url!r}")
+        SubscriptionProducerConsumer.__init__(self, logger=self._logger, ready=False)
+        self._bind_loop(loop)
+        # The port's life is loop callbacks: open (in the executor), serve, and on loss a timer to reopen.
+        self._opening: Optional[asyncio.Future] = None  # open_port() running in the loop's executor
+        self._timer: Optional[asyncio.Handle] = None  # the next (re)open attempt
+        self._backoff = _BACKOFF_FIRST
+        self._attempts = 0  # reopen attempts since the port vanished (0: the first open)
+        self._gone_since = 0.0
+        # Made before the loop runs (RTCBot's tutorial style), it starts opening when the loop does.
+        self._timer = self._loop.call_soon(self._begin_open)
 
-    # ------------------------------------------------------------------------------------ parent side
+    # ------------------------------------------------------------------------------------ properties
     @property
     def url(self) -> str:
         """The port path or URL."""
@@ -297,23 +194,30 @@ class SerialConnection(ProcessSubscriptionProducerConsumer):
     def writes_dropped(self) -> int:
         """Writes not sent: made while the port was gone, failed, timed out, or bad items of a
         putSubscription."""
-        return self._droppedHere + self._status.writes_dropped
+        return self._writes_dropped
 
     @property
     def read_dropped(self) -> int:
         """Incoming messages dropped by the decoder: corrupt frames, over-long lines, wrong-size payloads."""
-        return self._status.read_dropped
+        return self._decoder.dropped
 
     @property
     def discarded_bytes(self) -> int:
         """Incoming bytes skipped while hunting for the start byte or a frame marker."""
-        return self._status.discarded_bytes
+        return self._decoder.discarded_bytes
 
     @property
     def reconnects(self) -> int:
         """How many times the port was reopened after it disappeared."""
-        return self._status.reconnects
+        return self._reconnects
 
+    @property
+    def port_present(self) -> bool:
+        """True while the port is open; False before it opened, while it is unplugged, and once the
+        connection closed or failed."""
+        return self._io is not None
+
+    # ------------------------------------------------------------------------------------ writing
     def put_nowait(self, data: Any) -> None:
         """Send a message: str/bytes as they are, or values packed with ``writeFormat``::
 
@@ -321,334 +225,297 @@ class SerialConnection(ProcessSubscriptionProducerConsumer):
             conn.put_nowait(b"PING\\n")
 
         Raises :class:`rtcbot.EncodeError` (naming the field) for a message that does not fit; nothing is
-        sent. While the port is unplugged the message is dropped and counted in ``writes_dropped``.
+        sent. While the port is unplugged the message is dropped and counted in ``writes_dropped``. Never
+        blocks: what the port does not take at once waits (``write_timeout``) and goes when it can.
         """
         encoded = self._encoder.encode(data)
-        if self._portGone and not self._shouldClose:
-            self._droppedHere += 1
+        if self._shouldClose:
+            raise DeviceClosedError(f"SerialConnection {self._url!r} is closed; it takes no more messages")
+        if self.subscription is not None:
+            self.stopSubscription()
+        if not self._onLoopThread():  # from another thread: the port belongs to the loop
+            self._call_on_loop(self._send, encoded)
             return
-        batch = self._batch
-        if batch is not None:  # more writes in this turn of the event loop: they wait for its end
-            batch += encoded
-            self._batchCount += 1
-            if len(batch) >= self._batchLimit:
-                self._send_batch()
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # not on a running loop (module-level code, another thread): no batching
-            super().put_nowait(_Wire(encoded))
-            return
-        # The first write of a turn of the event loop goes at once (no added latency for a lone command);
-        # the ones after it in the same turn travel to the worker together, as one item written with one
-        # write(), so a burst pays the hand-off and the system call once.
-        super().put_nowait(_Wire(encoded))
-        self._batch = bytearray()
-        self._batchCount = 0
-        self._batchLimit = _batch_limit(self._baudrate, self._writeTimeout)
-        loop.call_soon(self._end_batch)
+        self._send(encoded)
 
-    def _send_batch(self) -> None:
-        batch, count = self._batch, self._batchCount
+    def _send(self, encoded: bytes) -> None:
+        if self._port_gone:
+            self._dropped(1)
+            return
+        # Batching: the first write goes at once (no added latency for a lone command); writes after it in
+        # the same turn of the event loop are written together at the end of the turn, with one write(). A
+        # read is a boundary too (a reply arrived: what is put next answers it), so a request/reply
+        # exchange never waits for the end of a turn.
+        batch = self._batch
+        if batch is None:
+            self._write(encoded, 1)
+            if self._loop.is_running():  # (_send runs on the loop's thread: put_nowait hands it over)
+                self._batch = bytearray()
+            return
+        batch += encoded
+        self._batch_count += 1
+        if not self._batch_scheduled:
+            self._batch_scheduled = True
+            self._loop.call_soon(self._end_batch)
+        if len(batch) >= self._batch_limit:
+            self._write_batch()
+
+    def _write_batch(self) -> None:
+        batch, count = self._batch, self._batch_count
         if not batch:
             return
         self._batch = bytearray()
-        self._batchCount = 0
-        if self._shouldClose:
-            return  # closed meanwhile: as for any write still queued at close, it is not sent
-        super().put_nowait(_Wire(bytes(batch), count))
+        self._batch_count = 0
+        self._write(bytes(batch), count)
 
     def _end_batch(self) -> None:
-        self._send_batch()
+        self._write_batch()
         self._batch = None
+        self._batch_scheduled = False
 
-    @property
-    def port_present(self) -> bool:
-        """True while the worker has the port open; False before it opened, while it is unplugged, and
-        once the connection closed or failed."""
-        return self._status.connected
+    def _write(self, data: bytes, count: int) -> None:
+        if self._shouldClose:
+            return  # closed meanwhile: as for any write still waiting at close, it is not sent
+        io = self._io
+        if io is not None:
+            io.write(data, count)
+        elif self._port_gone:
+            self._dropped(count)
+        elif self._unsent_bytes + len(data) <= BACKLOG_LIMIT:  # not opened yet: written once it is
+            self._unsent.append((data, count))
+            self._unsent_bytes += len(data)
+        else:
+            self._dropped(count)
 
-    def _waiters(self) -> Waiters:
-        """The futures of wait_port() (keyed by the state awaited) and next_counters() (keyed "counters").
+    def _dropped(self, count: int) -> None:
+        self._writes_dropped += count
+        self._counters_changed()
 
-        Created at first use, in the parent: never part of the state that crosses into the worker."""
-        waiters = self.__dict__.get("_waitersLazy")
-        if waiters is None:
-            waiters = self.__dict__.setdefault("_waitersLazy", Waiters(f"SerialConnection {self._url!r}"))
-            if self.closed:
-                waiters.fail_all(self._closed_error())
-        return waiters
+    def putSubscription(self, subscription: Any) -> None:
+        """Keep writing what ``subscription`` gives (a producer, or anything with an async ``get()``) until
+        another one is put, ``stopSubscription()`` or ``put_nowait()`` is called. Its items are checked as
+        they are written: a bad one is logged, counted in ``writes_dropped`` and skipped."""
+        super().putSubscription(subscription)
+        if self._pump is None and not self._shouldClose:
+            self._pump = self._loop.create_task(self._pump_subscription())
+            self._pump.add_done_callback(self._pump_ended)
 
-    def _closed_error(self) -> BaseException:
-        return self.error or DeviceClosedError(f"SerialConnection {self._url!r} is closed")
+    async def _pump_subscription(self) -> None:
+        encode = self._encoder.encode
+        try:
+            while True:
+                item = await self._get()
+                try:
+                    encoded = encode(item)
+                except EncodeError as e:
+                    self._logger.error("SerialConnection %s: dropped an item from its subscription: %s", self._url, e)
+                    self._dropped(1)
+                    continue
+                self._send(encoded)
+        except SubscriptionClosed:
+            return
 
-    def _end_waits(self, _value: Any = None) -> None:
-        self._status = _PortStatus(False, *self._status.key()[1:])
-        waiters = self.__dict__.get("_waitersLazy")
-        if waiters is not None:
-            waiters.fail_all(self._closed_error())
+    # ------------------------------------------------------------------------------------ the port
+    def _begin_open(self) -> None:
+        """Open the port in the loop's executor (opening may block: a network URL connects)."""
+        self._timer = None
+        if self._shouldClose:
+            return
+        try:
+            opening = self._loop.run_in_executor(None, open_port, self._url, self._baudrate, self._writeTimeout)
+        except RuntimeError as e:  # the loop is shutting down its executor: it is ending, and so are we
+            self._logger.debug("SerialConnection %s: not opened, the loop is ending (%s)", self._url, e)
+            return
+        self._opening = opening
+        opening.add_done_callback(self._opened)
+
+    def _opened(self, opening: asyncio.Future) -> None:
+        self._opening = None
+        err = opening.exception() if not opening.cancelled() else DeviceClosedError("opening was cancelled")
+        if self._shouldClose:  # closed while opening: a port that opened anyway is closed at once
+            if err is None:
+                _close_port(opening.result(), self._url)
+            return
+        if err is not None:
+            if self._attempts and isinstance(err, DeviceOpenError):  # still gone: try again later
+                if self._logger.isEnabledFor(logging.DEBUG):
+                    self._logger.debug("reopening %s (attempt %d): %s", self._url, self._attempts, err)
+                self._backoff = min(self._backoff * 2, _BACKOFF_MAX)
+                self._retry_later()
+                return
+            self._fail(err)  # the first open failed (or something unexpected): onError, then closed
+            return
+        if self._attempts:
+            self._reconnects += 1
+            gone = time.monotonic() - self._gone_since
+            self._logger.info("SerialConnection: %s is back after %.1f s", self._url, gone)
+        self._attach(opening.result())
+
+    def _retry_later(self) -> None:
+        """Retry the same path after the backoff (50 ms doubling to 1 s between attempts)."""
+        self._attempts += 1
+        self._timer = self._loop.call_later(self._backoff, self._begin_open)
+
+    def _fail(self, err: BaseException) -> None:
+        if not isinstance(err, (DeviceOpenError, DeviceLostError)):
+            self._logger.error("SerialConnection %s failed", self._url, exc_info=err)
+        self._setError(err)
+        self._close()
+
+    def _attach(self, port: Any) -> None:
+        """The port opened: serve it, write what waited for it, and go ready."""
+        self._decoder.reset()
+        self._port = port
+        self._io = make_port_io(
+            port,
+            self._loop,
+            self._on_data,
+            self._dropped,
+            self._on_lost,
+            write_timeout=self._writeTimeout,
+            writes_from=time.monotonic() + self._delayWriteStart,
+            name=repr(self._url),
+        )
+        self._port_gone = False
+        unsent, self._unsent, self._unsent_bytes = self._unsent, [], 0
+        for data, count in unsent:
+            self._io.write(data, count)
+        # Ready follows the port, set here with port_present in one step: whoever sees one sees the other.
+        self._setReady(True)
+        self._waiters.wake(key=True)
+        self._counters_changed()
+
+    def _on_lost(self, err: BaseException) -> None:
+        """The port failed (unplugged): whoever waits hears of it first; then reopen it, or fail."""
+        self._detach()  # at once: from here on writes are dropped and counted
+        if self._shouldClose:
+            return
+        if not self._reconnect:
+            lost = DeviceLostError(
+                f"SerialConnection lost {self._url!r} ({err}) and reconnect=False: check the cable and the "
+                "board's power, or pass reconnect=True to wait for it to come back"
+            )
+            lost.__cause__ = err
+            self._fail(lost)
+            return
+        self._logger.warning(
+            "SerialConnection: %s disappeared (%s); writes are dropped until it is back, reopening it when it "
+            "reappears",
+            self._url,
+            err,
+        )
+        self._gone_since = time.monotonic()
+        self._backoff = _BACKOFF_FIRST
+        self._attempts = 0
+        self._retry_later()
+
+    def _detach(self) -> None:
+        """The port failed (unplugged): close it and go not ready; whoever waits hears of it first."""
+        io, self._io = self._io, None
+        port, self._port = self._port, None
+        if io is not None:
+            io.close()
+        if port is not None:
+            _close_port(port, self._url)
+        if not self._shouldClose:
+            self._port_gone = True
+            self._setReady(False)
+            self._waiters.wake(key=False)
+            self._counters_changed()
+
+    def _on_data(self, data: bytes) -> None:
+        if self._batch is not None and not self._batch_scheduled:
+            self._batch = None  # a boundary: the next write goes at once
+        put = self._put_nowait
+        for message in self._decoder.feed(data):
+            put(message)
+        if self._counter_waits:  # the decoder's counters may have changed: tell next_counters()
+            self._counters_changed()
+
+    def _pump_ended(self, task: asyncio.Task) -> None:
+        """The putSubscription pump ended: by close (cancelled, or SubscriptionClosed), or because the
+        subscription failed, which stops the connection (onError), as a failed writer did."""
+        if not task.cancelled() and task.exception() is not None:
+            self._fail(task.exception())  # type: ignore[arg-type]
+
+    # ------------------------------------------------------------------------------------ waiting
+    def _counters(self) -> Dict[str, Any]:
+        return {
+            "connected": self.port_present,
+            "writes_dropped": self._writes_dropped,
+            "read_dropped": self._decoder.dropped,
+            "discarded_bytes": self._decoder.discarded_bytes,
+            "reconnects": self._reconnects,
+        }
+
+    def _counters_changed(self) -> None:
+        if not self._counter_waits:
+            return  # nobody waits: next_counters() compares with the counters of when it started
+        counters = self._counters()
+        key = tuple(counters.values())
+        if key != self._reported:
+            self._reported = key
+            self._waiters.wake(counters, key="counters")
 
     async def next_counters(self) -> Dict[str, Any]:
-        """Wait for the worker's next report of the port state and counters (sent when they change) and
-        return them as a dict (``connected``, ``writes_dropped``, ``read_dropped``, ``discarded_bytes``,
-        ``reconnects``)::
+        """Wait until the port state or a counter changes, and return them as a dict (``connected``,
+        ``writes_dropped``, ``read_dropped``, ``discarded_bytes``, ``reconnects``)::
 
             while conn.writes_dropped == 0:
                 await asyncio.wait_for(conn.next_counters(), 5)
 
         Raises the error that stopped the connection, or DeviceClosedError, when it closes first.
         """
-        return await self._waiters().wait(key="counters")
+        self._reported = tuple(self._counters().values())
+        self._counter_waits += 1
+        try:
+            return await self._waiters.wait(key="counters")
+        finally:
+            self._counter_waits -= 1
 
     async def wait_port(self, present: bool = True) -> None:
-        """Wait until the worker has the port open or, with ``present=False``, until it is not open (before
-        the first open, or unplugged)::
+        """Wait until the port is open or, with ``present=False``, until it is not open (before the first
+        open, or unplugged)::
 
             await conn.wait_port(present=False)   # the cable came out: stop the robot's plan
             await conn.wait_port()                # it is back
 
         Once it returns, ``ready`` agrees with it (True with the port, False without). Raises the error
-        that stopped the connection (:class:`rtcbot.DeviceLostError`, :class:`rtcbot.WorkerDiedError`...)
+        that stopped the connection (:class:`rtcbot.DeviceLostError`, :class:`rtcbot.DeviceOpenError`...)
         or :class:`rtcbot.DeviceClosedError` when it closes first, and at once if it is closed already.
         """
-        waiters = self._waiters()
-        if waiters.failure is None and self._status.connected == bool(present):
+        if self._waiters.failure is None and self.port_present == bool(present):
             return
-        await waiters.wait(key=bool(present))
+        await self._waiters.wait(key=bool(present))
 
-    # What stays in the parent when the worker starts (the base layer's declaration of what does not cross).
-    _parent_only_attributes = frozenset(
-        {"_waitersLazy", "_batch", "_batchCount", "_batchLimit", "_status", "_portGone", "_droppedHere"}
-    )
-    _batch: Optional[bytearray] = None  # writes of this loop turn, not yet handed to the worker
-    _batchCount = 0
-    _batchLimit = _BATCH_MAX
-
-    def _deliver(self, item: Any) -> None:
-        if type(item) is _PortStatus:
-            if self.closed:
-                return  # a report in flight when the connection closed
-            self._status = item
-            self._portGone = not item.connected
-            # Ready follows the port, set here with the status in one step: whoever sees one sees the other.
-            self._setReady(item.connected)
-            waiters = self.__dict__.get("_waitersLazy")
+    # ------------------------------------------------------------------------------------ closing
+    def close(self) -> None:
+        """Stop reading and writing and close the port (released at once: another program can open it).
+        Writes still waiting are not sent. Idempotent; never raises or blocks for long (the threads of a
+        port without a descriptor are joined, after being woken). Call it from any thread."""
+        if getattr(self, "_loop", None) is not None and not self._onLoopThread() and self._loop.is_running():
+            self._call_on_loop(self.close)
+            return
+        first = not self._shouldClose
+        self._shouldClose = True
+        self._batch = None
+        self._unsent, self._unsent_bytes = [], 0
+        timer = getattr(self, "_timer", None)
+        if timer is not None:
+            timer.cancel()  # an open that is running finishes in its thread; _opened then closes the port
+        pump = getattr(self, "_pump", None)
+        if pump is not None and not pump.done():
+            try:
+                pump.cancel()
+            except RuntimeError:  # its loop is closed: the task will never run again anyway
+                pass
+        if getattr(self, "_io", None) is not None or getattr(self, "_port", None) is not None:
+            self._detach()
+        if first:
+            waiters = getattr(self, "_waiters", None)
             if waiters is not None:
-                waiters.wake(key=item.connected)
-                waiters.wake(item.as_dict(), key="counters")
-            return
-        super()._deliver(item)
+                waiters.fail_all(self.error or DeviceClosedError(f"SerialConnection {self._url!r} is closed"))
+        SubscriptionProducerConsumer.close(self)
 
-    # ------------------------------------------------------------------------------------ worker side
-    def _producerConsumer(self) -> None:
-        worker = _PortWorker(self)
-        worker.run()
-
-
-class _PortWorker:
-    """The worker-process half of a SerialConnection: owns the port, a reader thread and the writer loop."""
-
-    def __init__(self, conn: SerialConnection) -> None:
-        self.conn = conn
-        self.serial = require("serial")
-        self.log = conn._logger
-        self.lock = threading.Lock()
-        self.port: Any = None
-        self.opened_at = 0.0
-        self.stopping = False
-        self.writes_dropped = 0
-        self.reconnects = 0
-        self.sent_status: Optional[tuple] = None
-        self.gone_since: Optional[float] = None
-        self.reader_error: Optional[BaseException] = None
-        self.status_lock = threading.Lock()
-
-    # -- the port ------------------------------------------------------------------------------------
-    def open(self) -> Any:
-        conn = self.conn
-        kwargs: dict = {"baudrate": conn._baudrate, "timeout": None, "write_timeout": conn._writeTimeout}
-        if not _is_url(conn._url):
-            kwargs["exclusive"] = True
-        try:
-            port = self.serial.serial_for_url(conn._url, **kwargs)
-        except (self.serial.SerialException, OSError, ValueError) as e:
-            raise _open_error(conn._url, e) from e
-        conn._decoder.reset()
-        self.opened_at = time.monotonic()
-        return port
-
-    def lost(self, port: Any, err: BaseException) -> None:
-        """The port failed (unplugged): close it, go not-ready, and let the reader reopen it."""
-        with self.lock:
-            if self.port is not port or port is None:
-                return  # already handled by the other thread
-            self.port = None
-        try:
-            port.close()
-        except (self.serial.SerialException, OSError) as e:
-            self.log.debug("closing the lost port %s: %s", self.conn._url, e)
-        self.gone_since = time.monotonic()
-        # The parent hears of the loss first (port_present and ready False), whatever happens next.
-        self.send_status()
-        if not self.conn._reconnect:
-            raise DeviceLostError(
-                f"SerialConnection lost {self.conn._url!r} ({err}) and reconnect=False: check the cable and "
-                "the board's power, or pass reconnect=True to wait for it to come back"
-            ) from err
-        self.log.warning(
-            "SerialConnection: %s disappeared (%s); writes are dropped until it is back, reopening it when "
-            "it reappears",
-            self.conn._url,
-            err,
-        )
-
-    def reopen(self) -> Any:
-        """Wait (bounded backoff, woken by close) until the same path opens again; None once closing."""
-        delay = _BACKOFF_FIRST
-        attempts = 0
-        while not self.conn._wait_closed(delay):
-            attempts += 1
-            try:
-                port = self.open()
-            except DeviceOpenError as e:
-                if self.log.isEnabledFor(logging.DEBUG):
-                    self.log.debug("reopening %s (attempt %d): %s", self.conn._url, attempts, e)
-                delay = min(delay * 2, _BACKOFF_MAX)
-                continue
-            with self.lock:
-                if self.stopping:
-                    port.close()
-                    return None
-                self.port = port
-            self.reconnects += 1
-            gone = time.monotonic() - (self.gone_since or time.monotonic())
-            self.log.info("SerialConnection: %s is back after %.1f s", self.conn._url, gone)
-            self.send_status()  # the parent sets ready with it
-            return port
-        return None
-
-    def send_status(self, force: bool = False) -> None:
-        dec = self.conn._decoder
-        status = _PortStatus(
-            self.port is not None, self.writes_dropped, dec.dropped, dec.discarded_bytes, self.reconnects
-        )
-        key = status.key()
-        with self.status_lock:
-            if not force and key == self.sent_status:
-                return
-            self.sent_status = key
-        self.conn._sendToParent(status)
-
-    # -- threads -------------------------------------------------------------------------------------
-    def run(self) -> None:
-        self.port = self.open()  # a failure here ends the worker: onError(DeviceOpenError) in the parent
-        # The parent sets ready from this status, so ready and port_present always change together.
-        self.send_status(force=True)
-        reader = threading.Thread(target=self.read_loop, name="rtcbot-serial-reader", daemon=True)
-        closer = threading.Thread(target=self.wait_close, name="rtcbot-serial-closer", daemon=True)
-        reader.start()
-        closer.start()
-        try:
-            self.write_loop()
-        except SubscriptionClosed:
-            pass  # close() was called, or the reader failed and closed the worker
-        finally:
-            if not self.conn._shouldClose:
-                self.conn._close()  # the writer failed: stop everything (and wake the closer)
-            self.stop()
-            reader.join(5.0)
-            closer.join(1.0)
-            with self.lock:
-                port, self.port = self.port, None
-            if port is not None:
-                port.close()
-        if self.reader_error is not None:
-            raise self.reader_error
-
-    def wait_close(self) -> None:
-        self.conn._wait_closed()
-        self.stop()
-
-    def stop(self) -> None:
-        with self.lock:
-            self.stopping = True
-            port = self.port
-        if port is not None:
-            try:
-                port.cancel_read()
-                port.cancel_write()
-            except (self.serial.SerialException, OSError) as e:
-                self.log.debug("cancelling I/O on %s: %s", self.conn._url, e)
-
-    def read_loop(self) -> None:
-        conn = self.conn
-        feed = conn._decoder.feed
-        put = conn._put_nowait
-        port = self.port
-        try:
-            while not self.stopping:
-                if port is None:
-                    port = self.reopen()
-                    if port is None:
-                        return
-                    continue
-                try:
-                    data = port.read(port.in_waiting or 1)
-                except (self.serial.SerialException, OSError) as e:
-                    if self.stopping:
-                        return
-                    self.lost(port, e)
-                    port = None
-                    continue
-                if not data:
-                    continue  # cancel_read (closing)
-                for message in feed(data):
-                    put(message)
-                self.send_status()
-        except SubscriptionClosed:
-            return  # the parent is gone
-        except BaseException as e:  # the writer loop re-raises it after the worker stops
-            self.reader_error = e
-            conn._close()
-
-    def write_loop(self) -> None:
-        conn = self.conn
-        encode = conn._encoder.encode
-        while True:
-            item = conn._get()  # SubscriptionClosed after close() ends the worker
-            count = 1
-            if type(item) is _Wire:
-                data, count = item.data, item.count
-            else:  # from a putSubscription: not checked in the parent
-                try:
-                    data = encode(item)
-                except EncodeError as e:
-                    self.log.error("SerialConnection %s: dropped an item from its subscription: %s", conn._url, e)
-                    self.drop()
-                    continue
-            with self.lock:
-                port = self.port
-            if port is None:
-                self.drop(count)
-                continue
-            wait = self.opened_at + conn._delayWriteStart - time.monotonic()
-            if wait > 0 and conn._wait_closed(wait):
-                return
-            try:
-                port.write(data)
-            except self.serial.SerialTimeoutException as e:
-                if self.stopping:
-                    return
-                self.log.warning(
-                    "SerialConnection %s: write timed out (%s); %d message(s) dropped", conn._url, e, count
-                )
-                self.drop(count)
-            except (self.serial.SerialException, OSError) as e:
-                if self.stopping:
-                    return
-                self.drop(count)
-                self.lost(port, e)
-
-    def drop(self, count: int = 1) -> None:
-        self.writes_dropped += count
-        self.send_status()
+    def _close(self) -> None:
+        SerialConnection.close(self)
