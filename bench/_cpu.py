@@ -1,6 +1,6 @@
 """CPU time (user + system) a measurement costs, counting this process *and* its worker processes.
 
-rtcbot moves work into worker processes (a SerialConnection's port, a process producer's ``_producer()``),
+rtcbot moves work into worker processes (a Speaker's playback, a process producer's ``_producer()``),
 so the CPU a figure costs is spread over several processes, and the workers are usually still running when
 a measurement ends. :class:`CpuMeter` therefore adds up, at the start and at the end of a measurement:
 

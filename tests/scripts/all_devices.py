@@ -1,7 +1,7 @@
 """A robot script with every kind of device running at once, until Ctrl+C: the shape rtcbot recommends.
 
 A simulated camera and microphone, a Speaker playing the microphone (in its own process), and a
-SerialConnection (its own process) to a simulated Arduino on a pty. The robot loop reads frames and sends a
+SerialConnection (in the event loop) to a simulated Arduino on a pty. The robot loop reads frames and sends a
 motor command per frame. Run it and press Ctrl+C::
 
     python tests/scripts/all_devices.py              # Speaker on the default output (a PulseAudio sink)
