@@ -113,6 +113,15 @@ class LoopHandoff:
 
         handoff = LoopHandoff(loop, deliver=producer_fan_out)
         handoff.put(item)   # from any thread
+
+    A writer that produces as fast as it can (a video file decoded unpaced) may set ``batching = True``:
+    an item then waits without waking the loop until ``limit`` items wait, or until a ``call`` (ready,
+    error, close) follows it. Each wake-up of the loop costs both threads CPU (a self-pipe write, an
+    ``epoll_wait`` return, a thread switch), so at thousands of items/s waking once per ``limit`` items
+    saves a large share of it; the price is that an item may wait for the ones after it. Only for a writer
+    whose next put is never far off::
+
+        handoff.batching = True   # delivered in groups of `limit`
     """
 
     def __init__(
@@ -132,6 +141,7 @@ class LoopHandoff:
         self._scheduled = False
         self._stopped = False
         self.dropped = 0
+        self.batching = False
 
     def put(self, item: Any) -> None:
         with self._lock:
@@ -144,6 +154,8 @@ class LoopHandoff:
             self._items.append(item)
             if self._scheduled:
                 return
+            if self.batching and len(self._items) < self._limit and type(item) is not _Call:
+                return  # the writer's next item (or its next call) wakes the loop for both
             self._scheduled = True
         try:
             self._loop.call_soon_threadsafe(self._drain)
