@@ -142,13 +142,18 @@ class LoopHandoff:
         self._stopped = False
         self.dropped = 0
         self.batching = False
+        self._writers_waiting = 0  # notifying a Condition nobody waits on still costs a Python call
 
     def put(self, item: Any) -> None:
         with self._lock:
             if len(self._items) >= self._limit and type(item) is not _Call:
                 if self._block:
-                    while len(self._items) >= self._limit and not self._stopped:
-                        self._drained.wait()
+                    self._writers_waiting += 1
+                    try:
+                        while len(self._items) >= self._limit and not self._stopped:
+                            self._drained.wait()
+                    finally:
+                        self._writers_waiting -= 1
                 else:
                     self._drop_oldest_item()
             self._items.append(item)
@@ -187,7 +192,7 @@ class LoopHandoff:
             batch = self._items
             self._items = collections.deque()
             self._scheduled = False
-            if len(batch) >= self._limit:
+            if self._writers_waiting:
                 self._drained.notify_all()
         deliver = self._deliver
         for item in batch:
