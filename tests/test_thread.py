@@ -67,8 +67,9 @@ def test_a_worker_faster_than_the_loop_waits_instead_of_losing_items(no_leaks):
 
 
 def test_a_batching_handoff_wakes_the_loop_once_per_limit_items_or_at_a_call():
-    """With batching on, items wait until ``limit`` of them wait (one wake-up for all) or a call follows
-    them (ready/error/close must never leave an item behind, nor overtake it)."""
+    """With batching on, items close behind each other wait until ``limit`` of them wait (one wake-up for
+    all) or a call follows them (ready/error/close must never leave an item behind, nor overtake it); an
+    item far from the one before it wakes the loop at once."""
     from rtcbot.base.worker import LoopHandoff
 
     async def main():
@@ -81,6 +82,7 @@ def test_a_batching_handoff_wakes_the_loop_once_per_limit_items_or_at_a_call():
 
         handoff = LoopHandoff(asyncio.get_running_loop(), deliver, limit=3)
         handoff.batching = True
+        handoff.batch_gap = float("inf")  # every item counts as close behind the one before it
         handoff.put(1)
         handoff.put(2)
         await asyncio.sleep(0)  # a scheduled drain would have run by now: none was
@@ -93,6 +95,11 @@ def test_a_batching_handoff_wakes_the_loop_once_per_limit_items_or_at_a_call():
         handoff.call(seen.append, "call")  # a call wakes the loop at once, after the item held before it
         await asyncio.wait_for(arrived.wait(), 2)
         assert seen == [1, 2, 3, 4, "call"]
+        arrived.clear()
+        handoff.batch_gap = 0.0  # items further apart than the gap wake the loop each, as without batching
+        handoff.put(5)
+        await asyncio.wait_for(arrived.wait(), 2)
+        assert seen[-1] == 5
 
     run(main())
 

@@ -12,6 +12,7 @@ import multiprocessing.process
 import multiprocessing.util  # noqa: F401 - registers its exit handler before ours (see below)
 import os
 import threading
+import time
 import weakref
 from typing import Any, Callable, Deque
 
@@ -115,14 +116,17 @@ class LoopHandoff:
         handoff.put(item)   # from any thread
 
     A writer that produces as fast as it can (a video file decoded unpaced) may set ``batching = True``:
-    an item then waits without waking the loop until ``limit`` items wait, or until a ``call`` (ready,
-    error, close) follows it. Each wake-up of the loop costs both threads CPU (a self-pipe write, an
-    ``epoll_wait`` return, a thread switch), so at thousands of items/s waking once per ``limit`` items
-    saves a large share of it; the price is that an item may wait for the ones after it. Only for a writer
-    whose next put is never far off::
+    an item that comes less than ``batch_gap`` seconds (2 ms) after the previous one then waits without
+    waking the loop, until ``limit`` items wait or a ``call`` (ready, error, close) follows it. Each wake-up
+    of the loop costs both threads CPU (a self-pipe write, an ``epoll_wait`` return, a thread switch), so at
+    thousands of items/s waking once per ``limit`` items saves a large share of it; the price is that an
+    item may wait for the next one, about one gap. Items further apart than ``batch_gap`` wake the loop
+    each, as without batching (the wake-up is then a small share of the work per item)::
 
-        handoff.batching = True   # delivered in groups of `limit`
+        handoff.batching = True   # fast items delivered in groups of `limit`
     """
+
+    batch_gap = 0.002  # seconds: with batching, an item closer than this to the previous one may wait
 
     def __init__(
         self,
@@ -142,6 +146,7 @@ class LoopHandoff:
         self._stopped = False
         self.dropped = 0
         self.batching = False
+        self._last_put = 0.0  # time.monotonic() of the previous put, kept while batching
         self._writers_waiting = 0  # notifying a Condition nobody waits on still costs a Python call
 
     def put(self, item: Any) -> None:
@@ -157,10 +162,14 @@ class LoopHandoff:
                 else:
                     self._drop_oldest_item()
             self._items.append(item)
+            if self.batching and type(item) is not _Call:
+                now = time.monotonic()
+                close_behind = now - self._last_put < self.batch_gap
+                self._last_put = now
+                if close_behind and not self._scheduled and len(self._items) < self._limit:
+                    return  # the writer's next item (or its next call) wakes the loop for both
             if self._scheduled:
                 return
-            if self.batching and len(self._items) < self._limit and type(item) is not _Call:
-                return  # the writer's next item (or its next call) wakes the loop for both
             self._scheduled = True
         try:
             self._loop.call_soon_threadsafe(self._drain)

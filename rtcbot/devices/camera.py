@@ -110,9 +110,9 @@ class CVCamera(FrameEmitter, ThreadedSubscriptionProducer):
         loop: the asyncio loop subscribers run on (default: the running loop).
         repeat: a video file starts again at its end instead of closing the camera.
         pace: a video file is delivered at its own frame rate (True) or as fast as it decodes (False, for
-            offline processing and benchmarks). Unpaced, frames reach the event loop two at a time, which
-            halves the loop's wake-ups (at thousands of frames/s they cost more CPU than the hand-off
-            itself); a frame then waits at most for the next one's decode.
+            offline processing and benchmarks). Unpaced frames that decode less than 2 ms apart reach
+            the event loop two at a time, which halves the loop's wake-ups (at thousands of frames/s they
+            cost more CPU than the hand-off itself); such a frame waits for the next one's decode.
         max_read_failures: reads in a row that may fail before the camera counts as lost: ``onError`` fires
             with :class:`~rtcbot.DeviceLostError` and the camera closes.
 
