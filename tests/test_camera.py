@@ -114,6 +114,27 @@ def test_an_unpaced_file_with_an_odd_frame_count_delivers_its_last_frame_before_
     assert [f.index for f in run(main())] == list(range(7))
 
 
+def test_an_unpaced_file_whose_preprocessframe_waits_for_the_reader_does_not_stall(video):
+    """A preprocessframe in lockstep with the reader (it waits until the reader has the previous frame)
+    is quick enough for frames to be handed over in pairs; the frame held for its pair must still reach
+    the reader (within the hand-off's 2 ms bound), or both would wait for each other forever."""
+    received = threading.Semaphore(0)
+    stalled: List[int] = []
+
+    def lockstep(frame: Frame) -> Frame:
+        if frame.index > 0 and not received.acquire(timeout=WAIT):
+            stalled.append(frame.index)
+        return frame
+
+    async def main():
+        camera = CVCamera(cameranumber=video(20), pace=False, preprocessframe=lockstep)
+        camera.subscribe(lambda frame: received.release())
+        await asyncio.wait_for(camera.onClose(), 2 * WAIT)
+        return camera.frame_count
+
+    assert run(main()) == 20 and stalled == []
+
+
 def test_an_unpaced_frame_before_an_error_is_delivered_before_on_error(video):
     """A frame held in the hand-off (unpaced pairs) reaches subscribers before the error that followed it."""
     order: List[Any] = []

@@ -14,7 +14,7 @@ import os
 import threading
 import time
 import weakref
-from typing import Any, Callable, Deque
+from typing import Any, Callable, Deque, Optional
 
 __all__ = ["EXIT_MAIN_NOT_GUARDED", "LoopHandoff", "StartsWorkerMeta", "close_live_workers"]
 
@@ -120,8 +120,11 @@ class LoopHandoff:
     waking the loop, until ``limit`` items wait or a ``call`` (ready, error, close) follows it. Each wake-up
     of the loop costs both threads CPU (a self-pipe write, an ``epoll_wait`` return, a thread switch), so at
     thousands of items/s waking once per ``limit`` items saves a large share of it; the price is that an
-    item may wait for the next one, about one gap. Items further apart than ``batch_gap`` wake the loop
-    each, as without batching (the wake-up is then a small share of the work per item)::
+    item may wait for the next one, about one gap. An item never waits longer than ``batch_gap`` after the
+    loop's last delivery (a timer the loop arms while it is awake anyway delivers it), so a writer that
+    stalls, or waits for the loop to have seen its last item, cannot leave it behind. Items further apart
+    than ``batch_gap`` wake the loop each, as without batching (the wake-up is then a small share of the
+    work per item)::
 
         handoff.batching = True   # fast items delivered in groups of `limit`
     """
@@ -147,6 +150,7 @@ class LoopHandoff:
         self.dropped = 0
         self.batching = False
         self._last_put = 0.0  # time.monotonic() of the previous put, kept while batching
+        self._held_timer: Optional[asyncio.TimerHandle] = None  # delivers what batching held, at the latest
         self._writers_waiting = 0  # notifying a Condition nobody waits on still costs a Python call
 
     def put(self, item: Any) -> None:
@@ -203,12 +207,27 @@ class LoopHandoff:
             self._scheduled = False
             if self._writers_waiting:
                 self._drained.notify_all()
+        if self.batching:
+            # The loop is awake now: arming the timer here costs no extra wake-up while items keep coming
+            # (each delivery moves it on), and bounds how long a held item can wait when they stop.
+            timer = self._held_timer
+            if timer is not None:
+                timer.cancel()
+            self._held_timer = self._loop.call_later(self.batch_gap, self._deliver_held)
         deliver = self._deliver
         for item in batch:
             if type(item) is _Call:
                 item.fn(*item.args)
             else:
                 deliver(item)
+
+
+    def _deliver_held(self) -> None:
+        self._held_timer = None
+        with self._lock:
+            held = bool(self._items) and not self._scheduled  # a scheduled drain delivers them anyway
+        if held:
+            self._drain()
 
 
 class _Call:
