@@ -103,6 +103,59 @@ def test_frames_arrive_in_file_order_with_consecutive_indices(video):
     assert [f.index for f in frames] == list(range(20))
 
 
+def test_an_unpaced_file_with_an_odd_frame_count_delivers_its_last_frame_before_closing(video):
+    """Unpaced, frames reach the loop in pairs: the odd last one waits in the hand-off and must go out with
+    the end of the file, before onClose, not be lost."""
+
+    async def main():
+        camera = CVCamera(cameranumber=video(7), pace=False)
+        return await collect_until_closed(camera)
+
+    assert [f.index for f in run(main())] == list(range(7))
+
+
+def test_an_unpaced_file_whose_preprocessframe_waits_for_the_reader_does_not_stall(video):
+    """A preprocessframe in lockstep with the reader (it waits until the reader has the previous frame)
+    is quick enough for frames to be handed over in pairs; the frame held for its pair must still reach
+    the reader (within the hand-off's 2 ms bound), or both would wait for each other forever."""
+    received = threading.Semaphore(0)
+    stalled: List[int] = []
+
+    def lockstep(frame: Frame) -> Frame:
+        if frame.index > 0 and not received.acquire(timeout=WAIT):
+            stalled.append(frame.index)
+        return frame
+
+    async def main():
+        camera = CVCamera(cameranumber=video(20), pace=False, preprocessframe=lockstep)
+        camera.subscribe(lambda frame: received.release())
+        await asyncio.wait_for(camera.onClose(), 2 * WAIT)
+        return camera.frame_count
+
+    assert run(main()) == 20 and stalled == []
+
+
+def test_an_unpaced_frame_before_an_error_is_delivered_before_on_error(video):
+    """A frame held in the hand-off (unpaced pairs) reaches subscribers before the error that followed it."""
+    order: List[Any] = []
+
+    def fail_on_third(frame: Frame) -> Frame:
+        if frame.index == 2:
+            raise ValueError("third frame")
+        return frame
+
+    async def main():
+        camera = CVCamera(cameranumber=video(10), pace=False, preprocessframe=fail_on_third)
+        camera.subscribe(lambda frame: order.append(frame.index))
+        err = await asyncio.wait_for(camera.onError(), WAIT)
+        order.append("error")
+        await asyncio.wait_for(camera.onClose(), WAIT)
+        return err
+
+    assert isinstance(run(main()), ValueError)
+    assert order == [0, 1, "error"]
+
+
 def test_colour_order_is_bgr(tmp_path: Path):
     red, green, blue = (np.zeros((HEIGHT, WIDTH, 3), np.uint8) for _ in range(3))
     red[..., 2] = 255

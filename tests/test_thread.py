@@ -66,6 +66,67 @@ def test_a_worker_faster_than_the_loop_waits_instead_of_losing_items(no_leaks):
     run(main())
 
 
+def test_a_batching_handoff_wakes_the_loop_once_per_limit_items_or_at_a_call():
+    """With batching on, items close behind each other wait until ``limit`` of them wait (one wake-up for
+    all) or a call follows them (ready/error/close must never leave an item behind, nor overtake it); an
+    item far from the one before it wakes the loop at once."""
+    from rtcbot.base.worker import LoopHandoff
+
+    async def main():
+        seen = []
+        arrived = asyncio.Event()
+
+        def deliver(item):
+            seen.append(item)
+            arrived.set()
+
+        handoff = LoopHandoff(asyncio.get_running_loop(), deliver, limit=3)
+        handoff.batching = True
+        handoff.batch_gap = float("inf")  # every item counts as close behind the one before it
+        handoff.put(1)
+        handoff.put(2)
+        await asyncio.sleep(0)  # a scheduled drain would have run by now: none was
+        assert seen == []
+        handoff.put(3)  # the third fills the hand-off: one wake-up delivers all three
+        await asyncio.wait_for(arrived.wait(), 2)
+        assert seen == [1, 2, 3]
+        arrived.clear()
+        handoff.put(4)
+        handoff.call(seen.append, "call")  # a call wakes the loop at once, after the item held before it
+        await asyncio.wait_for(arrived.wait(), 2)
+        assert seen == [1, 2, 3, 4, "call"]
+        arrived.clear()
+        handoff.batch_gap = 0.0  # items further apart than the gap wake the loop each, as without batching
+        handoff.put(5)
+        await asyncio.wait_for(arrived.wait(), 2)
+        assert seen[-1] == 5
+
+    run(main())
+
+
+def test_a_batching_producer_delivers_everything_in_order_and_its_last_item_at_close(no_leaks):
+    class Odd(Counter):
+        _handoff_limit = 4
+
+        def __init__(self, count):
+            super().__init__(count)
+            self._set_handoff_batching(True)
+
+        def _producer(self):
+            self._setReady(True)
+            for i in range(self.count):
+                self._put_nowait(i)
+            # returning closes the producer: the item held back must arrive before the close
+
+    async def main():
+        c = Odd(1001)
+        q = c.subscribe(asyncio.Queue())
+        await asyncio.wait_for(c.onClose(), 5)
+        return [q.get_nowait() for _ in range(q.qsize())]
+
+    assert run(main()) == list(range(1001))
+
+
 def test_worker_sees_attributes_set_after_super_init(no_leaks):
     class Late(ThreadedSubscriptionProducer):
         def __init__(self):

@@ -23,7 +23,10 @@ Hooks for subclasses (the names are kept; use these, not other attributes):
   ``self.closed`` (``while not self.closed:`` ends promptly after ``close()``);
 - on the loop: ``_closeNow()`` (the loop-side close, runs once; extend it, calling super, to wake your own
   waiters), ``_onLoopThread()``, ``_handoff.call(fn, *args)`` (run ``fn`` on the loop after the items put);
-- class settings: ``joinTimeout``, ``_handoff_block``, ``_handoff_limit``.
+- class settings: ``joinTimeout``, ``_handoff_block``, ``_handoff_limit``;
+- ``_set_handoff_batching(True)`` (in ``__init__``, or in the worker): items that follow each other within
+  2 ms wait for the loop in groups of ``_handoff_limit`` (or until the next ready/error/close) instead of
+  each waking it, for a worker that produces as fast as it can (see :class:`~rtcbot.base.worker.LoopHandoff`).
 """
 from __future__ import annotations
 
@@ -74,6 +77,13 @@ class _ThreadedWorker(threadedEventHandler, metaclass=StartsWorkerMeta):
         self._close_requested = threading.Event()
         self._handoff = LoopHandoff(self._loop, deliver, limit=self._handoff_limit, block=self._handoff_block)
         self._handoff_put = self._handoff.put
+
+    def _set_handoff_batching(self, enabled: bool) -> None:
+        """Hand items that come less than 2 ms apart to the loop in groups of ``_handoff_limit`` (True), or
+        each at once (False, the default). Batching halves the loop's wake-ups or better for a worker that
+        never pauses long between items (an unpaced video file); such an item may wait for the next one, so
+        leave it off for live sources."""
+        self._handoff.batching = enabled
 
     def _start_worker(self) -> None:
         self._thread = threading.Thread(

@@ -110,7 +110,9 @@ class CVCamera(FrameEmitter, ThreadedSubscriptionProducer):
         loop: the asyncio loop subscribers run on (default: the running loop).
         repeat: a video file starts again at its end instead of closing the camera.
         pace: a video file is delivered at its own frame rate (True) or as fast as it decodes (False, for
-            offline processing and benchmarks).
+            offline processing and benchmarks). Unpaced frames that decode less than 2 ms apart reach
+            the event loop two at a time, which halves the loop's wake-ups (at thousands of frames/s they
+            cost more CPU than the hand-off itself); such a frame waits for the next one's decode.
         max_read_failures: reads in a row that may fail before the camera counts as lost: ``onError`` fires
             with :class:`~rtcbot.DeviceLostError` and the camera closes.
 
@@ -149,6 +151,8 @@ class CVCamera(FrameEmitter, ThreadedSubscriptionProducer):
             # The worker that owns the capture never started; release it here instead.
             self._cap.release()
             raise
+        if self._kind == "file" and not pace:
+            self._set_handoff_batching(True)
 
     # ----------------------------------------------------------------- opening
 
