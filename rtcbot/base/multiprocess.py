@@ -23,7 +23,8 @@ Start method: ``start_method=`` (keyword of every process class), else ``$RTCBOT
 in the script itself does; without the guard the script stops at once with one message saying what to add.
 
 Items cross through a socket; numpy arrays (anywhere inside an item) cross through shared memory, and the
-receiver gets its own copy. In the child, ``_put_nowait`` waits when the parent falls behind by more than
+receiver owns what it gets (often a view of shared memory that nothing writes while it lives, see
+:mod:`rtcbot.base.transport`). In the child, ``_put_nowait`` waits when the parent falls behind by more than
 the shared slots (``_handoff_block = True``, the default), or drops the item (``_handoff_block = False``,
 right for a camera, where a newer frame is coming).
 

@@ -14,6 +14,8 @@ from .sockets import ChannelClosed
 from .wire import (
     _DROP,
     _KIND_DROP,
+    _KIND_RELEASE,
+    _RELEASE,
     _Encoded,
     _frame,
     _FrameReader,
@@ -54,7 +56,10 @@ class WorkerEndpoint:
         self._slot_freed = threading.Condition(self._lock)
         self._item_arrived = threading.Condition(self._lock)
         self._send_pools = _SendPools(slots)
-        self._receive_pools = _ReceivePools()
+        self._receive_pools = _ReceivePools(self._lent_slot_returned)
+        # RELEASEs of lent slots whose last array died (any thread, maybe inside the garbage collector): written
+        # by whoever gets the write lock without waiting, else by its holder when it is done.
+        self._returns: Deque[bytes] = collections.deque()
         self._items: Deque[object] = collections.deque()
         self._eof = False  # the parent's end is gone
         self._closed = False  # close() was called
@@ -177,6 +182,30 @@ class WorkerEndpoint:
                     self._sock.sendall(head + frame, socket.MSG_NOSIGNAL)
             except OSError as e:
                 raise ChannelClosed(f"the parent end of the channel is gone ({e})") from e
+        if self._returns:
+            self._write_returns()
+
+    def _lent_slot_returned(self, pool_id: int, slot: int) -> None:
+        self._returns.append(_frame(_KIND_RELEASE, _RELEASE.pack(pool_id, slot)))
+        self._write_returns()
+
+    def _write_returns(self) -> None:
+        """Write the queued RELEASEs unless another write is under way (it writes them when it ends). Never
+        waits for the write lock: this may run inside the garbage collector, in a thread holding it."""
+        returns = self._returns
+        while returns:
+            if not self._write_lock.acquire(blocking=False):
+                return
+            try:
+                batch = []
+                while returns:
+                    batch.append(returns.popleft())
+                if not self._closed:
+                    self._sock.sendall(b"".join(batch), socket.MSG_NOSIGNAL)
+            except OSError as e:
+                logger.debug("returning lent slots to the parent failed: %s", e)
+            finally:
+                self._write_lock.release()
 
     def _read_loop(self) -> None:
         reader = _FrameReader()
