@@ -6,7 +6,7 @@ import collections
 import logging
 import socket
 import threading
-from typing import Deque, Optional
+from typing import Callable, Deque, Optional
 
 from .dispatch import ReceiveDispatcher, UnpicklableItem
 from .shared_memory import _ReceivePools, _SendPool, _SendPools
@@ -38,12 +38,28 @@ class WorkerEndpoint:
         ok = channel.send(frame, block=False)   # False: dropped, all slots still with the parent
         channel.close()
 
+    Or, with ``on_item``, each item is handed to it in the reader thread as it arrives (one thread hop fewer
+    than a thread of your own looping on :meth:`recv`, which then only raises ChannelClosed at the end), and
+    ``on_eof()`` runs there once when the channel ends::
+
+        channel = WorkerEndpoint(sock, on_item=items.put, on_eof=stop)
+
     :param sock: the ``worker_end`` of :func:`socket_pair`
     :param slots: how many large items may be in flight to the parent at once
     :param min_shared_bytes: buffers at least this large go through shared memory, smaller ones inline
+    :param on_item: called in the reader thread with each item (an item that failed to unpickle is logged and
+        skipped); it may send, but should not block for long (it holds up the slots returned to this end)
+    :param on_eof: called in the reader thread once the channel ended (the parent closed it, or close())
     """
 
-    def __init__(self, sock: socket.socket, slots: int = 4, min_shared_bytes: int = 65536) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        slots: int = 4,
+        min_shared_bytes: int = 65536,
+        on_item: Optional[Callable[[object], None]] = None,
+        on_eof: Optional[Callable[[], None]] = None,
+    ) -> None:
         self.dropped = 0  # items send(block=False) dropped because no slot was free
         self.sent = 0  # items written to the socket
         self._sock = sock
@@ -61,6 +77,8 @@ class WorkerEndpoint:
         # by whoever gets the write lock without waiting, else by its holder when it is done.
         self._returns: Deque[bytes] = collections.deque()
         self._items: Deque[object] = collections.deque()
+        self._on_item = on_item
+        self._on_eof = on_eof
         self._eof = False  # the parent's end is gone
         self._closed = False  # close() was called
         self._stop_waiting = False  # stop_waiting() was called: no send waits for a slot any more
@@ -223,6 +241,11 @@ class WorkerEndpoint:
             with self._lock:
                 self._eof = True
                 self._wake_everyone()
+            if self._on_eof is not None:
+                try:
+                    self._on_eof()
+                except Exception:
+                    logger.exception("on_eof raised")
 
     def _wake_everyone(self) -> None:
         """With the lock held: the channel ended, so every waiting send() and recv() must look again."""
@@ -230,6 +253,17 @@ class WorkerEndpoint:
         self._item_arrived.notify_all()
 
     def _take_item(self, item: object) -> None:
+        if self._on_item is not None:
+            if type(item) is UnpicklableItem:
+                logger.error("an item from the parent could not be unpickled and was skipped", exc_info=item.error)
+                return
+            try:
+                self._on_item(item)
+            except ChannelClosed:
+                raise
+            except Exception:
+                logger.exception("on_item raised; the channel goes on with the next item")
+            return
         with self._lock:
             self._items.append(item)
             self._item_arrived.notify()
