@@ -519,7 +519,11 @@ class _FeedsWorker(_ProcessWorker):
                 self.stopSubscription()  # type: ignore[attr-defined]
                 item = SubscriptionFailed(picklable_error(e, traceback.format_exc()))
             try:
-                window.sent(await endpoint.send(item))
+                window.sent(await endpoint.send(item, flush=False))
+                if window.full and window.ask():  # ask now: the request rides in the item's write
+                    endpoint.send_nowait(internalSubscriptionMessage("report", None))
+                else:
+                    endpoint.flush()
             except ChannelClosed:
                 return
             except Exception as e:

@@ -93,11 +93,13 @@ class ParentEndpoint:
         self._loop.add_reader(self._fd, self._on_readable)
         self._reading = True
 
-    async def send(self, obj: object) -> int:
+    async def send(self, obj: object, flush: bool = True) -> int:
         """Send ``obj`` to the worker, waiting while all slots are in use or the socket is full; returns the
         bytes it takes (pickle and shared buffers), for flow control.
 
         Do not modify ``obj``'s arrays until this returns (they are copied into shared memory at the end).
+        With ``flush=False`` the item is only queued: the next write (:meth:`flush`, :meth:`send_nowait`, or
+        the loop's own) takes it along, so that a control message sent right after costs no extra write.
 
         :raises ChannelClosed: the worker is gone or :meth:`close` was called
         :raises NotPicklableError: ``obj`` cannot be pickled
@@ -120,8 +122,13 @@ class ParentEndpoint:
                 await self._wait_for_change()
         finally:
             encoded.release()
-        self._flush()
+        if flush:
+            self._flush()
         return len(encoded.data) + encoded.size
+
+    def flush(self) -> None:
+        """Write what :meth:`send` queued with ``flush=False`` (as much as the socket takes now)."""
+        self._flush()
 
     def send_nowait(self, obj: object) -> None:
         """Queue a small item for the worker; it is written in order, as the socket accepts it.
