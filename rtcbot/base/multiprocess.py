@@ -456,14 +456,16 @@ class _FeedsWorker(_ProcessWorker):
     """Consumers: a task on the event loop forwards the active subscription to the child.
 
     What waits in the child for its ``_get()`` is bounded by a :class:`~rtcbot.base.feed_window.FeedWindow`:
-    at most ``_feed_window`` items, and beyond two items at most ``_feed_window_bytes`` (camera frames: two).
+    at most ``_feed_window`` items, and beyond two items at most ``_feed_window_bytes`` (camera frames: three
+    at 640x480, two at 1280x720 and larger: a worker slower than its camera works on a frame at most that many
+    frames old, and a fast one is refilled while it works on the others).
     The feed then waits, so a slow worker reads its subscription at its own pace (a camera's newest-frame
     subscription drops what it is too slow for, as for a threaded consumer) instead of its process queueing
     every item, without limit.
     """
 
     _feed_window = 256  # items sent to the worker and not yet taken by its _get(), at most
-    _feed_window_bytes = 1 << 20  # ...and beyond two such items, at most this many bytes of them
+    _feed_window_bytes = 2 << 20  # ...and beyond two such items, at most this many bytes of them
     _feed_flow: Optional[FeedWindow] = None
     _feed_credit: Optional[asyncio.Event] = None
 
@@ -493,7 +495,7 @@ class _FeedsWorker(_ProcessWorker):
         credit = self._feed_credit = asyncio.Event()  # created here: on the loop that runs the feed
         while True:
             while window.full:
-                if window.ask():  # ask the worker to say when it took all but the last item
+                if window.ask():  # ask the worker to say when it took half of what waits there
                     try:
                         endpoint.send_nowait(internalSubscriptionMessage("report", None))
                     except ChannelClosed:

@@ -81,7 +81,7 @@ class WorkerSide:
         self.close_requested = threading.Event()
         self.items: queue.SimpleQueue = queue.SimpleQueue()
         # Flow control (see FeedWindow in the parent): the parent is told how many items _get() took, every
-        # half window, and, when it waits for room, as soon as all but the last item it sent were taken.
+        # half window, and, when it waits for room, as soon as half of the items waiting here were taken.
         self.lock = threading.Lock()
         self.received = 0  # items from the parent so far
         self.taken = 0  # items _get() returned
@@ -110,7 +110,8 @@ class WorkerSide:
                 self.request_stop()
             elif item.type == "report":
                 with self.lock:
-                    self.report_at = self.received - 1
+                    # once half of what waits here was taken: the parent refills while the rest is worked on
+                    self.report_at = self.taken + (self.received - self.taken) // 2
                 self.report()
             return
         with self.lock:
