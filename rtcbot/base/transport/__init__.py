@@ -31,9 +31,10 @@ Ownership and policies:
 - The receiver owns every array it gets: nothing else writes it while any reference to it lives. An item
   whose one large buffer fits a slot gets a writable view of that slot (lent): the sender never writes the
   slot again until the last array made from it died (in any thread); its RELEASE then goes back, batched with
-  others. At most half of a pool's slots are lent at once: beyond that (a receiver that keeps arrays), and
-  for items with several large buffers, the receiver copies the buffers out into memory of its own and hands
-  the slot back at once, so a receiver that stores frames never stalls the sender for good.
+  others. At most three quarters of a pool's slots are lent at once (3 of 4; none of a single slot): beyond
+  that (a receiver that keeps arrays), and for items with several large buffers, the receiver copies the
+  buffers out into memory of its own and hands the slot back at once, so a receiver that stores frames never
+  stalls the sender for good.
 - Slots bound how many large items are in flight in one direction (sent, not yet returned).
 - A sender with no free slot waits for one (``block=True``, back-pressure: nothing is lost) or drops the item
   (``WorkerEndpoint.send(obj, block=False)``, counted in ``dropped``: a camera keeps only fresh frames).

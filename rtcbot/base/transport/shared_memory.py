@@ -166,7 +166,7 @@ class _ReceivePools:
     An item with one shared buffer is *lent* its slot: its array is a view of the slot itself (no copy), and
     the slot goes back to the sender (``on_returned(pool, slot)``, called from whichever thread dropped the
     last reference, possibly inside the garbage collector) only once every array using it has died. At most
-    half of a pool's slots are lent at once; beyond that (a receiver that keeps arrays) items are copied out
+    three quarters of a pool's slots are lent at once (so at least one keeps cycling); beyond that (a receiver that keeps arrays) items are copied out
     and their slots handed back at once, so the sender never runs out of slots for good.
     """
 
@@ -186,7 +186,7 @@ class _ReceivePools:
         finally:
             os.close(fd)
         self._pools[pool_id] = (slot_size, memoryview(mapping), mapping)
-        self._max_lent[pool_id] = slots // 2 if self._on_returned is not None else 0
+        self._max_lent[pool_id] = slots * 3 // 4 if self._on_returned is not None else 0
         self._lent[pool_id] = set()
 
     @property
