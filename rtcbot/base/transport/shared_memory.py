@@ -166,8 +166,9 @@ class _ReceivePools:
     An item with one shared buffer is *lent* its slot: its array is a view of the slot itself (no copy), and
     the slot goes back to the sender (``on_returned(pool, slot)``, called from whichever thread dropped the
     last reference, possibly inside the garbage collector) only once every array using it has died. At most
-    three quarters of a pool's slots are lent at once (so at least one keeps cycling); beyond that (a receiver that keeps arrays) items are copied out
-    and their slots handed back at once, so the sender never runs out of slots for good.
+    three quarters of a pool's slots are lent at once (so at least one keeps cycling); beyond that (a receiver
+    that keeps arrays) items are copied out and their slots handed back at once, so the sender never runs out
+    of slots for good.
     """
 
     def __init__(self, on_returned: Optional[Callable[[int, int], None]] = None) -> None:
