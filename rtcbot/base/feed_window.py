@@ -8,7 +8,7 @@ taken; then the feed waits (asking the worker once for a report). Pure bookkeepi
     if not window.full:
         window.sent(size)            # an item of ``size`` bytes went to the worker
     if window.full and window.ask():
-        send_report_request()        # once per wait: "tell me when you took all but the last"
+        send_report_request()        # once per wait: "tell me when you took half of what waits"
     window.took(count)               # the worker reported ``count`` more items taken
 """
 from __future__ import annotations

@@ -23,7 +23,8 @@ Start method: ``start_method=`` (keyword of every process class), else ``$RTCBOT
 in the script itself does; without the guard the script stops at once with one message saying what to add.
 
 Items cross through a socket; numpy arrays (anywhere inside an item) cross through shared memory, and the
-receiver gets its own copy. In the child, ``_put_nowait`` waits when the parent falls behind by more than
+receiver owns what it gets (often a view of shared memory that nothing writes while it lives, see
+:mod:`rtcbot.base.transport`). In the child, ``_put_nowait`` waits when the parent falls behind by more than
 the shared slots (``_handoff_block = True``, the default), or drops the item (``_handoff_block = False``,
 right for a camera, where a newer frame is coming).
 
@@ -455,14 +456,16 @@ class _FeedsWorker(_ProcessWorker):
     """Consumers: a task on the event loop forwards the active subscription to the child.
 
     What waits in the child for its ``_get()`` is bounded by a :class:`~rtcbot.base.feed_window.FeedWindow`:
-    at most ``_feed_window`` items, and beyond two items at most ``_feed_window_bytes`` (camera frames: two).
+    at most ``_feed_window`` items, and beyond two items at most ``_feed_window_bytes`` (camera frames: three
+    at 640x480, two at 1280x720 and larger: a worker slower than its camera works on a frame at most that many
+    frames old, and a fast one is refilled while it works on the others).
     The feed then waits, so a slow worker reads its subscription at its own pace (a camera's newest-frame
     subscription drops what it is too slow for, as for a threaded consumer) instead of its process queueing
     every item, without limit.
     """
 
     _feed_window = 256  # items sent to the worker and not yet taken by its _get(), at most
-    _feed_window_bytes = 1 << 20  # ...and beyond two such items, at most this many bytes of them
+    _feed_window_bytes = 2 << 20  # ...and beyond two such items, at most this many bytes of them
     _feed_flow: Optional[FeedWindow] = None
     _feed_credit: Optional[asyncio.Event] = None
 
@@ -492,7 +495,7 @@ class _FeedsWorker(_ProcessWorker):
         credit = self._feed_credit = asyncio.Event()  # created here: on the loop that runs the feed
         while True:
             while window.full:
-                if window.ask():  # ask the worker to say when it took all but the last item
+                if window.ask():  # ask the worker to say when it took half of what waits there
                     try:
                         endpoint.send_nowait(internalSubscriptionMessage("report", None))
                     except ChannelClosed:
@@ -518,7 +521,11 @@ class _FeedsWorker(_ProcessWorker):
                 self.stopSubscription()  # type: ignore[attr-defined]
                 item = SubscriptionFailed(picklable_error(e, traceback.format_exc()))
             try:
-                window.sent(await endpoint.send(item))
+                window.sent(await endpoint.send(item, flush=False))
+                if window.full and window.ask():  # ask now: the request rides in the item's write
+                    endpoint.send_nowait(internalSubscriptionMessage("report", None))
+                else:
+                    endpoint.flush()
             except ChannelClosed:
                 return
             except Exception as e:

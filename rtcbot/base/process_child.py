@@ -75,42 +75,48 @@ def picklable_error(err: BaseException, tb: str) -> BaseException:
 class WorkerSide:
     """What a process-based object has in its child process instead of subscriptions and events."""
 
-    def __init__(self, obj: Any, endpoint: WorkerEndpoint, block: bool) -> None:
+    def __init__(self, obj: Any, sock: socket.socket, slots: int, block: bool) -> None:
         self.obj = obj
-        self.endpoint = endpoint
         self.block = block
         self.close_requested = threading.Event()
         self.items: queue.SimpleQueue = queue.SimpleQueue()
         # Flow control (see FeedWindow in the parent): the parent is told how many items _get() took, every
-        # half window, and, when it waits for room, as soon as all but the last item it sent were taken.
+        # half window, and, when it waits for room, as soon as half of the items waiting here were taken.
         self.lock = threading.Lock()
         self.received = 0  # items from the parent so far
         self.taken = 0  # items _get() returned
         self.reported = 0  # taken items the parent was told about
         self.report_at: Optional[int] = None  # the parent waits: report once this many items were taken
         self.report_every = max(1, getattr(obj, "_feed_window", 2) // 2)
-        self.reader = threading.Thread(target=self._read, name="rtcbot-worker-reader", daemon=True)
-        self.reader.start()
+        self.stopped = False  # a close message came: later items are not for _get()
+        # Items are handed over in the channel's own reader thread (no thread of ours in between); it may call
+        # back before the endpoint is assigned below, so the callbacks wait for that.
+        self._attached = threading.Event()
+        self.endpoint = WorkerEndpoint(sock, slots=slots, on_item=self._on_item, on_eof=self._on_eof)
+        self._attached.set()
 
-    def _read(self) -> None:
-        # Items from the parent queue up for _get(); a close message (or the parent vanishing) stops the worker.
-        try:
-            while True:
-                item = self.endpoint.recv()
-                if type(item) is internalSubscriptionMessage:
-                    if item.type == "close":
-                        break
-                    if item.type == "report":
-                        with self.lock:
-                            self.report_at = self.received - 1
-                        self.report()
-                        continue
-                with self.lock:
-                    self.received += 1
-                self.items.put(item)
-        except ChannelClosed:
-            pass
+    def _on_eof(self) -> None:
+        self._attached.wait()
         self.request_stop()
+
+    def _on_item(self, item: Any) -> None:
+        """In the channel's reader thread: items queue up for _get(); a close message stops the worker."""
+        self._attached.wait()
+        if self.stopped:
+            return
+        if type(item) is internalSubscriptionMessage:
+            if item.type == "close":
+                self.stopped = True
+                self.request_stop()
+            elif item.type == "report":
+                with self.lock:
+                    # once half of what waits here was taken: the parent refills while the rest is worked on
+                    self.report_at = self.taken + (self.received - self.taken) // 2
+                self.report()
+            return
+        with self.lock:
+            self.received += 1
+        self.items.put(item)
 
     def request_stop(self) -> None:
         self.obj._shouldClose = True
@@ -198,7 +204,6 @@ def worker_process_main(
         os.environ.update(environment)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked by the parent while starting us
-    endpoint = WorkerEndpoint(sock, slots=slots)
     obj: Any = cls.__new__(cls)
     obj.__dict__.update(state)
     # The worker side is a whole object: closed, ready and error work here too.
@@ -208,7 +213,7 @@ def worker_process_main(
     obj._is_closed = False
     obj._life = Lifecycle()
     obj._life.running()
-    obj._worker_side = side = WorkerSide(obj, endpoint, block)
+    obj._worker_side = side = WorkerSide(obj, sock, slots, block)
     holder["side"] = side
     try:
         obj._worker_main()
@@ -220,5 +225,5 @@ def worker_process_main(
         side.control("error", (picklable_error(e, tb), tb))
     finally:
         side.control("done")
-        endpoint.close()
+        side.endpoint.close()
         finished.set()

@@ -3,8 +3,9 @@
 A process producer or consumer talks to its worker over one ``AF_UNIX`` stream socket pair. Every item is
 pickled with protocol 5; each buffer of at least ``min_shared_bytes`` inside it (numpy arrays anywhere in
 tuples, dicts, lists) is copied once into a *slot* of a shared-memory pool instead of going through the
-socket, and a small control message tells the other side where it is. The receiver copies the buffer out of
-the slot into memory it owns and hands the slot back at once, so an item it keeps is never overwritten::
+socket, and a small control message tells the other side where it is. The receiver's array is the slot itself
+(the slot is *lent* to it, no copy); the slot goes back to the sender only when the last array using it dies,
+so an item the receiver keeps is never overwritten::
 
     parent_end, worker_end = socket_pair()
     proc = ctx.Process(target=worker_main, args=(worker_end,))
@@ -27,8 +28,14 @@ the slot into memory it owns and hands the slot back at once, so an item it keep
 
 Ownership and policies:
 
-- The receiver gets its own copy of every buffer (a fresh uint8 array under each numpy array), never a view of
-  shared memory. Slots only bound how many large items are in flight in one direction.
+- The receiver owns every array it gets: nothing else writes it while any reference to it lives. An item
+  whose one large buffer fits a slot gets a writable view of that slot (lent): the sender never writes the
+  slot again until the last array made from it died (in any thread); its RELEASE then goes back, batched with
+  others. At most three quarters of a pool's slots are lent at once (3 of 4; none of a single slot): beyond
+  that (a receiver that keeps arrays), and for items with several large buffers, the receiver copies the
+  buffers out into memory of its own and hands the slot back at once, so a receiver that stores frames never
+  stalls the sender for good.
+- Slots bound how many large items are in flight in one direction (sent, not yet returned).
 - A sender with no free slot waits for one (``block=True``, back-pressure: nothing is lost) or drops the item
   (``WorkerEndpoint.send(obj, block=False)``, counted in ``dropped``: a camera keeps only fresh frames).
 - Items arrive in the order they were sent; ``on_eof`` runs after the last item was delivered.
@@ -37,13 +44,15 @@ Shared memory is an anonymous ``memfd`` (or, without ``memfd_create``, a ``/dev/
 it is created), owner-only, passed to the other process with ``SCM_RIGHTS``: nothing has a name, and nothing
 is left behind when either process is killed. A pool is created by the sending side when the first large item
 is sent, with slots sized for it; a larger item later makes a new pool, and the old one is unmapped on both
-sides once all its slots are back.
+sides once all its slots are back. A receiver that closes while arrays lent from a pool live keeps that
+mapping (and its fd) until the last of them dies; nothing else outlives ``close()``.
 
 Wire format (little endian): each message is ``length:u32 kind:u8`` then ``length`` bytes of payload:
 
 ========  =================================================================================================
 ITEM      ``pool:u32 slot:i32 count:u16`` + ``count`` x ``offset:u64 size:u64`` + pickle (slot -1: no buffers)
-RELEASE   ``pool:u32 slot:u32``: the receiver copied the slot out, the sender may reuse it
+RELEASE   ``pool:u32 slot:u32``: the receiver is done with the slot (copied out, or its lent arrays died);
+          the sender may reuse it
 POOL      ``pool:u32 slot_size:u64 slots:u32``; the pool's fd rides on the message's first byte
 DROP      ``pool:u32``: every slot of a replaced pool is back, the receiver unmaps it
 ========  =================================================================================================

@@ -1,9 +1,10 @@
 """One receive dispatcher for both ends of the channel: what each kind of message does on arrival.
 
-An ITEM has its shared buffers copied out of their slot (the slot is handed back at once, with a RELEASE) and
-is unpickled; a RELEASE frees one of our slots; a POOL maps the other side's new pool (its fd arrived with the
-message); a DROP unmaps a pool the other side replaced. The two ends differ only in what they do with an item
-and a freed slot, and in how they write the RELEASE: they pass those in::
+An ITEM is unpickled with its shared buffer lent (a view of its slot, handed back with a RELEASE once the
+last array using it dies) or, when too many slots are lent already or it has several buffers, copied out of
+its slot (handed back at once); a RELEASE frees one of our slots; a POOL maps the other side's new pool (its
+fd arrived with the message); a DROP unmaps a pool the other side replaced. The two ends differ only in what
+they do with an item and a freed slot, and in how they write the RELEASE: they pass those in::
 
     dispatch = ReceiveDispatcher(pools, on_item=items.append, on_release=send_pools.release,
                                  send_release=write, peer="worker")
@@ -54,14 +55,15 @@ class ReceiveDispatcher:
     def handle(self, kind: int, payload: bytearray, fds: Deque[int]) -> None:
         if kind == _KIND_ITEM:
             pool_id, slot, refs, data = _parse_item(payload)
-            buffers = self._receive_pools.copy_out(pool_id, slot, refs) if refs else []
-            if slot >= 0:
+            buffers, lent = self._receive_pools.take_buffers(pool_id, slot, refs) if refs else ([], False)
+            if slot >= 0 and not lent:
                 self._send_release(_frame(_KIND_RELEASE, _RELEASE.pack(pool_id, slot)))
             item: object
             try:
                 item = pickle.loads(data, buffers=buffers)
             except Exception as e:
                 item = UnpicklableItem(e)
+            del buffers  # a lent slot now lives exactly as long as the arrays made from it
             self._on_item(item)
         elif kind == _KIND_RELEASE:
             pool_id, slot = _RELEASE.unpack(payload)

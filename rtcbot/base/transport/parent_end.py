@@ -6,7 +6,8 @@ import asyncio
 import collections
 import logging
 import socket
-from typing import Callable, Deque, List, Tuple
+import threading
+from typing import Callable, Deque, List, Optional, Tuple
 
 from .dispatch import ReceiveDispatcher, UnpicklableItem
 from .shared_memory import _ReceivePools, _SendPool, _SendPools
@@ -15,7 +16,9 @@ from .wire import (
     _DROP,
     _HIGH_WATER,
     _KIND_DROP,
+    _KIND_RELEASE,
     _MAX_READS_PER_WAKE,
+    _RELEASE,
     _Encoded,
     _frame,
     _FrameReader,
@@ -63,8 +66,13 @@ class ParentEndpoint:
         self._on_eof = on_eof
         self._min_shared_bytes = min_shared_bytes
         self._send_pools = _SendPools(slots)
-        self._receive_pools = _ReceivePools()
+        self._receive_pools = _ReceivePools(self._lent_slot_returned)
         self._reader = _FrameReader()
+        # Slots lent to received arrays come back from any thread (when the last array using one dies): their
+        # RELEASE messages wait here and are written together, on the loop.
+        self._returns: Deque[bytes] = collections.deque()
+        self._returns_scheduled = False
+        self._loop_thread: Optional[int] = None  # known once the loop first calls us
         self._dispatch = ReceiveDispatcher(
             self._receive_pools, self._take_item, self._slot_released, self._queue, peer="worker"
         )
@@ -85,11 +93,13 @@ class ParentEndpoint:
         self._loop.add_reader(self._fd, self._on_readable)
         self._reading = True
 
-    async def send(self, obj: object) -> int:
+    async def send(self, obj: object, flush: bool = True) -> int:
         """Send ``obj`` to the worker, waiting while all slots are in use or the socket is full; returns the
         bytes it takes (pickle and shared buffers), for flow control.
 
         Do not modify ``obj``'s arrays until this returns (they are copied into shared memory at the end).
+        With ``flush=False`` the item is only queued: the next write (:meth:`flush`, :meth:`send_nowait`, or
+        the loop's own) takes it along, so that a control message sent right after costs no extra write.
 
         :raises ChannelClosed: the worker is gone or :meth:`close` was called
         :raises NotPicklableError: ``obj`` cannot be pickled
@@ -112,8 +122,13 @@ class ParentEndpoint:
                 await self._wait_for_change()
         finally:
             encoded.release()
-        self._flush()
+        if flush:
+            self._flush()
         return len(encoded.data) + encoded.size
+
+    def flush(self) -> None:
+        """Write what :meth:`send` queued with ``flush=False`` (as much as the socket takes now)."""
+        self._flush()
 
     def send_nowait(self, obj: object) -> None:
         """Queue a small item for the worker; it is written in order, as the socket accepts it.
@@ -152,9 +167,13 @@ class ParentEndpoint:
         self._sock.close()
         self._reader.close()
         self._send_pools.close()
-        self._receive_pools.close()
+        self._receive_pools.close()  # a pool with slots lent to live arrays is unmapped when they die
+        self._returns.clear()
         self._out.clear()
         self._wake_waiters()
+        # Drop the owner's callbacks: the owner usually holds this endpoint, and what it received (arrays lent
+        # slots of the worker's shared memory) should die with it, not wait for the cycle collector.
+        self._on_item = self._on_eof = _ignore
 
     @property
     def closed(self) -> bool:
@@ -191,6 +210,9 @@ class ParentEndpoint:
             pool.announced = True
 
     def _queue(self, frame: bytes) -> None:
+        returns = self._returns
+        while returns:  # slots returned since the last write go first, with it
+            self._out += returns.popleft()
         if self._send_pools.pending_drops:
             drops, self._send_pools.pending_drops = self._send_pools.pending_drops, []
             for pool_id in drops:
@@ -236,6 +258,7 @@ class ParentEndpoint:
     # -- reading
 
     def _on_readable(self) -> None:
+        self._loop_thread = threading.get_ident()
         for _ in range(_MAX_READS_PER_WAKE):
             try:
                 received = self._reader.receive(self._sock)
@@ -251,6 +274,7 @@ class ParentEndpoint:
                 self._dispatch.handle(kind, payload, self._reader.fds)
                 if self._closed:  # on_item closed the channel
                     return
+        self._queue(b"")  # with the slots returned by the items above
         self._flush()  # slot releases queued by the items above
 
     def _take_item(self, item: object) -> None:
@@ -261,6 +285,27 @@ class ParentEndpoint:
             self._on_item(item)
         except Exception:
             logger.exception("on_item raised; the channel goes on with the next item")
+
+    def _lent_slot_returned(self, pool_id: int, slot: int) -> None:
+        """Any thread, maybe inside the garbage collector: queue the RELEASE and have the loop write it (one
+        wake-up for every slot returned until it runs)."""
+        self._returns.append(_frame(_KIND_RELEASE, _RELEASE.pack(pool_id, slot)))
+        if self._returns_scheduled or self._closed:
+            return
+        self._returns_scheduled = True
+        try:
+            if threading.get_ident() == self._loop_thread:
+                self._loop.call_soon(self._write_returns)
+            else:
+                self._loop.call_soon_threadsafe(self._write_returns)
+        except RuntimeError:  # the loop is closed: the channel is gone with it
+            self._returns_scheduled = False
+
+    def _write_returns(self) -> None:
+        self._returns_scheduled = False
+        if not self.closed:
+            self._queue(b"")
+            self._flush()
 
     def _slot_released(self, pool_id: int, slot: int) -> None:
         self._send_pools.release(pool_id, slot)
@@ -278,3 +323,7 @@ class ParentEndpoint:
         except Exception:
             logger.exception("on_eof raised")
 
+
+
+def _ignore(*args: object) -> None:
+    """The callbacks of a closed endpoint."""

@@ -1,11 +1,14 @@
 """Shared-memory slots: the sender's pools of equal slots and the receiver's mappings of them."""
 from __future__ import annotations
 
+import ctypes
+import functools
 import logging
 import mmap
 import os
 import secrets
-from typing import Any, Dict, List, Optional, Tuple
+import weakref
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 import numpy as _np
 
@@ -151,11 +154,30 @@ class _SendPools:
         self._current = None
 
 
-class _ReceivePools:
-    """The receiving side's mappings of the other side's pools."""
+@functools.lru_cache(maxsize=64)
+def _slot_buffer_type(nbytes: int) -> Any:
+    """A ctypes byte-array type of ``nbytes`` (a subclass, so its instances can be weakly referenced)."""
+    return type("_LentBuffer", (ctypes.c_char * nbytes,), {})
 
-    def __init__(self) -> None:
+
+class _ReceivePools:
+    """The receiving side's mappings of the other side's pools, and the slots lent to received items.
+
+    An item with one shared buffer is *lent* its slot: its array is a view of the slot itself (no copy), and
+    the slot goes back to the sender (``on_returned(pool, slot)``, called from whichever thread dropped the
+    last reference, possibly inside the garbage collector) only once every array using it has died. At most
+    three quarters of a pool's slots are lent at once (so at least one keeps cycling); beyond that (a receiver
+    that keeps arrays) items are copied out and their slots handed back at once, so the sender never runs out
+    of slots for good.
+    """
+
+    def __init__(self, on_returned: Optional[Callable[[int, int], None]] = None) -> None:
         self._pools: Dict[int, Tuple[int, memoryview, mmap.mmap]] = {}
+        self._on_returned = on_returned
+        self._max_lent: Dict[int, int] = {}  # pool id -> how many of its slots may be lent at once
+        self._lent: Dict[int, Set[int]] = {}  # pool id -> its slots lent now (changed from any thread)
+        # id of a weakref to a lent buffer -> (the weakref, pool id, slot); buffers are unhashable
+        self._leases: Dict[int, Tuple[Any, int, int]] = {}
         # Received arrays are copied into recycled buffers; one a receiver still holds is never reused.
         self._buffers = BufferPool(slots=8, max_bytes=_RECEIVE_POOL_BYTES)
 
@@ -165,20 +187,47 @@ class _ReceivePools:
         finally:
             os.close(fd)
         self._pools[pool_id] = (slot_size, memoryview(mapping), mapping)
+        self._max_lent[pool_id] = slots * 3 // 4 if self._on_returned is not None else 0
+        self._lent[pool_id] = set()
 
-    def copy_out(self, pool_id: int, slot: int, refs: List[Tuple[int, int]]) -> List[Any]:
-        """Copy the buffers of one item out of its slot into memory this process owns."""
-        slot_size, view, _ = self._pools[pool_id]
+    @property
+    def lent(self) -> int:
+        """How many slots are lent to items still alive."""
+        return len(self._leases)
+
+    def take_buffers(self, pool_id: int, slot: int, refs: List[Tuple[int, int]]) -> Tuple[List[Any], bool]:
+        """The buffers of one item: ``([view of the slot], True)`` when the slot is lent (it goes back when
+        the last array using it dies), else ``(copies, False)`` (the caller hands the slot back at once)."""
+        slot_size, view, mapping = self._pools[pool_id]
         base = slot * slot_size
-        return [_owned_copy(view[base + offset : base + offset + size], self._buffers) for offset, size in refs]
+        lent = self._lent[pool_id]
+        if len(refs) == 1 and len(lent) < self._max_lent[pool_id]:
+            offset, size = refs[0]
+            buffer = _slot_buffer_type(size).from_buffer(mapping, base + offset)
+            ref = weakref.ref(buffer, self._returned)
+            self._leases[id(ref)] = (ref, pool_id, slot)
+            lent.add(slot)
+            return [buffer], True
+        return [_owned_copy(view[base + offset : base + offset + size], self._buffers) for offset, size in refs], False
+
+    def _returned(self, ref: Any) -> None:
+        """The last array using a lent slot died (any thread, maybe in the garbage collector)."""
+        _, pool_id, slot = self._leases.pop(id(ref))
+        lent = self._lent.get(pool_id)
+        if lent is not None:
+            lent.discard(slot)
+        if self._on_returned is not None:
+            self._on_returned(pool_id, slot)
 
     def drop(self, pool_id: int) -> None:
         entry = self._pools.pop(pool_id, None)
+        self._max_lent.pop(pool_id, None)
+        self._lent.pop(pool_id, None)
         if entry is not None:
             _close_mapping(entry[1], entry[2])
 
     def close(self) -> None:
+        """Unmap every pool; a pool with slots still lent to live arrays is unmapped when the last one dies."""
+        self._on_returned = None  # nothing goes back to a closed channel
         for pool_id in list(self._pools):
             self.drop(pool_id)
-
-

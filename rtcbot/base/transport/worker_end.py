@@ -6,7 +6,7 @@ import collections
 import logging
 import socket
 import threading
-from typing import Deque, Optional
+from typing import Callable, Deque, Optional
 
 from .dispatch import ReceiveDispatcher, UnpicklableItem
 from .shared_memory import _ReceivePools, _SendPool, _SendPools
@@ -14,6 +14,8 @@ from .sockets import ChannelClosed
 from .wire import (
     _DROP,
     _KIND_DROP,
+    _KIND_RELEASE,
+    _RELEASE,
     _Encoded,
     _frame,
     _FrameReader,
@@ -36,12 +38,28 @@ class WorkerEndpoint:
         ok = channel.send(frame, block=False)   # False: dropped, all slots still with the parent
         channel.close()
 
+    Or, with ``on_item``, each item is handed to it in the reader thread as it arrives (one thread hop fewer
+    than a thread of your own looping on :meth:`recv`, which then only raises ChannelClosed at the end), and
+    ``on_eof()`` runs there once when the channel ends::
+
+        channel = WorkerEndpoint(sock, on_item=items.put, on_eof=stop)
+
     :param sock: the ``worker_end`` of :func:`socket_pair`
     :param slots: how many large items may be in flight to the parent at once
     :param min_shared_bytes: buffers at least this large go through shared memory, smaller ones inline
+    :param on_item: called in the reader thread with each item (an item that failed to unpickle is logged and
+        skipped); it may send, but should not block for long (it holds up the slots returned to this end)
+    :param on_eof: called in the reader thread once the channel ended (the parent closed it, or close())
     """
 
-    def __init__(self, sock: socket.socket, slots: int = 4, min_shared_bytes: int = 65536) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        slots: int = 4,
+        min_shared_bytes: int = 65536,
+        on_item: Optional[Callable[[object], None]] = None,
+        on_eof: Optional[Callable[[], None]] = None,
+    ) -> None:
         self.dropped = 0  # items send(block=False) dropped because no slot was free
         self.sent = 0  # items written to the socket
         self._sock = sock
@@ -54,8 +72,13 @@ class WorkerEndpoint:
         self._slot_freed = threading.Condition(self._lock)
         self._item_arrived = threading.Condition(self._lock)
         self._send_pools = _SendPools(slots)
-        self._receive_pools = _ReceivePools()
+        self._receive_pools = _ReceivePools(self._lent_slot_returned)
+        # RELEASEs of lent slots whose last array died (any thread, maybe inside the garbage collector): written
+        # by whoever gets the write lock without waiting, else by its holder when it is done.
+        self._returns: Deque[bytes] = collections.deque()
         self._items: Deque[object] = collections.deque()
+        self._on_item = on_item
+        self._on_eof = on_eof
         self._eof = False  # the parent's end is gone
         self._closed = False  # close() was called
         self._stop_waiting = False  # stop_waiting() was called: no send waits for a slot any more
@@ -177,6 +200,30 @@ class WorkerEndpoint:
                     self._sock.sendall(head + frame, socket.MSG_NOSIGNAL)
             except OSError as e:
                 raise ChannelClosed(f"the parent end of the channel is gone ({e})") from e
+        if self._returns:
+            self._write_returns()
+
+    def _lent_slot_returned(self, pool_id: int, slot: int) -> None:
+        self._returns.append(_frame(_KIND_RELEASE, _RELEASE.pack(pool_id, slot)))
+        self._write_returns()
+
+    def _write_returns(self) -> None:
+        """Write the queued RELEASEs unless another write is under way (it writes them when it ends). Never
+        waits for the write lock: this may run inside the garbage collector, in a thread holding it."""
+        returns = self._returns
+        while returns:
+            if not self._write_lock.acquire(blocking=False):
+                return
+            try:
+                batch = []
+                while returns:
+                    batch.append(returns.popleft())
+                if not self._closed:
+                    self._sock.sendall(b"".join(batch), socket.MSG_NOSIGNAL)
+            except OSError as e:
+                logger.debug("returning lent slots to the parent failed: %s", e)
+            finally:
+                self._write_lock.release()
 
     def _read_loop(self) -> None:
         reader = _FrameReader()
@@ -194,6 +241,11 @@ class WorkerEndpoint:
             with self._lock:
                 self._eof = True
                 self._wake_everyone()
+            if self._on_eof is not None:
+                try:
+                    self._on_eof()
+                except Exception:
+                    logger.exception("on_eof raised")
 
     def _wake_everyone(self) -> None:
         """With the lock held: the channel ended, so every waiting send() and recv() must look again."""
@@ -201,6 +253,17 @@ class WorkerEndpoint:
         self._item_arrived.notify_all()
 
     def _take_item(self, item: object) -> None:
+        if self._on_item is not None:
+            if type(item) is UnpicklableItem:
+                logger.error("an item from the parent could not be unpickled and was skipped", exc_info=item.error)
+                return
+            try:
+                self._on_item(item)
+            except ChannelClosed:
+                raise
+            except Exception:
+                logger.exception("on_item raised; the channel goes on with the next item")
+            return
         with self._lock:
             self._items.append(item)
             self._item_arrived.notify()
