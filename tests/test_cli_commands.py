@@ -21,6 +21,7 @@ import pytest
 
 from rtcbot import cli, discovery
 from rtcbot.discovery import Inventory
+from tests.helpers import sigint_as_in_a_terminal
 
 REPO = Path(__file__).resolve().parents[1]
 COMMANDS = ("devices", "check", "snapshot", "record", "sim-serial")
@@ -189,6 +190,7 @@ def test_sim_serial_stopped_by_a_signal_removes_its_link(tmp_path, sig):
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        preexec_fn=sigint_as_in_a_terminal,
     )
     try:
         assert read_line(proc).strip() == str(link)

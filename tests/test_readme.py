@@ -25,6 +25,8 @@ from typing import Callable, Dict, List
 
 import pytest
 
+from tests.helpers import sigint_as_in_a_terminal
+
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
 ARDUINO = "/dev/rtcbot/arduino"
@@ -175,7 +177,10 @@ def test_python_block_runs(block, tmp_path, request):
         assert "Traceback" not in result.stderr, result.stderr
         return
     # A robot loop: it runs until Ctrl+C, and Ctrl+C stops it cleanly.
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
+        preexec_fn=sigint_as_in_a_terminal,
+    )  # fmt: skip
     try:
         line = first_line(proc, timeout=30)
         assert line, f"no output: {proc.poll()} {proc.stderr.read() if proc.poll() is not None else ''}"

@@ -38,7 +38,7 @@ from rtcbot.devices.serial import SerialConnection
 from rtcbot.devices.sim import SimCamera, SimMicrophone
 from rtcbot.errors import DeviceLostError, WorkerDiedError
 from tests.fakes import sounddevice as fake_sd
-from tests.helpers import run
+from tests.helpers import run, sigint_as_in_a_terminal
 from tests.pulse import missing_reason, pulseaudio_server
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -99,15 +99,6 @@ async def eventually(condition: Any, timeout: float, what: str) -> None:
             pytest.fail(f"{what} within {timeout} s")
         await asyncio.sleep(0.02)  # a bounded poll of state nothing signals (the process's memory maps)
 
-
-def sigint_as_in_a_terminal() -> None:
-    """In a child, before exec: SIGINT back to its default disposition, unblocked.
-
-    A program started from a shell with ``&`` (pytest itself, in a CI job or a second run sharing the
-    machine) has SIGINT ignored, and an ignored signal stays ignored across exec: Python would then never
-    raise KeyboardInterrupt and a Ctrl+C test would fail for a reason that is not the script's."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def worker_pid(device: Any) -> int:

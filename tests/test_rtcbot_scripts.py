@@ -22,6 +22,8 @@ from typing import Callable, List, Optional
 import psutil
 import pytest
 
+from tests.helpers import sigint_as_in_a_terminal
+
 pytest.importorskip("serial")
 
 from tests.fakes.serial_peer import SerialPeer  # noqa: E402
@@ -79,11 +81,6 @@ class SwapsStructBoard(SerialPeer):
 
 # ------------------------------------------------------------------------------------------------ running them
 
-
-def sigint_as_in_a_terminal() -> None:
-    """In the child: SIGINT at its default, unblocked (pytest may run with it ignored, started with &)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 class RunningScript:

@@ -26,6 +26,7 @@ from rtcbot.errors import (  # noqa: E402
     EncodeError,
 )
 from tests.fakes.serial_peer import SerialPeer  # noqa: E402
+from tests.helpers import sigint_as_in_a_terminal  # noqa: E402
 
 TIMEOUT = 10
 
@@ -321,6 +322,7 @@ def test_sim_serial_command_prints_the_port_and_stops_on_ctrl_c():
         stdout=subprocess.PIPE,
         text=True,
         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        preexec_fn=sigint_as_in_a_terminal,
     )
     try:
         assert proc.stdout is not None

@@ -13,7 +13,7 @@ import pytest
 
 pytest.importorskip("aiortc", reason="the web extra is not installed: pip install 'rtcbot[web]'")
 
-from tests.helpers import run  # noqa: E402
+from tests.helpers import run, sigint_as_in_a_terminal  # noqa: E402
 from tests.web.chromium import Chromium, find_chromium  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,6 +42,7 @@ def test_browser_robot_example_drives_from_the_page():
         process = await asyncio.create_subprocess_exec(
             sys.executable, "examples/browser_robot.py", "--sim", "--seconds", "60", "--host", "127.0.0.1",
             "--http-port", "0", cwd=REPO, env=env, stdout=asyncio.subprocess.PIPE,
+            preexec_fn=sigint_as_in_a_terminal,
         )  # fmt: skip
         try:
             url = (await line_matching(process.stdout, r"(http://\S+)", 30)).group(1)

@@ -13,7 +13,7 @@ import pytest
 pytest.importorskip("aiortc", reason="the web extra is not installed: pip install 'rtcbot[web]'")
 
 from rtcbot.web import serve  # noqa: E402
-from tests.helpers import run  # noqa: E402
+from tests.helpers import run, sigint_as_in_a_terminal  # noqa: E402
 from tests.web.chromium import Chromium, find_chromium  # noqa: E402
 
 
@@ -32,7 +32,7 @@ def test_serve_sim_shows_the_robot_and_stops_on_ctrl_c():
     async def body():
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "rtcbot.web.serve", "--sim", "--host", "127.0.0.1", "--port", "0", "--seconds", "60",
-            stdout=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, preexec_fn=sigint_as_in_a_terminal,
         )  # fmt: skip
         try:
             line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
