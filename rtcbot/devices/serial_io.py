@@ -30,6 +30,7 @@ import threading
 import time
 from typing import Any, Callable, Deque, List, Optional
 
+from .._deps import require
 from .._ratelimit import EverySoOften
 from .serial_port import has_pollable_fd
 
@@ -74,7 +75,32 @@ class _Pending:
         self.deadline = deadline
 
 
-class LoopPortIO:
+class _PortIO:
+    """What both ways share: the port, the loop, the owner's callbacks and the write settings."""
+
+    def __init__(
+        self,
+        port: Any,
+        loop: asyncio.AbstractEventLoop,
+        on_data: OnData,
+        on_dropped: OnDropped,
+        on_lost: OnLost,
+        *,
+        write_timeout: Optional[float],
+        writes_from: float,
+        name: str,
+    ) -> None:
+        self._port = port
+        self._loop = loop
+        self._on_data = on_data
+        self._on_dropped = on_dropped
+        self._on_lost = on_lost
+        self._write_timeout = write_timeout
+        self._writes_from = writes_from
+        self._name = name
+
+
+class LoopPortIO(_PortIO):
     """A port's I/O done by the event loop itself, on its (non-blocking) file descriptor.
 
     Reads: each time the descriptor is readable, one ``os.read`` of up to 64 KiB, handed to ``on_data``.
@@ -96,14 +122,9 @@ class LoopPortIO:
         writes_from: float,
         name: str,
     ) -> None:
+        super().__init__(port, loop, on_data, on_dropped, on_lost, write_timeout=write_timeout,
+                         writes_from=writes_from, name=name)  # fmt: skip
         self._fd: int = port.fileno()
-        self._loop = loop
-        self._on_data = on_data
-        self._on_dropped = on_dropped
-        self._on_lost = on_lost
-        self._write_timeout = write_timeout
-        self._writes_from = writes_from
-        self._name = name
         self._backlog: Deque[_Pending] = collections.deque()
         self._backlog_bytes = 0
         self._writing = False  # add_writer is registered
@@ -263,7 +284,7 @@ class LoopPortIO:
         self._writing = False
 
 
-class ThreadPortIO:
+class ThreadPortIO(_PortIO):
     """A port's I/O done by two owned threads (a port with no descriptor the loop could watch): the reader
     blocks in ``port.read()`` and hands each chunk to the loop; the writer takes batches from a queue and
     blocks in ``port.write()`` (pyserial's ``write_timeout`` applies). ``close()`` wakes and joins both."""
@@ -280,14 +301,9 @@ class ThreadPortIO:
         writes_from: float,
         name: str,
     ) -> None:
-        self._serial = __import__("serial")
-        self._port = port
-        self._loop = loop
-        self._on_data = on_data
-        self._on_dropped = on_dropped
-        self._on_lost = on_lost
-        self._writes_from = writes_from
-        self._name = name
+        super().__init__(port, loop, on_data, on_dropped, on_lost, write_timeout=write_timeout,
+                         writes_from=writes_from, name=name)  # fmt: skip
+        self._serial = require("serial")
         self._stop = threading.Event()
         self._lost = False  # on the loop: on_lost was called (once)
         self._writes: queue.SimpleQueue[Optional[tuple]] = queue.SimpleQueue()
