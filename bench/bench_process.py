@@ -182,6 +182,21 @@ class _Collector:
         return self.report
 
 
+async def _send_stamped(send: Callable[[Any], Any], shape: tuple, dtype: Any, count: int, period: float) -> None:
+    """Send WARMUP + ``count`` items ``(perf_counter(), index, array)``, every ``period`` seconds (0: unpaced,
+    paced with the loop's timer otherwise); ``send`` may be a coroutine function (awaited) or a plain call."""
+    loop = asyncio.get_running_loop()
+    array = np.ones(shape, dtype)
+    deadline = loop.time()
+    for index in range(-WARMUP, count):
+        if period:
+            await asyncio.sleep(deadline - loop.time())  # pacing
+            deadline += period
+        sent = send((time.perf_counter(), index, array))
+        if sent is not None:
+            await sent
+
+
 class _ChannelBench:
     """One channel worker process, driven by commands from the loop."""
 
@@ -226,14 +241,7 @@ class _ChannelBench:
         self.collector.reset()
         with CpuMeter() as cpu:
             self.channel.send_nowait({"do": "consume", "count": count})
-            loop = asyncio.get_running_loop()
-            array = np.ones(shape, dtype)
-            deadline = loop.time()
-            for index in range(-WARMUP, count):
-                if period:
-                    await asyncio.sleep(deadline - loop.time())  # pacing
-                    deadline += period
-                await self.channel.send((time.perf_counter(), index, array))
+            await _send_stamped(self.channel.send, shape, dtype, count, period)
             report = await self.collector.wait_report()
         return dict(report, cpu=cpu.per_1k(WARMUP + count))
 
@@ -327,14 +335,7 @@ class _ClassBench:
         self.collector.reset()
         with CpuMeter() as cpu:
             self.worker.put_nowait({"do": "consume", "count": count})
-            loop = asyncio.get_running_loop()
-            array = np.ones(shape, dtype)
-            deadline = loop.time()
-            for index in range(-WARMUP, count):
-                if period:
-                    await asyncio.sleep(deadline - loop.time())  # pacing
-                    deadline += period
-                self.worker.put_nowait((time.perf_counter(), index, array))
+            await _send_stamped(self.worker.put_nowait, shape, dtype, count, period)
             report = await self.collector.wait_report()
         return dict(report, cpu=cpu.per_1k(WARMUP + count))
 
