@@ -61,6 +61,21 @@ def mixed_worker(sock: socket.socket, small: int, frames: int) -> None:
         channel.close()
 
 
+def held_back_worker(sock: socket.socket) -> None:
+    """send_soon() messages: "a" rides with the item sent after it, "c" goes at flush(); then wait for EOF."""
+    channel = WorkerEndpoint(sock)
+    try:
+        channel.send_soon("a")
+        channel.send(("b", np.ones(FRAME_VGA, np.uint8)))
+        channel.send_soon("c")
+        channel.flush()
+        channel.recv()  # until the parent closes
+    except ChannelClosed:
+        pass
+    finally:
+        channel.close()
+
+
 # --------------------------------------------------------------------------------------------- helpers
 
 
@@ -454,3 +469,15 @@ def _shared_mappings(pid: int) -> int:
             if len(fields) == 6 and ("memfd:rtcbot-transport" in fields[5] or "/dev/shm/rtcbot" in fields[5]):
                 names.add(fields[4])  # inode
     return len(names)
+
+
+def test_a_held_back_message_rides_with_the_next_item_in_order_or_goes_at_flush(no_leaks):
+    async def main():
+        parent = Parent("forkserver", held_back_worker)
+        try:
+            first, second, third = [await parent.next() for _ in range(3)]
+        finally:
+            parent.close()
+        assert first == "a" and second[0] == "b" and second[1].shape == FRAME_VGA and third == "c"
+
+    run(main())

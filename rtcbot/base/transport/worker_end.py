@@ -6,7 +6,7 @@ import collections
 import logging
 import socket
 import threading
-from typing import Callable, Deque, Optional
+from typing import Callable, Deque, List, Optional
 
 from .dispatch import ReceiveDispatcher, UnpicklableItem
 from .shared_memory import _ReceivePools, _SendPool, _SendPools
@@ -73,8 +73,10 @@ class WorkerEndpoint:
         self._item_arrived = threading.Condition(self._lock)
         self._send_pools = _SendPools(slots)
         self._receive_pools = _ReceivePools(self._lent_slot_returned)
-        # RELEASEs of lent slots whose last array died (any thread, maybe inside the garbage collector): written
-        # by whoever gets the write lock without waiting, else by its holder when it is done.
+        # Small messages that ride with the next write: RELEASEs of lent slots whose last array died (any
+        # thread, maybe inside the garbage collector), written at once by whoever gets the write lock without
+        # waiting, else by its holder when it is done; and what send_soon() held back until the next write
+        # or flush().
         self._returns: Deque[bytes] = collections.deque()
         self._items: Deque[object] = collections.deque()
         self._on_item = on_item
@@ -122,6 +124,28 @@ class WorkerEndpoint:
         with self._lock:
             self.sent += 1
         return True
+
+    def send_soon(self, obj: object) -> None:
+        """Queue a small message for the parent without writing it: it rides with the next write from this
+        end (an item, a returned slot) or goes at :meth:`flush`. Each write wakes the other process, which
+        costs both sides far more than the bytes; a report the parent needs soon but not at once (flow
+        control) is sent this way, and the sender calls :meth:`flush` before it waits::
+
+            channel.send_soon({"took": 3})
+            ...
+            channel.flush()              # about to block: what was held back goes now
+
+        Everything travels inline (no shared memory). Messages keep their order with everything sent after.
+
+        :raises NotPicklableError: ``obj`` cannot be pickled
+        """
+        self._returns.append(_Encoded(obj, None).frame())
+
+    def flush(self) -> None:
+        """Write what :meth:`send_soon` held back (and slots returned meanwhile), unless another thread is
+        writing: it takes them along. Never waits; a closed channel drops them."""
+        if self._returns:
+            self._write_returns()
 
     def recv(self) -> object:
         """Wait for the next item from the parent and return it.
@@ -189,7 +213,8 @@ class WorkerEndpoint:
             try:
                 with self._lock:
                     drops, self._send_pools.pending_drops = self._send_pools.pending_drops, []
-                head = b"".join(_frame(_KIND_DROP, _DROP.pack(pool_id)) for pool_id in drops)
+                riders = self._take_returns()  # queued before this message: they go first, in the same write
+                head = b"".join([*riders, *(_frame(_KIND_DROP, _DROP.pack(pool_id)) for pool_id in drops)])
                 if pool is not None and not pool.announced:
                     announcement = pool.announcement()
                     fds = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [pool.fd]))]
@@ -215,15 +240,20 @@ class WorkerEndpoint:
             if not self._write_lock.acquire(blocking=False):
                 return
             try:
-                batch = []
-                while returns:
-                    batch.append(returns.popleft())
-                if not self._closed:
+                batch = self._take_returns()
+                if batch and not self._closed:
                     self._sock.sendall(b"".join(batch), socket.MSG_NOSIGNAL)
             except OSError as e:
                 logger.debug("returning lent slots to the parent failed: %s", e)
             finally:
                 self._write_lock.release()
+
+    def _take_returns(self) -> List[bytes]:
+        """Empty the queue of messages waiting to ride with a write (returned slots, send_soon()), in order."""
+        returns, batch = self._returns, []
+        while returns:
+            batch.append(returns.popleft())
+        return batch
 
     def _read_loop(self) -> None:
         reader = _FrameReader()
