@@ -217,7 +217,7 @@ class _ProcessWorker(LoopBound, baseEventHandler, metaclass=StartsWorkerMeta):
             self._log.error("%s: worker process failed:\n%s", type(self).__name__, tb)
             self._set_error_now(err)
         elif kind == "took":
-            self._feed_took(message.value)
+            self._feed_took(*message.value)
         elif kind == "done":
             # The worker returned (or failed, or was asked to close): it is exiting.
             self._worker_done = True
@@ -275,8 +275,9 @@ class _ProcessWorker(LoopBound, baseEventHandler, metaclass=StartsWorkerMeta):
         self._log.error("%s", err)
         self._call_on_loop(self._set_error_now, err)
 
-    def _feed_took(self, count: int) -> None:
-        """The worker's _get() took ``count`` items (consumers count them to bound what waits in the worker)."""
+    def _feed_took(self, count: int, starved: bool) -> None:
+        """The worker's _get() took ``count`` items, and waited for one since its last report if ``starved``
+        (consumers count them to bound what waits in the worker)."""
 
     def _set_ready_now(self, value: bool) -> None:
         baseEventHandler._setReady(self, value)
@@ -466,6 +467,7 @@ class _FeedsWorker(_ProcessWorker):
 
     _feed_window = 256  # items sent to the worker and not yet taken by its _get(), at most
     _feed_window_bytes = 2 << 20  # ...and beyond two such items, at most this many bytes of them
+    _feed_window_stretch = 4  # ...or up to this many times that while the worker keeps up (see FeedWindow)
     _feed_flow: Optional[FeedWindow] = None
     _feed_credit: Optional[asyncio.Event] = None
 
@@ -476,14 +478,14 @@ class _FeedsWorker(_ProcessWorker):
         return 0 if window is None else window.in_flight
 
     def _start_feeding(self) -> None:
-        self._feed_flow = FeedWindow(self._feed_window, self._feed_window_bytes)
+        self._feed_flow = FeedWindow(self._feed_window, self._feed_window_bytes, self._feed_window_stretch)
         self._feed_task = self._loop.create_task(self._feed())
         self._feed_task.add_done_callback(self._feed_ended)
 
-    def _feed_took(self, count: int) -> None:
+    def _feed_took(self, count: int, starved: bool) -> None:
         window = self._feed_flow
         if window is not None:
-            window.took(count)
+            window.took(count, starved)
         credit = self._feed_credit
         if credit is not None:
             credit.set()
