@@ -40,7 +40,7 @@ Hooks for subclasses (the names are kept; use these, not other attributes):
 - in the parent: ``_deliver(item)`` (receives what ``_sendToParent`` sent; call super for the rest),
   ``_onLoopThread()``, ``close()`` / ``await close_async()``;
 - class settings: ``_handoff_block``, ``_handoff_slots``, ``_feed_window``, ``_feed_window_bytes``,
-  ``_parent_only_attributes``; keywords ``joinTimeout``, ``daemonProcess``, ``start_method``.
+  ``_feed_window_stretch``, ``_parent_only_attributes``; keywords ``joinTimeout``, ``daemonProcess``, ``start_method``.
 """
 from __future__ import annotations
 
@@ -459,7 +459,10 @@ class _FeedsWorker(_ProcessWorker):
     What waits in the child for its ``_get()`` is bounded by a :class:`~rtcbot.base.feed_window.FeedWindow`:
     at most ``_feed_window`` items, and beyond two items at most ``_feed_window_bytes`` (camera frames: three
     at 640x480, two at 1280x720 and larger: a worker slower than its camera works on a frame at most that many
-    frames old, and a fast one is refilled while it works on the others).
+    frames old, and a fast one is refilled while it works on the others). While the worker keeps up (it
+    waits for items while the feed waits for room), the byte bound stretches up to ``_feed_window_stretch``
+    times, so that the two processes do not take turns sleeping once per frame; it is back at the first
+    report saying items were waiting for the worker.
     The feed then waits, so a slow worker reads its subscription at its own pace (a camera's newest-frame
     subscription drops what it is too slow for, as for a threaded consumer) instead of its process queueing
     every item, without limit.
