@@ -481,3 +481,36 @@ def test_a_held_back_message_rides_with_the_next_item_in_order_or_goes_at_flush(
         assert first == "a" and second[0] == "b" and second[1].shape == FRAME_VGA and third == "c"
 
     run(main())
+
+
+def test_a_burst_of_frames_waits_for_a_loop_turn_rather_than_being_copied_out_of_its_slots(monkeypatch, no_leaks):
+    # A consumer whose arrays die on the next loop turn (a callback subscription) gets a burst of frames all
+    # lent, in order: the parent lets the loop run before it would copy one out of its slot.
+    from rtcbot.base.transport import shared_memory
+
+    copies = []
+    real_copy = shared_memory._owned_copy
+    monkeypatch.setattr(shared_memory, "_owned_copy", lambda *a: copies.append(1) or real_copy(*a))
+
+    class NextTurnParent(Parent):
+        def _on_item(self, item: Any) -> None:
+            asyncio.get_running_loop().call_soon(self._take_next_turn, item)
+
+        def _take_next_turn(self, item: Any) -> None:
+            if isinstance(item, tuple):
+                index, frame = item
+                item = (index, int(frame.min()), int(frame.max()))  # the frame itself dies here
+            super()._on_item(item)
+
+    async def main():
+        parent = NextTurnParent("forkserver", frame_worker, 200, FRAME_VGA, True)
+        try:
+            await parent.wait_eof()
+        finally:
+            parent.close()
+        return parent.received
+
+    received = run(main())
+    assert received[:-1] == [(index, index % 256, index % 256) for index in range(200)]
+    assert received[-1] == {"sent": 200, "dropped": 0}
+    assert not copies

@@ -37,6 +37,34 @@ def test_frames_split_at_any_byte_come_out_whole_and_in_order(msgs, cuts):
         b.close()
 
 
+def test_a_message_put_back_comes_out_again_first_and_nothing_is_lost():
+    a, b = socket.socketpair()
+    try:
+        reader = _FrameReader()
+        a.sendall(b"".join(_frame(1, bytes([n]) * 10) for n in range(3)))
+        received = 0
+        while received < 3 * 15:
+            received += reader.receive(b)
+        first_pass = []
+        for _kind, payload in reader.messages():
+            first_pass.append(bytes(payload))
+            if len(first_pass) == 2:
+                reader.put_back()  # the second one goes back
+                break
+        assert reader.buffered
+        a.sendall(_frame(1, b"\x03" * 10))  # more arrives before the rest is read
+        while reader.receive(b) < 15:
+            pass
+        rest = [bytes(payload) for _, payload in reader.messages()]
+        assert first_pass == [b"\x00" * 10, b"\x01" * 10]
+        assert rest == [bytes([n]) * 10 for n in (1, 2, 3)]
+        assert not reader.buffered
+        reader.close()
+    finally:
+        a.close()
+        b.close()
+
+
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.integers(0, 200_000), max_size=5), st.integers(1, 100_000))
 def test_an_item_frame_carries_its_buffers_out_of_band_above_the_threshold(sizes, threshold):

@@ -81,6 +81,7 @@ class ParentEndpoint:
         self._out_fds: Deque[Tuple[int, int]] = collections.deque()  # (stream offset, fd) to attach there
         self._writing = False  # add_writer is active
         self._reading = False  # add_reader is active
+        self._held = False  # received items wait for the loop to run once (see _dispatch_received)
         self._waiters: List[asyncio.Future] = []  # send() calls waiting for a slot or socket room
         self._eof = False
         self._broken = False  # a write failed: the worker is gone
@@ -259,6 +260,8 @@ class ParentEndpoint:
 
     def _on_readable(self) -> None:
         self._loop_thread = threading.get_ident()
+        if self._held:
+            return  # the items received wait for lent slots to come back: _resume_dispatch goes on
         for _ in range(_MAX_READS_PER_WAKE):
             try:
                 received = self._reader.receive(self._sock)
@@ -270,12 +273,42 @@ class ParentEndpoint:
             if not received:
                 self._end_of_stream()
                 return
-            for kind, payload in self._reader.messages():
-                self._dispatch.handle(kind, payload, self._reader.fds)
-                if self._closed:  # on_item closed the channel
-                    return
-        self._queue(b"")  # with the slots returned by the items above
-        self._flush()  # slot releases queued by the items above
+            if not self._dispatch_received():
+                break
+        if not self._closed:
+            self._queue(b"")  # with the slots returned by the items above
+            self._flush()  # slot releases queued by the items above
+
+    def _dispatch_received(self, loop_had_a_turn: bool = False) -> bool:
+        """Hand on every complete message received; False if it stopped (closed, or held).
+
+        When the worker sends faster than ``on_item``'s consumers let go of the arrays (a callback
+        subscription runs on the next loop turn), a burst of items would find every lendable slot lent and
+        be copied out of their slots (a copy per frame, on the loop). Such an item waits instead: the loop
+        runs what was scheduled (the arrays die, their slots come back), and :meth:`_resume_dispatch` goes
+        on, in order, lending again. If the first item it takes still finds no slot to lend
+        (``loop_had_a_turn``: a consumer that keeps its arrays), it is copied out as before, so the worker
+        is never held up for more than a loop turn."""
+        first = loop_had_a_turn
+        for kind, payload in self._reader.messages():
+            if not first and self._dispatch.would_copy(kind, payload):
+                self._reader.put_back()
+                self._held = True
+                self._loop.call_soon(self._resume_dispatch)
+                return False
+            self._dispatch.handle(kind, payload, self._reader.fds)
+            if self._closed:  # on_item closed the channel
+                return False
+            first = False
+        return True
+
+    def _resume_dispatch(self) -> None:
+        self._held = False
+        if not self._closed:
+            self._dispatch_received(loop_had_a_turn=True)
+        if not self._closed:
+            self._queue(b"")
+            self._flush()
 
     def _take_item(self, item: object) -> None:
         if type(item) is UnpicklableItem:

@@ -195,6 +195,11 @@ class _ReceivePools:
         """How many slots are lent to items still alive."""
         return len(self._leases)
 
+    def can_lend(self, pool_id: int) -> bool:
+        """True if an item with one buffer in this pool would be lent its slot now (not copied out)."""
+        lent = self._lent.get(pool_id)
+        return lent is not None and len(lent) < self._max_lent[pool_id]
+
     def take_buffers(self, pool_id: int, slot: int, refs: List[Tuple[int, int]]) -> Tuple[List[Any], bool]:
         """The buffers of one item: ``([view of the slot], True)`` when the slot is lent (it goes back when
         the last array using it dies), else ``(copies, False)`` (the caller hands the slot back at once)."""
