@@ -3,6 +3,7 @@ with large arrays through shared memory that the receiver owns a copy of."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import multiprocessing
 import os
 import signal
@@ -514,3 +515,34 @@ def test_a_burst_of_frames_waits_for_a_loop_turn_rather_than_being_copied_out_of
     assert received[:-1] == [(index, index % 256, index % 256) for index in range(200)]
     assert received[-1] == {"sent": 200, "dropped": 0}
     assert not copies
+
+
+@pytest.mark.parametrize("kept", [0, 1, 2, 3])
+def test_a_consumer_keeping_its_last_frames_never_leaves_the_worker_without_a_slot(kept, no_leaks):
+    # Returned slots go back two at a time, or at once when the worker may be short of them: a consumer that
+    # keeps its newest `kept` frames (each returns its slot only when a newer one pushes it out) must still
+    # get all of them (a slot held back for good would stall the worker, and the test would time out).
+    class KeepsNewest(Parent):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            self.newest: Any = collections.deque(maxlen=kept or 1)
+            super().__init__(*args, **kwargs)
+
+        def _on_item(self, item: Any) -> None:
+            if isinstance(item, tuple):
+                index, frame = item
+                assert frame.min() == frame.max() == index % 256
+                if kept:
+                    self.newest.append(frame)
+                item = index
+            super()._on_item(item)
+
+    async def main():
+        parent = KeepsNewest("forkserver", frame_worker, 100, FRAME_VGA, True)
+        try:
+            await parent.wait_eof()
+        finally:
+            parent.close()
+        return parent.received
+
+    received = run(main())
+    assert received == [*range(100), {"sent": 100, "dropped": 0}]

@@ -276,8 +276,7 @@ class ParentEndpoint:
             if not self._dispatch_received():
                 break
         if not self._closed:
-            self._queue(b"")  # with the slots returned by the items above
-            self._flush()  # slot releases queued by the items above
+            self._write_returns_if_due()
 
     def _dispatch_received(self, loop_had_a_turn: bool = False) -> bool:
         """Hand on every complete message received; False if it stopped (closed, or held).
@@ -307,8 +306,7 @@ class ParentEndpoint:
         if not self._closed:
             self._dispatch_received(loop_had_a_turn=True)
         if not self._closed:
-            self._queue(b"")
-            self._flush()
+            self._write_returns_if_due()
 
     def _take_item(self, item: object) -> None:
         if type(item) is UnpicklableItem:
@@ -337,8 +335,20 @@ class ParentEndpoint:
     def _write_returns(self) -> None:
         self._returns_scheduled = False
         if not self.closed:
+            self._write_returns_if_due()
+
+    def _write_returns_if_due(self) -> None:
+        """Write the RELEASEs of returned slots when due, and whatever else waits to be written.
+
+        Each write wakes the worker's reader thread, so returned slots go two at a time, or with anything
+        else written (``_queue`` always takes them along), unless the worker may be short of slots: when
+        all but one of its pool's slots are lent here or waiting to go back, they go at once. The worker
+        then always has two slots it can send with or its slots on their way back, so holding one back never
+        stalls it."""
+        returns = len(self._returns)
+        if returns and (returns >= 2 or self._receive_pools.lent + returns + 1 >= self._receive_pools.newest_slots):
             self._queue(b"")
-            self._flush()
+        self._flush()
 
     def _slot_released(self, pool_id: int, slot: int) -> None:
         self._send_pools.release(pool_id, slot)

@@ -180,6 +180,7 @@ class _ReceivePools:
         self._leases: Dict[int, Tuple[Any, int, int]] = {}
         # Received arrays are copied into recycled buffers; one a receiver still holds is never reused.
         self._buffers = BufferPool(slots=8, max_bytes=_RECEIVE_POOL_BYTES)
+        self.newest_slots = 0  # how many slots the sender's newest pool (the one it sends from) has
 
     def add(self, pool_id: int, slot_size: int, slots: int, fd: int) -> None:
         try:
@@ -189,6 +190,7 @@ class _ReceivePools:
         self._pools[pool_id] = (slot_size, memoryview(mapping), mapping)
         self._max_lent[pool_id] = slots * 3 // 4 if self._on_returned is not None else 0
         self._lent[pool_id] = set()
+        self.newest_slots = slots
 
     @property
     def lent(self) -> int:
