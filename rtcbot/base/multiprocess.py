@@ -107,7 +107,7 @@ class _ProcessWorker(LoopBound, baseEventHandler, metaclass=StartsWorkerMeta):
     """
 
     _handoff_block = True  # child's _put_nowait waits when the parent falls behind (False: drop the item)
-    _handoff_slots = 4  # shared-memory slots for arrays in flight, each direction
+    _handoff_slots = 4  # shared-memory slots for arrays in flight, each direction (a consumer's feed: more)
     # Attributes that stay in the parent (see rtcbot.base.process_state); subclasses add their own.
     _parent_only_attributes = frozenset(
         {
@@ -186,7 +186,12 @@ class _ProcessWorker(LoopBound, baseEventHandler, metaclass=StartsWorkerMeta):
             child_sock.close()
             child_life.close()
         self._endpoint = ParentEndpoint(
-            parent_sock, self._loop, self._on_item_from_worker, self._on_worker_gone, slots=self._handoff_slots
+            parent_sock,
+            self._loop,
+            self._on_item_from_worker,
+            self._on_worker_gone,
+            slots=self._handoff_slots,
+            pool_bytes=self._pool_bytes_to_worker(),
         )
         self._endpoint.start()
         assert self._life is not None
@@ -195,6 +200,11 @@ class _ProcessWorker(LoopBound, baseEventHandler, metaclass=StartsWorkerMeta):
 
     def _start_feeding(self) -> None:
         """Consumers start a task that forwards their subscription to the child."""
+
+    def _pool_bytes_to_worker(self) -> int:
+        """Arrays the parent sends to the worker small enough to get up to twice ``_handoff_slots`` slots
+        while a pool of them fits in this many bytes (0: exactly ``_handoff_slots``)."""
+        return 0
 
     # -- parent side: what arrives from the child ----------------------------------------------------
     def _on_item_from_worker(self, item: Any) -> None:
@@ -462,7 +472,9 @@ class _FeedsWorker(_ProcessWorker):
     frames old, and a fast one is refilled while it works on the others). While the worker keeps up (it
     waits for items while the feed waits for room), the byte bound stretches up to ``_feed_window_stretch``
     times, so that the two processes do not take turns sleeping once per frame; it is back at the first
-    report saying items were waiting for the worker.
+    report saying items were waiting for the worker. The feed has as many shared-memory slots as frames the
+    stretched bound may hold (eight at 640x480; four, ``_handoff_slots``, at 1280x720 and up), so every frame
+    waiting in the worker is lent its slot rather than copied.
     The feed then waits, so a slow worker reads its subscription at its own pace (a camera's newest-frame
     subscription drops what it is too slow for, as for a threaded consumer) instead of its process queueing
     every item, without limit.
@@ -470,7 +482,7 @@ class _FeedsWorker(_ProcessWorker):
 
     _feed_window = 256  # items sent to the worker and not yet taken by its _get(), at most
     _feed_window_bytes = 2 << 20  # ...and beyond two such items, at most this many bytes of them
-    _feed_window_stretch = 4  # ...or up to this many times that while the worker keeps up (see FeedWindow)
+    _feed_window_stretch = 2  # ...or up to this many times that while the worker keeps up (see FeedWindow)
     _feed_flow: Optional[FeedWindow] = None
     _feed_credit: Optional[asyncio.Event] = None
 
@@ -479,6 +491,13 @@ class _FeedsWorker(_ProcessWorker):
         """Items sent to the worker and not yet taken (for tests and diagnostics)."""
         window = self._feed_flow
         return 0 if window is None else window.in_flight
+
+    def _pool_bytes_to_worker(self) -> int:
+        # The feed window, not the slots, bounds what waits in the worker: with as many slots as frames the
+        # window may hold, every frame that waits there is lent its slot (a frame beyond three of four slots
+        # lent was copied out, in the worker, and four slots made the processes take turns waiting). Eight
+        # 640x480 frames; frames of 1280x720 and up keep four slots, so memory stays bounded.
+        return 2 * self._feed_window_bytes * self._feed_window_stretch
 
     def _start_feeding(self) -> None:
         self._feed_flow = FeedWindow(self._feed_window, self._feed_window_bytes, self._feed_window_stretch)

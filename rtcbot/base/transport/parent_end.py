@@ -47,6 +47,8 @@ class ParentEndpoint:
     :param on_eof: called once when the worker's end is closed
     :param slots: how many large items may be in flight to the worker at once
     :param min_shared_bytes: buffers at least this large go through shared memory, smaller ones inline
+    :param pool_bytes: items small enough get more slots than ``slots``, up to twice as many, as long as a
+        pool of them fits in this many bytes (0: exactly ``slots``)
     """
 
     def __init__(
@@ -57,6 +59,7 @@ class ParentEndpoint:
         on_eof: Callable[[], None],
         slots: int = 4,
         min_shared_bytes: int = 65536,
+        pool_bytes: int = 0,
     ) -> None:
         self._sock = sock
         self._sock.setblocking(False)
@@ -65,7 +68,7 @@ class ParentEndpoint:
         self._on_item = on_item
         self._on_eof = on_eof
         self._min_shared_bytes = min_shared_bytes
-        self._send_pools = _SendPools(slots)
+        self._send_pools = _SendPools(slots, pool_bytes)
         self._receive_pools = _ReceivePools(self._lent_slot_returned)
         self._reader = _FrameReader()
         # Slots lent to received arrays come back from any thread (when the last array using one dies): their

@@ -97,10 +97,11 @@ class _SendPools:
     Not thread-safe: the worker guards it with its condition, the parent uses it from the loop only.
     """
 
-    def __init__(self, slots: int) -> None:
+    def __init__(self, slots: int, pool_bytes: int = 0) -> None:
         if slots < 1:
             raise ValueError(f"a channel needs at least one shared-memory slot, got slots={slots}")
         self._slots = slots
+        self._pool_bytes = pool_bytes  # small items get more slots, up to twice as many, while they fit in this
         self._current: Optional[_SendPool] = None
         self._retired: Dict[int, _SendPool] = {}
         self._next_id = 1
@@ -113,11 +114,10 @@ class _SendPools:
             if pool is not None:
                 self._retire(pool)
             slot_size = -(-size // mmap.PAGESIZE) * mmap.PAGESIZE
-            pool = self._current = _SendPool(self._next_id, slot_size, self._slots)
+            slots = max(self._slots, min(2 * self._slots, self._pool_bytes // slot_size))
+            pool = self._current = _SendPool(self._next_id, slot_size, slots)
             self._next_id += 1
-            logger.debug(
-                "new shared-memory pool %d: %d slots of %d bytes", pool.pool_id, self._slots, slot_size
-            )
+            logger.debug("new shared-memory pool %d: %d slots of %d bytes", pool.pool_id, slots, slot_size)
         if not pool.free:
             return None
         return pool, pool.free.pop()
