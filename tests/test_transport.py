@@ -77,6 +77,27 @@ def held_back_worker(sock: socket.socket) -> None:
         channel.close()
 
 
+def keeps_newest_worker(sock: socket.socket, count: int, kept: int) -> None:
+    """Receive ``count`` ``(index, frame)`` items keeping the newest ``kept`` frames, then send the indexes."""
+    channel = WorkerEndpoint(sock)
+    newest: Any = collections.deque(maxlen=kept or 1)
+    try:
+        indexes = []
+        for _ in range(count):
+            index, frame = channel.recv()
+            assert frame.min() == frame.max() == index % 256
+            indexes.append(index)
+            if kept:
+                newest.append(frame)
+            del frame
+        channel.send(indexes)
+        channel.recv()  # until the parent closes
+    except ChannelClosed:
+        pass
+    finally:
+        channel.close()
+
+
 # --------------------------------------------------------------------------------------------- helpers
 
 
@@ -546,3 +567,19 @@ def test_a_consumer_keeping_its_last_frames_never_leaves_the_worker_without_a_sl
 
     received = run(main())
     assert received == [*range(100), {"sent": 100, "dropped": 0}]
+
+
+@pytest.mark.parametrize("kept", [0, 1, 2, 3])
+def test_a_worker_keeping_its_last_frames_never_leaves_the_parent_without_a_slot(kept, no_leaks):
+    # The same, the other way: the worker returns the parent's slots two at a time or when the parent may be
+    # short of them; the parent's send() waits for a slot, so one held back for good would time the test out.
+    async def main():
+        parent = Parent("forkserver", keeps_newest_worker, 100, kept)
+        try:
+            for index in range(100):
+                await asyncio.wait_for(parent.channel.send((index, np.full(FRAME_VGA, index % 256, np.uint8))), 10)
+            return await parent.next()
+        finally:
+            parent.close()
+
+    assert run(main()) == list(range(100))

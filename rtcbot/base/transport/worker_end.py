@@ -74,10 +74,12 @@ class WorkerEndpoint:
         self._send_pools = _SendPools(slots)
         self._receive_pools = _ReceivePools(self._lent_slot_returned)
         # Small messages that ride with the next write: RELEASEs of lent slots whose last array died (any
-        # thread, maybe inside the garbage collector), written at once by whoever gets the write lock without
-        # waiting, else by its holder when it is done; and what send_soon() held back until the next write
-        # or flush().
+        # thread, maybe inside the garbage collector), and what send_soon() held back until the next write or
+        # flush(). RELEASEs go two at a time, unless the parent may be short of slots (see _returns_due);
+        # whoever writes takes all of them, without waiting for the write lock (its holder writes them when
+        # it is done).
         self._returns: Deque[bytes] = collections.deque()
+        self._riders: Deque[bytes] = collections.deque()
         self._items: Deque[object] = collections.deque()
         self._on_item = on_item
         self._on_eof = on_eof
@@ -139,12 +141,12 @@ class WorkerEndpoint:
 
         :raises NotPicklableError: ``obj`` cannot be pickled
         """
-        self._returns.append(_Encoded(obj, None).frame())
+        self._riders.append(_Encoded(obj, None).frame())
 
     def flush(self) -> None:
         """Write what :meth:`send_soon` held back (and slots returned meanwhile), unless another thread is
         writing: it takes them along. Never waits; a closed channel drops them."""
-        if self._returns:
+        if self._riders or self._returns_due():
             self._write_returns()
 
     def recv(self) -> object:
@@ -225,18 +227,29 @@ class WorkerEndpoint:
                     self._sock.sendall(head + frame, socket.MSG_NOSIGNAL)
             except OSError as e:
                 raise ChannelClosed(f"the parent end of the channel is gone ({e})") from e
-        if self._returns:
+        if self._riders or self._returns_due():
             self._write_returns()
 
     def _lent_slot_returned(self, pool_id: int, slot: int) -> None:
         self._returns.append(_frame(_KIND_RELEASE, _RELEASE.pack(pool_id, slot)))
-        self._write_returns()
+        if self._returns_due():
+            self._write_returns()
+
+    def _returns_due(self) -> bool:
+        """Write the returned slots now? Each write wakes the parent's loop, so they go two at a time, unless
+        the parent may be short of slots: all but one of its pool's are lent here or waiting to go back. The
+        parent then always has two slots to send with or slots on their way back, so holding one back never
+        stalls it (and a parent with nothing to send needs none)."""
+        returns = len(self._returns)
+        pools = self._receive_pools
+        return returns >= 2 or (returns > 0 and pools.lent + returns + 1 >= pools.newest_slots)
 
     def _write_returns(self) -> None:
-        """Write the queued RELEASEs unless another write is under way (it writes them when it ends). Never
-        waits for the write lock: this may run inside the garbage collector, in a thread holding it."""
-        returns = self._returns
-        while returns:
+        """Write the queued RELEASEs and held-back messages unless another write is under way (it writes them
+        when it ends). Never waits for the write lock: this may run inside the garbage collector, in a thread
+        holding it."""
+        returns, riders = self._returns, self._riders
+        while returns or riders:
             if not self._write_lock.acquire(blocking=False):
                 return
             try:
@@ -249,10 +262,12 @@ class WorkerEndpoint:
                 self._write_lock.release()
 
     def _take_returns(self) -> List[bytes]:
-        """Empty the queue of messages waiting to ride with a write (returned slots, send_soon()), in order."""
-        returns, batch = self._returns, []
-        while returns:
-            batch.append(returns.popleft())
+        """Empty the queues of messages waiting to ride with a write: held-back ones (send_soon(), in order)
+        and returned slots."""
+        batch = []
+        for queue in (self._riders, self._returns):
+            while queue:
+                batch.append(queue.popleft())
         return batch
 
     def _read_loop(self) -> None:
@@ -264,6 +279,8 @@ class WorkerEndpoint:
             while reader.receive(self._sock):
                 for kind, payload in reader.messages():
                     dispatch.handle(kind, payload, reader.fds)
+                if self._returns and self._returns_due():  # the items just lent their slots: the parent may
+                    self._write_returns()  # now be short of slots with one of them held back here
         except (OSError, ChannelClosed) as e:
             logger.debug("worker channel reader stops: %s", e)
         finally:
