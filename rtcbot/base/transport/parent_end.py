@@ -84,7 +84,7 @@ class ParentEndpoint:
         self._out_fds: Deque[Tuple[int, int]] = collections.deque()  # (stream offset, fd) to attach there
         self._writing = False  # add_writer is active
         self._reading = False  # add_reader is active
-        self._held = False  # received items wait for the loop to run once (see _dispatch_received)
+        self._dispatch_paused = False  # received items wait for the loop to run once (see _dispatch_received)
         self._waiters: List[asyncio.Future] = []  # send() calls waiting for a slot or socket room
         self._eof = False
         self._broken = False  # a write failed: the worker is gone
@@ -263,7 +263,7 @@ class ParentEndpoint:
 
     def _on_readable(self) -> None:
         self._loop_thread = threading.get_ident()
-        if self._held:
+        if self._dispatch_paused:
             return  # the items received wait for lent slots to come back: _resume_dispatch goes on
         for _ in range(_MAX_READS_PER_WAKE):
             try:
@@ -295,7 +295,7 @@ class ParentEndpoint:
         for kind, payload in self._reader.messages():
             if not first and self._dispatch.would_copy(kind, payload):
                 self._reader.put_back()
-                self._held = True
+                self._dispatch_paused = True
                 self._loop.call_soon(self._resume_dispatch)
                 return False
             self._dispatch.handle(kind, payload, self._reader.fds)
@@ -305,7 +305,7 @@ class ParentEndpoint:
         return True
 
     def _resume_dispatch(self) -> None:
-        self._held = False
+        self._dispatch_paused = False
         if not self._closed:
             self._dispatch_received(loop_had_a_turn=True)
         if not self._closed:
