@@ -145,6 +145,15 @@ class Parent:
         self.process.close()  # releases the sentinel pipe now rather than at garbage collection
 
 
+async def received_until_eof(parent: Parent) -> List[Any]:
+    """Everything ``parent`` received until its worker ended (the channel is closed after)."""
+    try:
+        await parent.wait_eof()
+    finally:
+        parent.close()
+    return parent.received
+
+
 def assert_same(received: Any, sent: Any) -> None:
     """Equal values, and arrays equal bit for bit with the same dtype and shape."""
     assert type(received) is type(sent)
@@ -525,12 +534,7 @@ def test_a_burst_of_frames_waits_for_a_loop_turn_rather_than_being_copied_out_of
             super()._on_item(item)
 
     async def main():
-        parent = NextTurnParent("forkserver", frame_worker, 200, FRAME_VGA, True)
-        try:
-            await parent.wait_eof()
-        finally:
-            parent.close()
-        return parent.received
+        return await received_until_eof(NextTurnParent("forkserver", frame_worker, 200, FRAME_VGA, True))
 
     received = run(main())
     assert received[:-1] == [(index, index % 256, index % 256) for index in range(200)]
@@ -558,12 +562,7 @@ def test_a_consumer_keeping_its_last_frames_never_leaves_the_worker_without_a_sl
             super()._on_item(item)
 
     async def main():
-        parent = KeepsNewest("forkserver", frame_worker, 100, FRAME_VGA, True)
-        try:
-            await parent.wait_eof()
-        finally:
-            parent.close()
-        return parent.received
+        return await received_until_eof(KeepsNewest("forkserver", frame_worker, 100, FRAME_VGA, True))
 
     received = run(main())
     assert received == [*range(100), {"sent": 100, "dropped": 0}]
