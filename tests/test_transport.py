@@ -582,3 +582,17 @@ def test_a_worker_keeping_its_last_frames_never_leaves_the_parent_without_a_slot
             parent.close()
 
     assert run(main()) == list(range(100))
+
+
+def test_items_queued_with_flush_soon_all_go_once_the_loop_runs(no_leaks):
+    async def main():
+        parent = Parent("forkserver", echo_worker)
+        try:
+            for index in range(6):  # a burst: written together, after this task yields
+                await parent.channel.send((index, np.full(FRAME_VGA, index, np.uint8)), flush=False)
+                parent.channel.flush_soon()
+            return [(await parent.next())[0] for _ in range(6)]
+        finally:
+            parent.close()
+
+    assert run(main()) == list(range(6))

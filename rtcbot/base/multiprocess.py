@@ -549,7 +549,7 @@ class _FeedsWorker(_ProcessWorker):
                 if window.full and window.ask():  # ask now: the request rides in the item's write
                     endpoint.send_nowait(internalSubscriptionMessage("report", None))
                 else:
-                    endpoint.flush()
+                    endpoint.flush_soon()  # items taken in one go (a burst) go in one write
             except ChannelClosed:
                 return
             except Exception as e:

@@ -85,6 +85,7 @@ class ParentEndpoint:
         self._writing = False  # add_writer is active
         self._reading = False  # add_reader is active
         self._dispatch_paused = False  # received items wait for the loop to run once (see _dispatch_received)
+        self._flush_scheduled = False  # flush_soon() was called and its flush has not run yet
         self._waiters: List[asyncio.Future] = []  # send() calls waiting for a slot or socket room
         self._eof = False
         self._broken = False  # a write failed: the worker is gone
@@ -132,6 +133,23 @@ class ParentEndpoint:
 
     def flush(self) -> None:
         """Write what :meth:`send` queued with ``flush=False`` (as much as the socket takes now)."""
+        self._flush()
+
+    def flush_soon(self) -> None:
+        """Write what :meth:`send` queued with ``flush=False`` once the loop has run what is ready now: a
+        sender that queues several items in one go (a burst, taken without waiting) writes them together,
+        and the worker is woken once for all of them rather than once each::
+
+            for frame in burst:
+                await channel.send(frame, flush=False)
+                channel.flush_soon()
+        """
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._scheduled_flush)
+
+    def _scheduled_flush(self) -> None:
+        self._flush_scheduled = False
         self._flush()
 
     def send_nowait(self, obj: object) -> None:
