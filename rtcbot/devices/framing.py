@@ -189,7 +189,7 @@ class StructCodec:
             return values
         return dict(zip(self.keys, values))
 
-    def unpack_all(self, data: Union[bytes, bytearray, memoryview]) -> List[Any]:
+    def unpack_all(self, data: bytes) -> List[Any]:
         """Every record of ``data`` (a whole number of them), as :meth:`unpack` gives each one."""
         if len(data) == self.size:  # one record (a reply to a request): no iterator needed
             return [self.unpack(data)]
