@@ -246,16 +246,16 @@ class StructCodec:
             values = self.values_of(item)
         # One pack of the whole record when every value fits (the usual case); only a message that does not
         # is then checked field by field, to name the field.
+        error: Optional[Exception] = None
         if not (self._float_fields and any(_is_non_finite(values[i]) for i in self._float_fields)):
             try:
                 return self._struct.pack(*values)
-            except (struct.error, OverflowError, TypeError, ValueError):
-                pass
-        self._check_fields(values)
-        try:
-            return self._struct.pack(*values)
-        except (struct.error, OverflowError, TypeError, ValueError) as e:  # pragma: no cover - checked above
-            raise EncodeError(f"cannot encode {item!r} with struct format {self.fmt!r}: {e}") from e
+            except (struct.error, OverflowError, TypeError, ValueError) as e:
+                error = e
+        self._check_fields(values)  # raises, naming the field
+        raise EncodeError(  # pragma: no cover - a value that does not pack fails its field's check above
+            f"cannot encode {item!r} with struct format {self.fmt!r}: {error}"
+        ) from error
 
     def _check_fields(self, values: Sequence[Any]) -> None:
         """Raise :class:`EncodeError` naming the first field of ``values`` that is not finite or does not fit."""
