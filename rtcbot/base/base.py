@@ -112,6 +112,7 @@ class BaseSubscriptionProducer(baseEventHandler):
     # Class-level defaults keep close() safe on a half-constructed object.
     _shouldClose = False
     _subscriptions: Dict[Any, Any] = {}
+    _default_subscription: Any = None
     _puts: Tuple[Callable[[Any], None], ...] = ()
     _put_one: Optional[Callable[[Any], None]] = None
     _pending_gets: Set[asyncio.Future] = frozenset()  # type: ignore[assignment]
