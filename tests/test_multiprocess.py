@@ -415,7 +415,7 @@ def test_a_fast_consumer_worker_gets_every_item_in_order_whatever_its_window(win
 
 def test_a_slow_consumer_worker_has_at_most_three_640x480_frames_waiting(no_leaks):
     # The feed's byte bound keeps a slow worker on fresh frames: three at 640x480 (2 MB). The bound stretches
-    # (twice, at most: five frames) while a worker keeps up (this one does at first, waiting for its first
+    # (four times at most: nine frames) while a worker keeps up (this one does at first, waiting for its first
     # frame, and may again for a moment when the machine is loaded and the feed lags), and must be back
     # once its reports say frames were waiting for it.
     async def main():
@@ -431,7 +431,7 @@ def test_a_slow_consumer_worker_has_at_most_three_640x480_frames_waiting(no_leak
             return waiting
 
     waiting = run(main(), timeout=60)[10:]
-    assert max(waiting) <= 5, waiting
+    assert max(waiting) <= 9, waiting
     assert sum(count <= 3 for count in waiting) >= 0.8 * len(waiting), waiting
 
 

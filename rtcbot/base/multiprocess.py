@@ -472,9 +472,9 @@ class _FeedsWorker(_ProcessWorker):
     frames old, and a fast one is refilled while it works on the others). While the worker keeps up (it
     waits for items while the feed waits for room), the byte bound stretches up to ``_feed_window_stretch``
     times, so that the two processes do not take turns sleeping once per frame; it is back at the first
-    report saying items were waiting for the worker. The feed has as many shared-memory slots as frames the
-    stretched bound may hold (eight at 640x480; four, ``_handoff_slots``, at 1280x720 and up), so every frame
-    waiting in the worker is lent its slot rather than copied.
+    report saying items were waiting for the worker. The feed has up to twice ``_handoff_slots`` shared-memory
+    slots while they fit in the stretched bound (eight at 640x480; four at 1280x720 and up), so frames waiting
+    in the worker are lent their slots rather than copied.
     The feed then waits, so a slow worker reads its subscription at its own pace (a camera's newest-frame
     subscription drops what it is too slow for, as for a threaded consumer) instead of its process queueing
     every item, without limit.
@@ -482,7 +482,7 @@ class _FeedsWorker(_ProcessWorker):
 
     _feed_window = 256  # items sent to the worker and not yet taken by its _get(), at most
     _feed_window_bytes = 2 << 20  # ...and beyond two such items, at most this many bytes of them
-    _feed_window_stretch = 2  # ...or up to this many times that while the worker keeps up (see FeedWindow)
+    _feed_window_stretch = 4  # ...or up to this many times that while the worker keeps up (see FeedWindow)
     _feed_flow: Optional[FeedWindow] = None
     _feed_credit: Optional[asyncio.Event] = None
 
@@ -496,8 +496,8 @@ class _FeedsWorker(_ProcessWorker):
         # The feed window, not the slots, bounds what waits in the worker: with as many slots as frames the
         # window may hold, every frame that waits there is lent its slot (a frame beyond three of four slots
         # lent was copied out, in the worker, and four slots made the processes take turns waiting). Eight
-        # 640x480 frames; frames of 1280x720 and up keep four slots, so memory stays bounded.
-        return 2 * self._feed_window_bytes * self._feed_window_stretch
+        # 640x480 frames in 8 MB; frames of 1280x720 and up keep four slots, so memory stays bounded.
+        return self._feed_window_bytes * self._feed_window_stretch
 
     def _start_feeding(self) -> None:
         self._feed_flow = FeedWindow(self._feed_window, self._feed_window_bytes, self._feed_window_stretch)
