@@ -86,6 +86,7 @@ class _ThreadedWorker(threadedEventHandler, metaclass=StartsWorkerMeta):
         self._handoff.batching = enabled
 
     def _start_worker(self) -> None:
+        self._handoff.start()  # its eventfd: released by the loop-side close
         self._thread = threading.Thread(
             target=self._run_worker, name=f"rtcbot-{type(self).__name__}", daemon=self._daemon_thread
         )
@@ -194,7 +195,12 @@ class _ThreadedWorker(threadedEventHandler, metaclass=StartsWorkerMeta):
                 return
         life = self._life
         if life is None or life.claim_loop_side():
-            self._closeNow()
+            try:
+                self._closeNow()
+            finally:
+                handoff = getattr(self, "_handoff", None)
+                if handoff is not None:
+                    handoff.close()  # its loop wake-up (an eventfd); anything put later still arrives
 
     def _on_worker_thread_ending(self) -> bool:
         return self._worker_returning

@@ -19,7 +19,7 @@ import math
 import os
 import sys
 import time
-from typing import Any, Callable, Tuple, Union
+from typing import Any, Callable, List, Optional, Tuple, Union
 
 from rtcbot._deps import require
 from rtcbot.base import ThreadedSubscriptionProducer
@@ -35,6 +35,10 @@ __all__ = ["CVCamera", "Frame"]
 
 
 Source = Union[int, str, "os.PathLike[str]"]
+
+# Image buffers the capture thread reuses: a frame waiting in the hand-off (at most two), one a
+# MostRecentSubscription holds, and the one being decoded.
+_POOLED_IMAGES = 4
 
 
 def _classify(cameranumber: Source) -> Tuple[Union[int, str], str]:
@@ -75,6 +79,62 @@ def _open_advice(source: Union[int, str], kind: str) -> str:
         "camera), that your user is in the 'video' group (sudo usermod -aG video $USER, then log in again), "
         f"and that no other process holds the camera (fuser {node})"
     )
+
+
+class _ImagePool:
+    """The capture thread's image buffers, each reused once nothing outside the pool holds it any more.
+
+    ``cap.retrieve(buffer)`` decodes into a buffer the pool hands out (``take()``), instead of OpenCV
+    allocating a fresh array per frame, which the allocator then often has to page in (a 640x480 frame is
+    225 pages: tens of page faults per frame, a few percent of the capture's CPU). A buffer counts as free
+    when its reference count says only the pool holds it: a frame that a subscriber, a queue, a slice or a
+    view of it still holds keeps its buffer out of use, so a frame handed out is never overwritten::
+
+        pool = _ImagePool(4)
+        ok, image = cap.retrieve(pool.take())   # take() is None when every buffer is held: OpenCV allocates
+        pool.keep(image)                        # the new array joins the pool (a reused one is there already)
+
+    Where reference counts cannot tell (no ``sys.getrefcount``, a free-threaded build), ``take()`` is always
+    None and every frame is a fresh array.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._buffers: List[Any] = []
+        self._next = 0  # the slot a new buffer replaces when the pool is full
+        self._enabled = hasattr(sys, "getrefcount") and getattr(sys, "_is_gil_enabled", lambda: True)()
+        # What the count is for a buffer only the pool holds, measured the way take() measures it (the
+        # interpreter's own references during the call differ between Python versions).
+        self._buffers.append(bytearray(1))
+        self._unheld = self._refcounts()[0]
+        self._buffers.clear()
+
+    def _refcounts(self) -> List[int]:
+        return [sys.getrefcount(buffer) for buffer in self._buffers]
+
+    def take(self) -> Optional[Any]:
+        """A buffer nobody else holds, or None."""
+        if not self._enabled:
+            return None
+        unheld = self._unheld
+        for slot, count in enumerate(self._refcounts()):
+            if count <= unheld:
+                return self._buffers[slot]
+        return None
+
+    def keep(self, image: Any) -> None:
+        """Remember ``image`` (what ``retrieve`` returned) for reuse, unless it is a pool buffer already."""
+        if not self._enabled:
+            return
+        buffers = self._buffers
+        for buffer in buffers:
+            if buffer is image:
+                return
+        if len(buffers) < self._size:
+            buffers.append(image)
+        else:
+            buffers[self._next] = image  # whoever holds the old one keeps it; the pool lets it go
+            self._next = (self._next + 1) % self._size
 
 
 def _video_capture(cv2: Any, source: Union[int, str], api: int) -> Any:
@@ -211,6 +271,7 @@ class CVCamera(FrameEmitter, ThreadedSubscriptionProducer):
         deadline = time.monotonic()
         failures = 0
         frames_since_rewind = 0
+        pool = _ImagePool(_POOLED_IMAGES)
         while not self._shouldClose:
             if period:
                 # Release frame k at start + k * period, waiting on close (not sleeping); a reader that
@@ -225,7 +286,7 @@ class CVCamera(FrameEmitter, ThreadedSubscriptionProducer):
             ok = cap.grab()
             timestamp = time.monotonic()
             if ok:
-                ok, image = cap.retrieve()
+                ok, image = cap.retrieve(pool.take())
             if not ok:
                 if self._kind == "file":
                     if self._repeat_file and frames_since_rewind > 0:
@@ -247,4 +308,6 @@ class CVCamera(FrameEmitter, ThreadedSubscriptionProducer):
                 continue
             failures = 0
             frames_since_rewind += 1
+            pool.keep(image)
             self._emit_frame(image, timestamp)
+            del image  # its buffer is free again once the subscribers are done with the frame
