@@ -49,6 +49,7 @@ class LoopWake:
         self._fd_box: List[int] = [-1]  # the same number, for the finalizer (it must not hold self)
         self._closed = False
         self._finalizer = weakref.finalize(self, _close_fd, self._fd_box)
+        self._finalizer.atexit = False  # at exit the owner's close() may still run (and close it itself)
 
     def start(self, use_eventfd: bool = True) -> None:
         """Have the loop watch an eventfd for the wakes from now on (where the platform allows; otherwise, or
@@ -120,7 +121,10 @@ class LoopWake:
         except Exception:  # never raise from close; the descriptor is closed below either way
             logger.debug("removing the eventfd reader failed", exc_info=True)
         self._fd_box[0] = -1
-        os.close(fd)
+        try:
+            os.close(fd)
+        except OSError:  # pragma: no cover - only this object closes it
+            logger.debug("closing the eventfd failed", exc_info=True)
         if pending and not loop.is_closed():
             loop.call_soon(self._callback)
 

@@ -132,7 +132,7 @@ class LoopHandoff:
     """
 
     batch_gap = 0.002  # seconds: with batching, an item closer than this to the previous one may wait
-    held_check = 0.002  # seconds: with batching, how often the loop delivers what a writer holds
+    held_check = 0.01  # seconds: with batching, how often the loop delivers what a writer holds
 
     def __init__(
         self,

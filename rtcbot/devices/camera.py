@@ -102,7 +102,7 @@ class _ImagePool:
         self._size = size
         self._buffers: List[Any] = []
         self._next = 0  # the slot a new buffer replaces when the pool is full
-        self._enabled = hasattr(sys, "getrefcount") and getattr(sys, "_is_gil_enabled", lambda: True)()
+        self._enabled = size > 0 and hasattr(sys, "getrefcount") and getattr(sys, "_is_gil_enabled", lambda: True)()
         # What the count is for a buffer only the pool holds, measured the way take() measures it (the
         # interpreter's own references during the call differ between Python versions).
         self._buffers.append(bytearray(1))
@@ -271,7 +271,8 @@ class CVCamera(FrameEmitter, ThreadedSubscriptionProducer):
         deadline = time.monotonic()
         failures = 0
         frames_since_rewind = 0
-        pool = _ImagePool(_POOLED_IMAGES)
+        # Only OpenCV's own capture is known to decode into the array it is given.
+        pool = _ImagePool(_POOLED_IMAGES if isinstance(cap, self._cv2.VideoCapture) else 0)
         while not self._shouldClose:
             if period:
                 # Release frame k at start + k * period, waiting on close (not sleeping); a reader that
@@ -286,7 +287,9 @@ class CVCamera(FrameEmitter, ThreadedSubscriptionProducer):
             ok = cap.grab()
             timestamp = time.monotonic()
             if ok:
-                ok, image = cap.retrieve(pool.take())
+                buffer = pool.take()
+                ok, image = cap.retrieve() if buffer is None else cap.retrieve(buffer)
+                buffer = None
             if not ok:
                 if self._kind == "file":
                     if self._repeat_file and frames_since_rewind > 0:
