@@ -117,7 +117,7 @@ def test_an_unpaced_file_with_an_odd_frame_count_delivers_its_last_frame_before_
 def test_an_unpaced_file_whose_preprocessframe_waits_for_the_reader_does_not_stall(video):
     """A preprocessframe in lockstep with the reader (it waits until the reader has the previous frame)
     is quick enough for frames to be handed over in pairs; the frame held for its pair must still reach
-    the reader (within the hand-off's 2 ms bound), or both would wait for each other forever."""
+    the reader (within the hand-off's 10 ms bound), or both would wait for each other forever."""
     received = threading.Semaphore(0)
     stalled: List[int] = []
 
@@ -505,3 +505,79 @@ def test_the_legacy_picamera_class_says_to_use_picamera2(monkeypatch, picamera2_
     with pytest.raises(MissingDependencyError, match="Use PiCamera2 instead") as info:
         PiCamera(width=640, height=480, fps=30)
     assert "legacy 'picamera'" in str(info.value) and isinstance(info.value, ImportError)
+
+
+# --------------------------------------------------------------------------------------------- reused buffers
+
+
+def test_a_pooled_buffer_is_reused_only_when_nothing_else_holds_it():
+    pool = camera_module._ImagePool(2)
+    assert pool.take() is None  # empty: OpenCV allocates
+    pool.keep(np.zeros((4, 4, 3), np.uint8))
+    buffer = pool.take()
+    assert buffer is not None
+    view = Frame(buffer, 1.0, 0)[1:]  # a slice of a frame made from it, as a subscriber might keep
+    del buffer
+    assert pool.take() is None  # held (through the view): never handed out to be overwritten
+    del view
+    assert pool.take() is not None
+
+
+def test_a_full_pool_lets_a_held_buffer_go_instead_of_growing():
+    pool = camera_module._ImagePool(2)
+    held = [np.zeros(8, np.uint8) for _ in range(3)]
+    for array in held:
+        pool.keep(array)
+    pool.keep(held[0])  # already pooled: not added twice
+    assert pool.take() is None  # every pooled buffer is held by `held`
+    del held[:]
+    free = pool.take()
+    assert free is not None and free.shape == (8,)
+
+
+def test_frames_a_subscriber_keeps_are_never_overwritten_by_later_frames(video):
+    """The capture thread decodes into reused buffers: a frame still held (here every third one, and a view
+    of another) must keep its own picture while hundreds of later frames are decoded."""
+    kept: List[np.ndarray] = []
+
+    def keep_some(frame: Frame) -> None:
+        if frame.index % 3 == 0:
+            kept.append(frame)
+        elif frame.index % 7 == 0:
+            kept.append(frame[:, : WIDTH // 2 + WIDTH // 4])  # a view: it holds the buffer as well
+
+    async def main():
+        camera = CVCamera(cameranumber=video(200), pace=False)
+        camera.subscribe(keep_some)
+        await asyncio.wait_for(camera.onClose(), WAIT)
+
+    run(main())
+    assert len(kept) == 67 + 19  # every third frame, and a view of every seventh that is not one of those
+    for frame in kept:
+        expected = index_image(frame.index)[:, : frame.shape[1]]
+        assert np.abs(frame.astype(int) - expected).max() < 24, f"frame {frame.index} was overwritten"
+
+
+def test_frames_dropped_by_their_reader_are_decoded_into_reused_buffers(video, monkeypatch):
+    """A reader that lets each frame go: the capture decodes into pooled buffers, not a new array each."""
+    reused: List[bool] = []
+    take = camera_module._ImagePool.take
+
+    def counting_take(pool: Any) -> Any:
+        buffer = take(pool)
+        reused.append(buffer is not None)
+        return buffer
+
+    monkeypatch.setattr(camera_module._ImagePool, "take", counting_take)
+
+    async def main():
+        camera = CVCamera(cameranumber=video(100), pace=False)
+        camera.subscribe(lambda frame: None)
+        await asyncio.wait_for(camera.onClose(), WAIT)
+        return camera.frame_count
+
+    assert run(main()) == 100
+    if not camera_module._ImagePool(1)._enabled:
+        assert not any(reused)  # no reference counts to go by: every frame a fresh array
+    else:
+        assert sum(reused) >= 90, f"only {sum(reused)} of {len(reused)} reads reused a buffer"

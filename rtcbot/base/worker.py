@@ -115,18 +115,24 @@ class LoopHandoff:
     in ``dropped``)::
 
         handoff = LoopHandoff(loop, deliver=producer_fan_out)
+        handoff.start()     # on the loop's thread: wake it through an eventfd (Linux, Python 3.10+)
         handoff.put(item)   # from any thread
+        handoff.close()     # on the loop's thread, once the owner closed: releases the eventfd
+
+    Without ``start()`` (and after ``close()``) wakes go through ``call_soon_threadsafe``; with it, through a
+    :class:`~rtcbot.base.loop_wake.LoopWake`, which costs the loop about half the CPU per wake-up.
 
     A writer that produces as fast as it can (a video file decoded unpaced) may set ``batching = True``:
     an item that comes less than ``batch_gap`` seconds (2 ms) after the previous one then waits without
     waking the loop, until ``limit`` items wait or a ``call`` (ready, error, close) follows it. Each wake-up
-    of the loop costs both threads CPU (a self-pipe write, an ``epoll_wait`` return, a thread switch), so at
+    of the loop costs both threads CPU (a write, an ``epoll_wait`` return, a thread switch), so at
     thousands of items/s waking once per ``limit`` items saves a large share of it; the price is that an
-    item may wait for the next one, about one gap. An item never waits longer than ``batch_gap`` after the
-    loop's last delivery (a timer the loop arms while it is awake anyway delivers it), so a writer that
-    stalls, or waits for the loop to have seen its last item, cannot leave it behind. Items further apart
-    than ``batch_gap`` wake the loop each, as without batching (the wake-up is then a small share of the
-    work per item)::
+    item may wait for the next one, about one gap. While deliveries go on, the loop also looks for held
+    items every ``held_check`` seconds (10 ms), so a writer that stalls, or waits for the loop to have seen
+    its last item, cannot leave one behind: an item never waits longer than that. (A check every 10 ms
+    costs the loop far less than a timer re-armed at every delivery.) Items further apart than
+    ``batch_gap`` wake the loop each, as without batching (the wake-up is then a small share of the work
+    per item)::
 
         handoff.batching = True   # fast items delivered in groups of `limit`
     """

@@ -172,9 +172,14 @@ class CVCamera(FrameEmitter, ThreadedSubscriptionProducer):
         pace: a video file is delivered at its own frame rate (True) or as fast as it decodes (False, for
             offline processing and benchmarks). Unpaced frames that decode less than 2 ms apart reach
             the event loop two at a time, which halves the loop's wake-ups (at thousands of frames/s they
-            cost more CPU than the hand-off itself); such a frame waits for the next one's decode.
+            cost more CPU than the hand-off itself); such a frame waits for the next one's decode (10 ms
+            at most).
         max_read_failures: reads in a row that may fail before the camera counts as lost: ``onError`` fires
             with :class:`~rtcbot.DeviceLostError` and the camera closes.
+
+    The capture thread decodes into a few buffers that it reuses once nothing refers to them any more
+    (no frame, slice, view or queue entry): a frame you keep is never overwritten, and frames you drop cost
+    no fresh memory.
 
     Opening fails at once with :class:`~rtcbot.DeviceOpenError`, whose message says what to check. The
     end of a video file closes the camera cleanly (``await camera`` returns, ``camera.error`` is None).
