@@ -121,12 +121,16 @@ class LoopWake:
         except Exception:  # never raise from close; the descriptor is closed below either way
             logger.debug("removing the eventfd reader failed", exc_info=True)
         self._fd_box[0] = -1
+        self._finalizer.detach()
         try:
             os.close(fd)
         except OSError:  # pragma: no cover - only this object closes it
             logger.debug("closing the eventfd failed", exc_info=True)
-        if pending and not loop.is_closed():
-            loop.call_soon(self._callback)
+        if pending:
+            try:
+                loop.call_soon_threadsafe(self._callback)  # this may be another thread, the loop not running
+            except RuntimeError:  # closed: nobody is left to deliver to
+                pass
 
 
 def _may_add_reader_now(loop: asyncio.AbstractEventLoop) -> bool:

@@ -210,6 +210,7 @@ class LoopHandoff:
         """Release the loop wake-up (its eventfd) once the owner has closed, on the loop's thread or once
         the loop is closed. Never raises; items and calls put later are still delivered (through
         ``call_soon_threadsafe``), so a late writer loses nothing."""
+        self.batching = False  # what comes later wakes the loop at once: no check timer outlives the owner
         timer = self._held_timer
         if timer is not None:
             self._held_timer = None
