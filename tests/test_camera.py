@@ -103,9 +103,9 @@ def test_frames_arrive_in_file_order_with_consecutive_indices(video):
     assert [f.index for f in frames] == list(range(20))
 
 
-def test_an_unpaced_file_with_an_odd_frame_count_delivers_its_last_frame_before_closing(video):
-    """Unpaced, frames reach the loop in pairs: the odd last one waits in the hand-off and must go out with
-    the end of the file, before onClose, not be lost."""
+def test_an_unpaced_file_whose_frame_count_is_no_multiple_of_the_batch_delivers_its_last_frames(video):
+    """Unpaced, frames reach the loop in groups of four: the last three of seven wait in the hand-off and
+    must go out with the end of the file, before onClose, not be lost."""
 
     async def main():
         camera = CVCamera(cameranumber=video(7), pace=False)
@@ -116,7 +116,7 @@ def test_an_unpaced_file_with_an_odd_frame_count_delivers_its_last_frame_before_
 
 def test_an_unpaced_file_whose_preprocessframe_waits_for_the_reader_does_not_stall(video):
     """A preprocessframe in lockstep with the reader (it waits until the reader has the previous frame)
-    is quick enough for frames to be handed over in pairs; the frame held for its pair must still reach
+    is quick enough for frames to be handed over in groups; the frame held for its group must still reach
     the reader (within the hand-off's 10 ms bound), or both would wait for each other forever."""
     received = threading.Semaphore(0)
     stalled: List[int] = []
@@ -136,7 +136,7 @@ def test_an_unpaced_file_whose_preprocessframe_waits_for_the_reader_does_not_sta
 
 
 def test_an_unpaced_frame_before_an_error_is_delivered_before_on_error(video):
-    """A frame held in the hand-off (unpaced pairs) reaches subscribers before the error that followed it."""
+    """A frame held in the hand-off (unpaced groups) reaches subscribers before the error that followed it."""
     order: List[Any] = []
 
     def fail_on_third(frame: Frame) -> Frame:

@@ -36,9 +36,9 @@ __all__ = ["CVCamera", "Frame"]
 
 Source = Union[int, str, "os.PathLike[str]"]
 
-# Image buffers the capture thread reuses: a frame waiting in the hand-off (at most two), one a
-# MostRecentSubscription holds, and the one being decoded.
-_POOLED_IMAGES = 4
+# An unpaced video file hands frames to the event loop in groups of this many (at most this many wait):
+# each wake-up of the loop costs more than handing it a frame, and nobody watches such a file live.
+_UNPACED_BATCH = 4
 
 
 def _classify(cameranumber: Source) -> Tuple[Union[int, str], str]:
@@ -171,9 +171,9 @@ class CVCamera(FrameEmitter, ThreadedSubscriptionProducer):
         repeat: a video file starts again at its end instead of closing the camera.
         pace: a video file is delivered at its own frame rate (True) or as fast as it decodes (False, for
             offline processing and benchmarks). Unpaced frames that decode less than 2 ms apart reach
-            the event loop two at a time, which halves the loop's wake-ups (at thousands of frames/s they
-            cost more CPU than the hand-off itself); such a frame waits for the next one's decode (10 ms
-            at most).
+            the event loop four at a time, which quarters the loop's wake-ups (at thousands of frames/s they
+            cost more CPU than the hand-off itself); such a frame waits for the next ones' decode (10 ms
+            at most), and up to four frames (not two) may wait for a busy loop.
         max_read_failures: reads in a row that may fail before the camera counts as lost: ``onError`` fires
             with :class:`~rtcbot.DeviceLostError` and the camera closes.
 
@@ -209,6 +209,8 @@ class CVCamera(FrameEmitter, ThreadedSubscriptionProducer):
         self._pace = pace
         self._max_read_failures = max_read_failures
         self._frame_count = 0
+        if self._kind == "file" and not pace:
+            self._handoff_limit = _UNPACED_BATCH  # read by the hand-off the base class makes
         self._cap: Any = self._open(width, height, fps)
         try:
             super().__init__(defaultSubscriptionType=MostRecentSubscription, logger=logger, loop=loop)
@@ -277,7 +279,10 @@ class CVCamera(FrameEmitter, ThreadedSubscriptionProducer):
         failures = 0
         frames_since_rewind = 0
         # Only OpenCV's own capture is known to decode into the array it is given.
-        pool = _ImagePool(_POOLED_IMAGES if isinstance(cap, self._cv2.VideoCapture) else 0)
+        # Buffers in use at once: the frames waiting in the hand-off, one a MostRecentSubscription holds, and
+        # the one being decoded.
+        pooled = self._handoff_limit + 2 if isinstance(cap, self._cv2.VideoCapture) else 0
+        pool = _ImagePool(pooled)
         while not self._shouldClose:
             if period:
                 # Release frame k at start + k * period, waiting on close (not sleeping); a reader that
