@@ -91,8 +91,9 @@ class _ImagePool:
     view of it still holds keeps its buffer out of use, so a frame handed out is never overwritten::
 
         pool = _ImagePool(4)
-        ok, image = cap.retrieve(pool.take())   # take() is None when every buffer is held: OpenCV allocates
-        pool.keep(image)                        # the new array joins the pool (a reused one is there already)
+        buffer = pool.take()                    # None when every buffer is held: OpenCV allocates
+        ok, image = cap.retrieve() if buffer is None else cap.retrieve(buffer)
+        pool.keep(image)                        # a new array joins the pool (a reused one is there already)
 
     Where reference counts cannot tell (no ``sys.getrefcount``, a free-threaded build), ``take()`` is always
     None and every frame is a fresh array.
@@ -278,9 +279,8 @@ class CVCamera(FrameEmitter, ThreadedSubscriptionProducer):
         deadline = time.monotonic()
         failures = 0
         frames_since_rewind = 0
-        # Only OpenCV's own capture is known to decode into the array it is given.
         # Buffers in use at once: the frames waiting in the hand-off, one a MostRecentSubscription holds, and
-        # the one being decoded.
+        # the one being decoded. Only OpenCV's own capture is known to decode into the array it is given.
         pooled = self._handoff_limit + 2 if isinstance(cap, self._cv2.VideoCapture) else 0
         pool = _ImagePool(pooled)
         while not self._shouldClose:
