@@ -510,31 +510,6 @@ def test_the_legacy_picamera_class_says_to_use_picamera2(monkeypatch, picamera2_
 # --------------------------------------------------------------------------------------------- reused buffers
 
 
-def test_a_pooled_buffer_is_reused_only_when_nothing_else_holds_it():
-    pool = camera_module._ImagePool(2)
-    assert pool.take() is None  # empty: OpenCV allocates
-    pool.keep(np.zeros((4, 4, 3), np.uint8))
-    buffer = pool.take()
-    assert buffer is not None
-    view = Frame(buffer, 1.0, 0)[1:]  # a slice of a frame made from it, as a subscriber might keep
-    del buffer
-    assert pool.take() is None  # held (through the view): never handed out to be overwritten
-    del view
-    assert pool.take() is not None
-
-
-def test_a_full_pool_lets_a_held_buffer_go_instead_of_growing():
-    pool = camera_module._ImagePool(2)
-    held = [np.zeros(8, np.uint8) for _ in range(3)]
-    for array in held:
-        pool.keep(array)
-    pool.keep(held[0])  # already pooled: not added twice
-    assert pool.take() is None  # every pooled buffer is held by `held`
-    del held[:]
-    free = pool.take()
-    assert free is not None and free.shape == (8,)
-
-
 def test_frames_a_subscriber_keeps_are_never_overwritten_by_later_frames(video):
     """The capture thread decodes into reused buffers: a frame still held (here every third one, and a view
     of another) must keep its own picture while hundreds of later frames are decoded."""
@@ -558,26 +533,27 @@ def test_frames_a_subscriber_keeps_are_never_overwritten_by_later_frames(video):
         assert np.abs(frame.astype(int) - expected).max() < 24, f"frame {frame.index} was overwritten"
 
 
-def test_frames_dropped_by_their_reader_are_decoded_into_reused_buffers(video, monkeypatch):
-    """A reader that lets each frame go: the capture decodes into pooled buffers, not a new array each."""
-    reused: List[bool] = []
-    take = camera_module._ImagePool.take
+def test_frames_dropped_by_their_reader_are_decoded_into_a_few_recycled_buffers(video, monkeypatch):
+    """A reader that lets each frame go: the capture decodes into the same few pooled buffers, not a fresh
+    array per frame."""
+    handed_out = set()
+    take = camera_module.BufferPool.take
 
-    def counting_take(pool: Any) -> Any:
-        buffer = take(pool)
-        reused.append(buffer is not None)
+    def spying_take(pool: Any, nbytes: int) -> np.ndarray:
+        buffer = take(pool, nbytes)
+        handed_out.add(buffer.__array_interface__["data"][0])
         return buffer
 
-    monkeypatch.setattr(camera_module._ImagePool, "take", counting_take)
+    monkeypatch.setattr(camera_module.BufferPool, "take", spying_take)
+    decoded_into: List[int] = []
 
     async def main():
         camera = CVCamera(cameranumber=video(100), pace=False)
-        camera.subscribe(lambda frame: None)
+        camera.subscribe(lambda frame: decoded_into.append(frame.__array_interface__["data"][0]))
         await asyncio.wait_for(camera.onClose(), WAIT)
-        return camera.frame_count
 
-    assert run(main()) == 100
-    if not camera_module._ImagePool(1)._enabled:
-        assert not any(reused)  # no reference counts to go by: every frame a fresh array
-    else:
-        assert sum(reused) >= 90, f"only {sum(reused)} of {len(reused)} reads reused a buffer"
+    run(main())
+    assert len(decoded_into) == 100
+    assert sum(address in handed_out for address in decoded_into) >= 99  # all but (maybe) the first
+    # A few buffers, reused (ten at most are in use at once; more only when the loop lags far behind).
+    assert len(handed_out) < 50

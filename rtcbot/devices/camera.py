@@ -19,10 +19,13 @@ import math
 import os
 import sys
 import time
-from typing import Any, Callable, List, Optional, Tuple, Union
+from typing import Any, Callable, Optional, Tuple, Union
+
+import numpy as np
 
 from rtcbot._deps import require
 from rtcbot.base import ThreadedSubscriptionProducer
+from rtcbot.base.bufferpool import BufferPool
 from rtcbot.errors import DeviceLostError, DeviceOpenError
 from rtcbot.subscriptions import MostRecentSubscription
 
@@ -81,61 +84,12 @@ def _open_advice(source: Union[int, str], kind: str) -> str:
     )
 
 
-class _ImagePool:
-    """The capture thread's image buffers, each reused once nothing outside the pool holds it any more.
-
-    ``cap.retrieve(buffer)`` decodes into a buffer the pool hands out (``take()``), instead of OpenCV
-    allocating a fresh array per frame, which the allocator then often has to page in (a 640x480 frame is
-    225 pages: tens of page faults per frame, a few percent of the capture's CPU). A buffer counts as free
-    when its reference count says only the pool holds it: a frame that a subscriber, a queue, a slice or a
-    view of it still holds keeps its buffer out of use, so a frame handed out is never overwritten::
-
-        pool = _ImagePool(4)
-        buffer = pool.take()                    # None when every buffer is held: OpenCV allocates
-        ok, image = cap.retrieve() if buffer is None else cap.retrieve(buffer)
-        pool.keep(image)                        # a new array joins the pool (a reused one is there already)
-
-    Where reference counts cannot tell (no ``sys.getrefcount``, a free-threaded build), ``take()`` is always
-    None and every frame is a fresh array.
-    """
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._buffers: List[Any] = []
-        self._next = 0  # the slot a new buffer replaces when the pool is full
-        self._enabled = size > 0 and hasattr(sys, "getrefcount") and getattr(sys, "_is_gil_enabled", lambda: True)()
-        # What the count is for a buffer only the pool holds, measured the way take() measures it (the
-        # interpreter's own references during the call differ between Python versions).
-        self._buffers.append(bytearray(1))
-        self._unheld = self._refcounts()[0]
-        self._buffers.clear()
-
-    def _refcounts(self) -> List[int]:
-        return [sys.getrefcount(buffer) for buffer in self._buffers]
-
-    def take(self) -> Optional[Any]:
-        """A buffer nobody else holds, or None."""
-        if not self._enabled:
-            return None
-        unheld = self._unheld
-        for slot, count in enumerate(self._refcounts()):
-            if count <= unheld:
-                return self._buffers[slot]
-        return None
-
-    def keep(self, image: Any) -> None:
-        """Remember ``image`` (what ``retrieve`` returned) for reuse, unless it is a pool buffer already."""
-        if not self._enabled:
-            return
-        buffers = self._buffers
-        for buffer in buffers:
-            if buffer is image:
-                return
-        if len(buffers) < self._size:
-            buffers.append(image)
-        else:
-            buffers[self._next] = image  # whoever holds the old one keeps it; the pool lets it go
-            self._next = (self._next + 1) % self._size
+def _poolable_shape(image: Any) -> Tuple[Optional[Tuple[int, ...]], int]:
+    """The shape and size of buffers ``cap.retrieve()`` can decode frames like ``image`` into: (None, 0) for
+    an image that is no contiguous uint8 array (it keeps being allocated per frame)."""
+    if image.dtype != np.uint8 or not image.flags.c_contiguous:
+        return None, 0
+    return image.shape, image.nbytes
 
 
 def _video_capture(cv2: Any, source: Union[int, str], api: int) -> Any:
@@ -279,10 +233,15 @@ class CVCamera(FrameEmitter, ThreadedSubscriptionProducer):
         deadline = time.monotonic()
         failures = 0
         frames_since_rewind = 0
-        # Buffers in use at once: the frames waiting in the hand-off, one a MostRecentSubscription holds, and
-        # the one being decoded. Only OpenCV's own capture is known to decode into the array it is given.
-        pooled = self._handoff_limit + 2 if isinstance(cap, self._cv2.VideoCapture) else 0
-        pool = _ImagePool(pooled)
+        # Frames are decoded into recycled buffers (a fresh array per frame is memory the allocator often has
+        # to fault in again: tens of page faults per 640x480 frame). A buffer is reused only once nothing
+        # refers to it, so a frame a subscriber keeps is never overwritten. In use at once: the frames the
+        # loop is delivering and as many waiting in the hand-off, one a MostRecentSubscription holds, and the
+        # one being decoded. Only OpenCV's own capture is known to decode into the array it is given.
+        slots = 2 * self._handoff_limit + 2
+        pool = BufferPool(slots=slots) if isinstance(cap, self._cv2.VideoCapture) else None
+        shape: Optional[Tuple[int, ...]] = None  # of the decoded frames, once known: the pooled buffers' shape
+        nbytes = 0
         while not self._shouldClose:
             if period:
                 # Release frame k at start + k * period, waiting on close (not sleeping); a reader that
@@ -297,9 +256,10 @@ class CVCamera(FrameEmitter, ThreadedSubscriptionProducer):
             ok = cap.grab()
             timestamp = time.monotonic()
             if ok:
-                buffer = pool.take()
-                ok, image = cap.retrieve() if buffer is None else cap.retrieve(buffer)
-                buffer = None
+                if shape is None:
+                    ok, image = cap.retrieve()
+                else:
+                    ok, image = cap.retrieve(pool.take(nbytes).reshape(shape))  # type: ignore[union-attr]
             if not ok:
                 if self._kind == "file":
                     if self._repeat_file and frames_since_rewind > 0:
@@ -321,6 +281,7 @@ class CVCamera(FrameEmitter, ThreadedSubscriptionProducer):
                 continue
             failures = 0
             frames_since_rewind += 1
-            pool.keep(image)
+            if pool is not None and image.shape != shape:
+                shape, nbytes = _poolable_shape(image)
             self._emit_frame(image, timestamp)
             del image  # its buffer is free again once the subscribers are done with the frame
