@@ -479,3 +479,19 @@ def test_classic_style_module_level_objects_work_without_deprecation_warnings(tm
     )
     assert result.returncode == 0, result.stderr
     assert "got [0, 1, 2]" in result.stdout
+
+
+class FailsBeforeSuperInit(BaseSubscriptionProducer):
+    def __init__(self, port):
+        if not port:
+            raise ValueError("no port given")  # before super().__init__(): nothing of the base set up
+        super().__init__()
+
+
+def test_close_of_an_object_whose_init_raised_before_the_base_init_does_not_raise():
+    # A script's cleanup (a finally, a context manager) may close what failed to construct halfway.
+    half_built = FailsBeforeSuperInit.__new__(FailsBeforeSuperInit)
+    with pytest.raises(ValueError):
+        half_built.__init__(None)
+    half_built.close()
+    half_built.unsubscribeAll()

@@ -80,6 +80,22 @@ def test_struct_decoder_gives_the_same_records_for_any_split(recs, where):
     assert feed_all(StructDecoder("<hhB"), split_at(stream, where)) == recs
 
 
+@given(records, cuts)
+def test_struct_decoder_with_keys_gives_the_same_dicts_for_any_split(recs, where):
+    # Whole records with nothing held are unpacked straight from the read; the rest go through the buffer.
+    stream = b"".join(struct.pack("<hhB", *r) for r in recs)
+    expected = [dict(zip("abc", r)) for r in recs]
+    assert feed_all(StructDecoder("<hhB", ["a", "b", "c"]), split_at(stream, where)) == expected
+
+
+def test_struct_decoder_keeps_a_partial_record_after_whole_ones():
+    dec = StructDecoder("<hB")
+    assert dec.feed(struct.pack("<hB", 1, 2) + b"\x03") == [(1, 2)]
+    assert dec.buffered == 1
+    assert dec.feed(b"\x00\x04" + struct.pack("<hB", 5, 6)) == [(3, 4), (5, 6)]
+    assert dec.buffered == 0
+
+
 @given(st.one_of(payloads, tricky_payloads), cuts)
 def test_framed_decoder_gives_the_same_payloads_for_any_split(msgs, where):
     stream = b"".join(encode_frame(m) for m in msgs)
@@ -292,6 +308,40 @@ def test_str_and_bytes_are_sent_as_they_are():
     enc = make_encoder("<hh")
     assert enc.encode("M 10\n") == b"M 10\n"
     assert enc.encode(b"\x01\x02") == b"\x01\x02"
+
+
+wide = st.integers(min_value=-70000, max_value=70000)
+
+
+@given(st.tuples(wide, wide, wide))
+def test_encoding_packs_what_fits_and_names_the_first_field_that_does_not(values):
+    # The encoder packs a whole record at once and only checks field by field when that fails: the result
+    # must be what checking each field first would give.
+    fmt, codes = "<hHb", ["h", "H", "b"]
+    first_bad = None
+    for i, (code, value) in enumerate(zip(codes, values)):
+        try:
+            struct.pack("<" + code, value)
+        except struct.error:
+            first_bad = i
+            break
+    enc = make_encoder(fmt)
+    if first_bad is None:
+        assert enc.encode(values) == struct.pack(fmt, *values)
+        assert enc.encode(list(values)) == struct.pack(fmt, *values)
+    else:
+        with pytest.raises(EncodeError, match=rf"field {first_bad} \(struct code '{codes[first_bad]}'\)"):
+            enc.encode(values)
+
+
+def test_a_message_with_two_faults_names_the_first_field_in_format_order():
+    enc = make_encoder("<hf", ["count", "speed"])
+    with pytest.raises(EncodeError, match=r"field 'count' .*-32768\.\.32767"):
+        enc.encode({"count": 99999, "speed": float("nan")})
+    with pytest.raises(EncodeError, match="'speed'.*not a finite number"):
+        enc.encode((1, float("inf")))
+    with pytest.raises(EncodeError, match=r"field 'speed' .*float"):
+        enc.encode((1, "fast"))
 
 
 def test_wrong_count_is_an_encode_error():

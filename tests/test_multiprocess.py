@@ -57,6 +57,38 @@ class Echo(ProcessSubscriptionProducerConsumer):
             self._put_nowait((self.tag, self._get()))
 
 
+class ReturnsIndexes(ProcessSubscriptionProducerConsumer):
+    """Takes ``(index, frame)`` items and sends back the index and whether the frame was intact, spending
+    ``work`` seconds on each (a vision step); ``_feed_window`` items may wait for it."""
+
+    def __init__(self, work=0.0, window=256, **kwargs):
+        self.work = work
+        self._feed_window = window
+        super().__init__(**kwargs)
+
+    def _producerConsumer(self):
+        self._setReady(True)
+        while True:
+            index, frame = self._get()
+            if self.work:
+                threading.Event().wait(self.work)  # the work itself, not synchronisation
+            self._put_nowait((index, frame is None or bool((frame == index % 251).all())))
+
+
+class CollectsIndexes(ProcessSubscriptionProducerConsumer):
+    """Takes ``count`` ``(index, payload)`` items, writing nothing back meanwhile, then sends their indexes."""
+
+    def __init__(self, count, window, **kwargs):
+        self.count = count
+        self._feed_window = window
+        super().__init__(**kwargs)
+
+    def _producerConsumer(self):
+        self._setReady(True)
+        self._put_nowait([self._get()[0] for _ in range(self.count)])
+        self._wait_closed()
+
+
 class Crashes(ProcessSubscriptionProducer):
     def _producer(self):
         self._put_nowait("made before the crash")
@@ -361,3 +393,58 @@ def test_a_worker_that_cannot_start_closes_the_object(no_leaks):
         assert StartsBadly.closes == 1  # what __init__ set up was released before the error propagated
 
     run(main())
+
+
+@pytest.mark.parametrize("frames", [True, False], ids=["frames", "small items"])
+@pytest.mark.parametrize("window", [1, 2, 256])
+def test_a_fast_consumer_worker_gets_every_item_in_order_whatever_its_window(window, frames, no_leaks):
+    # The worker's reports of what it took ride with its next write (a frame's returned slot) or go when it
+    # waits for the next item: with one item in flight, a report held back would stall the feed for good
+    # (the test would time out). Small items return no slot: their reports go when the worker waits.
+    async def main():
+        with ReturnsIndexes(window=window) as worker:
+            out = worker.subscribe()
+            await asyncio.wait_for(worker.onReady(), 10)
+            for index in range(200):
+                frame = np.full((480, 640, 3), index % 251, np.uint8) if frames else None
+                worker.put_nowait((index, frame))
+            return [await next_item(out, 10) for _ in range(200)]
+
+    assert run(main(), timeout=60) == [(index, True) for index in range(200)]
+
+
+def test_a_slow_consumer_worker_has_at_most_three_640x480_frames_waiting(no_leaks):
+    # The feed's byte bound keeps a slow worker on fresh frames: three at 640x480 (2 MB). The bound stretches
+    # (twice, at most: five frames) while a worker keeps up (this one does at first, waiting for its first
+    # frame, and may again for a moment when the machine is loaded and the feed lags), and must be back
+    # once its reports say frames were waiting for it.
+    async def main():
+        with ReturnsIndexes(work=0.01) as worker:
+            out = worker.subscribe()
+            await asyncio.wait_for(worker.onReady(), 10)
+            for index in range(40):
+                worker.put_nowait((index, np.full((480, 640, 3), index % 251, np.uint8)))
+            waiting = []
+            for _ in range(40):
+                assert (await next_item(out, 10))[1]
+                waiting.append(worker._feedInFlight)
+            return waiting
+
+    waiting = run(main(), timeout=60)[10:]
+    assert max(waiting) <= 5, waiting
+    assert sum(count <= 3 for count in waiting) >= 0.8 * len(waiting), waiting
+
+
+@pytest.mark.parametrize("window", [1, 2])
+def test_a_consumer_worker_that_writes_nothing_back_still_reports_what_it_took(window, no_leaks):
+    # Nothing carries its reports (no item of its own, no returned slot): they must go when it waits for the
+    # next item, or the feed, with one or two items in flight, would wait for them for good.
+    async def main():
+        with CollectsIndexes(100, window) as worker:
+            out = worker.subscribe()
+            await asyncio.wait_for(worker.onReady(), 10)
+            for index in range(100):
+                worker.put_nowait((index, "small"))
+            return await next_item(out, 10)
+
+    assert run(main(), timeout=30) == list(range(100))

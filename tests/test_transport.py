@@ -3,6 +3,7 @@ with large arrays through shared memory that the receiver owns a copy of."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import multiprocessing
 import os
 import signal
@@ -61,6 +62,42 @@ def mixed_worker(sock: socket.socket, small: int, frames: int) -> None:
         channel.close()
 
 
+def held_back_worker(sock: socket.socket) -> None:
+    """send_soon() messages: "a" rides with the item sent after it, "c" goes at flush(); then wait for EOF."""
+    channel = WorkerEndpoint(sock)
+    try:
+        channel.send_soon("a")
+        channel.send(("b", np.ones(FRAME_VGA, np.uint8)))
+        channel.send_soon("c")
+        channel.flush()
+        channel.recv()  # until the parent closes
+    except ChannelClosed:
+        pass
+    finally:
+        channel.close()
+
+
+def keeps_newest_worker(sock: socket.socket, count: int, kept: int) -> None:
+    """Receive ``count`` ``(index, frame)`` items keeping the newest ``kept`` frames, then send the indexes."""
+    channel = WorkerEndpoint(sock)
+    newest: Any = collections.deque(maxlen=kept or 1)
+    try:
+        indexes = []
+        for _ in range(count):
+            index, frame = channel.recv()
+            assert frame.min() == frame.max() == index % 256
+            indexes.append(index)
+            if kept:
+                newest.append(frame)
+            del frame
+        channel.send(indexes)
+        channel.recv()  # until the parent closes
+    except ChannelClosed:
+        pass
+    finally:
+        channel.close()
+
+
 # --------------------------------------------------------------------------------------------- helpers
 
 
@@ -106,6 +143,15 @@ class Parent:
             self.process.join(5)
         self.exitcode = self.process.exitcode
         self.process.close()  # releases the sentinel pipe now rather than at garbage collection
+
+
+async def received_until_eof(parent: Parent) -> List[Any]:
+    """Everything ``parent`` received until its worker ended (the channel is closed after)."""
+    try:
+        await parent.wait_eof()
+    finally:
+        parent.close()
+    return parent.received
 
 
 def assert_same(received: Any, sent: Any) -> None:
@@ -454,3 +500,99 @@ def _shared_mappings(pid: int) -> int:
             if len(fields) == 6 and ("memfd:rtcbot-transport" in fields[5] or "/dev/shm/rtcbot" in fields[5]):
                 names.add(fields[4])  # inode
     return len(names)
+
+
+def test_a_held_back_message_rides_with_the_next_item_in_order_or_goes_at_flush(no_leaks):
+    async def main():
+        parent = Parent("forkserver", held_back_worker)
+        try:
+            first, second, third = [await parent.next() for _ in range(3)]
+        finally:
+            parent.close()
+        assert first == "a" and second[0] == "b" and second[1].shape == FRAME_VGA and third == "c"
+
+    run(main())
+
+
+def test_a_burst_of_frames_waits_for_a_loop_turn_rather_than_being_copied_out_of_its_slots(monkeypatch, no_leaks):
+    # A consumer whose arrays die on the next loop turn (a callback subscription) gets a burst of frames all
+    # lent, in order: the parent lets the loop run before it would copy one out of its slot.
+    from rtcbot.base.transport import shared_memory
+
+    copies = []
+    real_copy = shared_memory._owned_copy
+    monkeypatch.setattr(shared_memory, "_owned_copy", lambda *a: copies.append(1) or real_copy(*a))
+
+    class NextTurnParent(Parent):
+        def _on_item(self, item: Any) -> None:
+            asyncio.get_running_loop().call_soon(self._take_next_turn, item)
+
+        def _take_next_turn(self, item: Any) -> None:
+            if isinstance(item, tuple):
+                index, frame = item
+                item = (index, int(frame.min()), int(frame.max()))  # the frame itself dies here
+            super()._on_item(item)
+
+    async def main():
+        return await received_until_eof(NextTurnParent("forkserver", frame_worker, 200, FRAME_VGA, True))
+
+    received = run(main())
+    assert received[:-1] == [(index, index % 256, index % 256) for index in range(200)]
+    assert received[-1] == {"sent": 200, "dropped": 0}
+    assert not copies
+
+
+@pytest.mark.parametrize("kept", [0, 1, 2, 3])
+def test_a_consumer_keeping_its_last_frames_never_leaves_the_worker_without_a_slot(kept, no_leaks):
+    # Returned slots go back two at a time, or at once when the worker may be short of them: a consumer that
+    # keeps its newest `kept` frames (each returns its slot only when a newer one pushes it out) must still
+    # get all of them (a slot held back for good would stall the worker, and the test would time out).
+    class KeepsNewest(Parent):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            self.newest: Any = collections.deque(maxlen=kept or 1)
+            super().__init__(*args, **kwargs)
+
+        def _on_item(self, item: Any) -> None:
+            if isinstance(item, tuple):
+                index, frame = item
+                assert frame.min() == frame.max() == index % 256
+                if kept:
+                    self.newest.append(frame)
+                item = index
+            super()._on_item(item)
+
+    async def main():
+        return await received_until_eof(KeepsNewest("forkserver", frame_worker, 100, FRAME_VGA, True))
+
+    received = run(main())
+    assert received == [*range(100), {"sent": 100, "dropped": 0}]
+
+
+@pytest.mark.parametrize("kept", [0, 1, 2, 3])
+def test_a_worker_keeping_its_last_frames_never_leaves_the_parent_without_a_slot(kept, no_leaks):
+    # The same, the other way: the worker returns the parent's slots two at a time or when the parent may be
+    # short of them; the parent's send() waits for a slot, so one held back for good would time the test out.
+    async def main():
+        parent = Parent("forkserver", keeps_newest_worker, 100, kept)
+        try:
+            for index in range(100):
+                await asyncio.wait_for(parent.channel.send((index, np.full(FRAME_VGA, index % 256, np.uint8))), 10)
+            return await parent.next()
+        finally:
+            parent.close()
+
+    assert run(main()) == list(range(100))
+
+
+def test_items_queued_with_flush_soon_all_go_once_the_loop_runs(no_leaks):
+    async def main():
+        parent = Parent("forkserver", echo_worker)
+        try:
+            for index in range(6):  # a burst: written together, after this task yields
+                await parent.channel.send((index, np.full(FRAME_VGA, index, np.uint8)), flush=False)
+                parent.channel.flush_soon()
+            return [(await parent.next())[0] for _ in range(6)]
+        finally:
+            parent.close()
+
+    assert run(main()) == list(range(6))

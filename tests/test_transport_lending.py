@@ -14,6 +14,7 @@ from typing import Any, List, Tuple
 import numpy as np
 
 from rtcbot.base.transport import ParentEndpoint, WorkerEndpoint, socket_pair
+from rtcbot.base.transport.shared_memory import _SendPools
 from tests.helpers import run
 
 FRAME = (120, 160, 3)  # 57,600 bytes
@@ -153,3 +154,19 @@ def test_closing_with_lent_arrays_alive_keeps_them_readable_and_frees_the_mappin
     kept[:] = 1
     del kept  # the mapping (and the fd it holds) goes now; no_leaks checks the fds
     gc.collect()
+
+
+def test_small_items_get_up_to_twice_the_slots_while_a_pool_of_them_fits_in_pool_bytes():
+    for size, pool_bytes, expected in [
+        (640 * 480 * 3, 8 << 20, 8),  # eight 640x480 frames fit in 8 MB
+        (1280 * 720 * 3, 8 << 20, 4),  # 720p and up keep the four they ask for
+        (1920 * 1080 * 3, 8 << 20, 4),
+        (320 * 240 * 3, 8 << 20, 8),  # never more than twice
+        (640 * 480 * 3, 0, 4),  # no pool_bytes: exactly the slots asked for
+    ]:
+        pools = _SendPools(4, pool_bytes)
+        try:
+            taken = pools.acquire(size)
+            assert taken is not None and taken[0].slots == expected, (size, pool_bytes)
+        finally:
+            pools.close()

@@ -37,6 +37,34 @@ def test_frames_split_at_any_byte_come_out_whole_and_in_order(msgs, cuts):
         b.close()
 
 
+def test_a_message_put_back_comes_out_again_first_and_nothing_is_lost():
+    a, b = socket.socketpair()
+    try:
+        reader = _FrameReader()
+        a.sendall(b"".join(_frame(1, bytes([n]) * 10) for n in range(3)))
+        received = 0
+        while received < 3 * 15:
+            received += reader.receive(b)
+        first_pass = []
+        for _kind, payload in reader.messages():
+            first_pass.append(bytes(payload))
+            if len(first_pass) == 2:
+                reader.put_back()  # the second one goes back
+                break
+        assert reader.buffered
+        a.sendall(_frame(1, b"\x03" * 10))  # more arrives before the rest is read
+        while reader.receive(b) < 15:
+            pass
+        rest = [bytes(payload) for _, payload in reader.messages()]
+        assert first_pass == [b"\x00" * 10, b"\x01" * 10]
+        assert rest == [bytes([n]) * 10 for n in (1, 2, 3)]
+        assert not reader.buffered
+        reader.close()
+    finally:
+        a.close()
+        b.close()
+
+
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.integers(0, 200_000), max_size=5), st.integers(1, 100_000))
 def test_an_item_frame_carries_its_buffers_out_of_band_above_the_threshold(sizes, threshold):
@@ -58,30 +86,58 @@ def test_an_item_frame_carries_its_buffers_out_of_band_above_the_threshold(sizes
 @given(
     st.integers(1, 300),
     st.integers(1, 1 << 22),
+    st.integers(1, 4),
     st.lists(
-        st.one_of(st.tuples(st.just("send"), st.integers(0, 1 << 21)), st.tuples(st.just("take"), st.integers(1, 5)))
+        st.one_of(
+            st.tuples(st.just("send"), st.integers(0, 1 << 21), st.just(False)),
+            st.tuples(st.just("take"), st.integers(1, 5), st.booleans()),
+        )
     ),
 )
-def test_the_feed_window_never_lets_more_than_its_bounds_wait(max_items, max_bytes, ops):
-    window = FeedWindow(max_items, max_bytes)
+def test_the_feed_window_never_lets_more_than_its_bounds_wait(max_items, max_bytes, stretch, ops):
+    window = FeedWindow(max_items, max_bytes, stretch)
+    most_bytes = max_bytes * stretch
     sent = []
-    for op, value in ops:
+    for op, value, starved in ops:
         if op == "send":
             if window.full:
                 assert window.in_flight >= max_items or window.in_flight_bytes >= max_bytes
+                window.ask()
                 continue
             window.sent(value)
             sent.append(value)
         else:
             taken = min(value, len(sent))
-            window.took(value)
+            window.took(value, starved)
             del sent[:taken]
+            assert max_bytes <= window.max_bytes <= most_bytes
+            if not starved:
+                assert window.max_bytes == max_bytes
         assert window.in_flight == len(sent)
         assert window.in_flight_bytes == sum(sent)
         assert window.in_flight <= max_items
         # beyond two items, bytes are bounded by the limit plus the one item that crossed it
         if window.in_flight > 2:
-            assert window.in_flight_bytes - sent[-1] < max_bytes
+            assert window.in_flight_bytes - sent[-1] < most_bytes
+
+
+def test_the_feed_window_stretches_while_the_worker_keeps_up_and_snaps_back_when_it_lags():
+    window = FeedWindow(max_items=256, max_bytes=100, stretch=4)
+    for _ in range(3):
+        window.sent(60)
+    assert window.full and window.ask()
+    window.took(1, starved=True)  # the worker waited for an item while the feed waited for room
+    assert window.max_bytes == 200
+    window.took(1, starved=True)  # the feed did not wait since: no reason to stretch further
+    assert window.max_bytes == 200
+    for _ in range(4):
+        window.sent(60)
+        if window.full:
+            assert window.ask()
+            window.took(1, starved=True)
+    assert window.max_bytes == 400  # at most stretch times the configured bound
+    window.took(1, starved=False)  # items were waiting for the worker: it is the slower side
+    assert window.max_bytes == 100
 
 
 def test_the_feed_window_asks_for_a_report_once_per_wait():

@@ -72,6 +72,13 @@ def _cancelling() -> bool:
     return bool(cancelling is not None and cancelling())
 
 
+def _uncancel(task: asyncio.Task) -> None:
+    """Take back one cancellation request made to ``task`` (Python 3.11+ counts them; before, nothing to do)."""
+    uncancel = getattr(task, "uncancel", None)
+    if uncancel is not None:
+        uncancel()
+
+
 def _is_producer(obj: Any) -> bool:
     return isinstance(obj, BaseSubscriptionProducer) or (
         hasattr(obj, "subscribe") and hasattr(obj, "unsubscribe") and not hasattr(obj, "put_nowait")
@@ -105,6 +112,7 @@ class BaseSubscriptionProducer(baseEventHandler):
     # Class-level defaults keep close() safe on a half-constructed object.
     _shouldClose = False
     _subscriptions: Dict[Any, Any] = {}
+    _default_subscription: Any = None
     _puts: Tuple[Callable[[Any], None], ...] = ()
     _put_one: Optional[Callable[[Any], None]] = None
     _pending_gets: Set[asyncio.Future] = frozenset()  # type: ignore[assignment]
@@ -202,13 +210,25 @@ class BaseSubscriptionProducer(baseEventHandler):
                     return get_nowait()
                 except asyncio.QueueEmpty:
                     pass
-            waiter = asyncio.ensure_future(subscription.get())
+            # The caller's task awaits the subscription itself (no task per get, no extra loop turn per
+            # item); close() or unsubscribe() wakes it by cancelling it, a request it takes back below.
+            task = asyncio.current_task()
+            waiter = task if task is not None else asyncio.ensure_future(subscription.get())
             self._pending_gets.add(waiter)
             try:
-                return await waiter
+                return await (subscription.get() if task is not None else waiter)
             except asyncio.CancelledError:
-                if waiter not in self._ended_gets or _cancelling():
+                if waiter not in self._ended_gets:
                     raise  # the caller was cancelled: never swallowed
+                if task is not None:
+                    _uncancel(task)
+                if _cancelling():
+                    raise  # the caller was cancelled as well
+                if get_nowait is not None:
+                    try:
+                        return get_nowait()  # an item that reached it before it was unsubscribed
+                    except asyncio.QueueEmpty:
+                        pass
                 if self._shouldClose:
                     raise SubscriptionClosed(f"{type(self).__name__} was closed") from None
                 # its subscription was unsubscribed: wait on the new default one
@@ -224,9 +244,10 @@ class BaseSubscriptionProducer(baseEventHandler):
             self._default_subscription = self.subscribe()
 
     def _end_pending_gets(self) -> None:
-        """Wake every pending ``get()`` (close, or its default subscription was unsubscribed)."""
+        """Wake every pending ``get()`` (close, or its default subscription was unsubscribed): each is cancelled
+        once, and ``get()`` tells that cancellation from its caller's."""
         for waiter in list(self._pending_gets):
-            if not waiter.done():
+            if not waiter.done() and waiter not in self._ended_gets:
                 self._ended_gets.add(waiter)
                 waiter.cancel()
 

@@ -4,12 +4,21 @@ The parent sends items to the worker; the worker's ``_get()`` takes them and rep
 most ``max_items`` items, and beyond two items at most ``max_bytes`` bytes of them, may be sent and not yet
 taken; then the feed waits (asking the worker once for a report). Pure bookkeeping, no I/O::
 
-    window = FeedWindow(max_items=256, max_bytes=1 << 20)
+    window = FeedWindow(max_items=256, max_bytes=1 << 20, stretch=4)
     if not window.full:
         window.sent(size)            # an item of ``size`` bytes went to the worker
     if window.full and window.ask():
         send_report_request()        # once per wait: "tell me when you took half of what waits"
-    window.took(count)               # the worker reported ``count`` more items taken
+    window.took(count, starved)      # the worker reported ``count`` more items taken
+
+The byte bound is what keeps a slow worker on fresh items: beyond two, what waits for it is at most
+``max_bytes`` (three 640x480 frames in 2 MB). A worker faster than the feed never has anything waiting,
+and then the same bound only limits how far ahead the feed may send: with three frames, the feed waits for
+every report and the worker for every frame, each wait waking a process. So the bound stretches while the
+worker keeps up: a report saying the worker waited for an item (``starved``) while the feed waited for room
+doubles ``max_bytes``, up to ``stretch`` times the configured bound; the first report saying the worker did
+not wait (items were waiting for it: it is the slower side) puts it back. A worker that becomes slower than
+its source may therefore get a few items older than the bound promises, until its first report.
 """
 from __future__ import annotations
 
@@ -22,13 +31,18 @@ __all__ = ["FeedWindow"]
 class FeedWindow:
     """Items and bytes sent to a worker and not yet taken, bounded by ``max_items`` and ``max_bytes``."""
 
-    __slots__ = ("max_items", "max_bytes", "_sizes", "in_flight_bytes", "_asked")
+    __slots__ = ("max_items", "max_bytes", "_base_bytes", "_most_bytes", "_sizes", "in_flight_bytes", "_asked")
 
-    def __init__(self, max_items: int = 256, max_bytes: int = 1 << 20) -> None:
-        if max_items < 1 or max_bytes < 1:
-            raise ValueError(f"FeedWindow needs max_items >= 1 and max_bytes >= 1, got {max_items}, {max_bytes}")
+    def __init__(self, max_items: int = 256, max_bytes: int = 1 << 20, stretch: int = 1) -> None:
+        if max_items < 1 or max_bytes < 1 or stretch < 1:
+            raise ValueError(
+                f"FeedWindow needs max_items >= 1, max_bytes >= 1 and stretch >= 1, "
+                f"got {max_items}, {max_bytes}, {stretch}"
+            )
         self.max_items = max_items
-        self.max_bytes = max_bytes
+        self.max_bytes = max_bytes  # the bound now: between the configured one and stretch times it
+        self._base_bytes = max_bytes
+        self._most_bytes = max_bytes * stretch
         self._sizes: Deque[int] = collections.deque()  # sizes of the items in flight, oldest first
         self.in_flight_bytes = 0
         self._asked = False
@@ -49,11 +63,17 @@ class FeedWindow:
         self._sizes.append(size)
         self.in_flight_bytes += size
 
-    def took(self, count: int) -> None:
-        """The worker took ``count`` more items (the oldest ones); a later wait may ask again."""
+    def took(self, count: int, starved: bool = False) -> None:
+        """The worker took ``count`` more items (the oldest ones); a later wait may ask again. ``starved``: it
+        waited for an item since its last report (it keeps up); the byte bound stretches if the feed waited
+        too, and is back to the configured one otherwise."""
         sizes = self._sizes
         for _ in range(min(count, len(sizes))):
             self.in_flight_bytes -= sizes.popleft()
+        if not starved:
+            self.max_bytes = self._base_bytes
+        elif self._asked:
+            self.max_bytes = min(self._most_bytes, 2 * self.max_bytes)
         self._asked = False
 
     def ask(self) -> bool:

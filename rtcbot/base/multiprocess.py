@@ -40,7 +40,7 @@ Hooks for subclasses (the names are kept; use these, not other attributes):
 - in the parent: ``_deliver(item)`` (receives what ``_sendToParent`` sent; call super for the rest),
   ``_onLoopThread()``, ``close()`` / ``await close_async()``;
 - class settings: ``_handoff_block``, ``_handoff_slots``, ``_feed_window``, ``_feed_window_bytes``,
-  ``_parent_only_attributes``; keywords ``joinTimeout``, ``daemonProcess``, ``start_method``.
+  ``_feed_window_stretch``, ``_parent_only_attributes``; keywords ``joinTimeout``, ``daemonProcess``, ``start_method``.
 """
 from __future__ import annotations
 
@@ -107,7 +107,7 @@ class _ProcessWorker(LoopBound, baseEventHandler, metaclass=StartsWorkerMeta):
     """
 
     _handoff_block = True  # child's _put_nowait waits when the parent falls behind (False: drop the item)
-    _handoff_slots = 4  # shared-memory slots for arrays in flight, each direction
+    _handoff_slots = 4  # shared-memory slots for arrays in flight, each direction (a consumer's feed: more)
     # Attributes that stay in the parent (see rtcbot.base.process_state); subclasses add their own.
     _parent_only_attributes = frozenset(
         {
@@ -186,7 +186,12 @@ class _ProcessWorker(LoopBound, baseEventHandler, metaclass=StartsWorkerMeta):
             child_sock.close()
             child_life.close()
         self._endpoint = ParentEndpoint(
-            parent_sock, self._loop, self._on_item_from_worker, self._on_worker_gone, slots=self._handoff_slots
+            parent_sock,
+            self._loop,
+            self._on_item_from_worker,
+            self._on_worker_gone,
+            slots=self._handoff_slots,
+            pool_bytes=self._pool_bytes_to_worker(),
         )
         self._endpoint.start()
         assert self._life is not None
@@ -195,6 +200,11 @@ class _ProcessWorker(LoopBound, baseEventHandler, metaclass=StartsWorkerMeta):
 
     def _start_feeding(self) -> None:
         """Consumers start a task that forwards their subscription to the child."""
+
+    def _pool_bytes_to_worker(self) -> int:
+        """Arrays the parent sends to the worker small enough to get up to twice ``_handoff_slots`` slots
+        while a pool of them fits in this many bytes (0: exactly ``_handoff_slots``)."""
+        return 0
 
     # -- parent side: what arrives from the child ----------------------------------------------------
     def _on_item_from_worker(self, item: Any) -> None:
@@ -217,7 +227,7 @@ class _ProcessWorker(LoopBound, baseEventHandler, metaclass=StartsWorkerMeta):
             self._log.error("%s: worker process failed:\n%s", type(self).__name__, tb)
             self._set_error_now(err)
         elif kind == "took":
-            self._feed_took(message.value)
+            self._feed_took(*message.value)
         elif kind == "done":
             # The worker returned (or failed, or was asked to close): it is exiting.
             self._worker_done = True
@@ -275,8 +285,9 @@ class _ProcessWorker(LoopBound, baseEventHandler, metaclass=StartsWorkerMeta):
         self._log.error("%s", err)
         self._call_on_loop(self._set_error_now, err)
 
-    def _feed_took(self, count: int) -> None:
-        """The worker's _get() took ``count`` items (consumers count them to bound what waits in the worker)."""
+    def _feed_took(self, count: int, starved: bool) -> None:
+        """The worker's _get() took ``count`` items, and waited for one since its last report if ``starved``
+        (consumers count them to bound what waits in the worker)."""
 
     def _set_ready_now(self, value: bool) -> None:
         baseEventHandler._setReady(self, value)
@@ -458,7 +469,12 @@ class _FeedsWorker(_ProcessWorker):
     What waits in the child for its ``_get()`` is bounded by a :class:`~rtcbot.base.feed_window.FeedWindow`:
     at most ``_feed_window`` items, and beyond two items at most ``_feed_window_bytes`` (camera frames: three
     at 640x480, two at 1280x720 and larger: a worker slower than its camera works on a frame at most that many
-    frames old, and a fast one is refilled while it works on the others).
+    frames old, and a fast one is refilled while it works on the others). While the worker keeps up (it
+    waits for items while the feed waits for room), the byte bound stretches up to ``_feed_window_stretch``
+    times, so that the two processes do not take turns sleeping once per frame; it is back at the first
+    report saying items were waiting for the worker. The feed has as many shared-memory slots as frames the
+    stretched bound may hold (eight at 640x480; four, ``_handoff_slots``, at 1280x720 and up), so every frame
+    waiting in the worker is lent its slot rather than copied.
     The feed then waits, so a slow worker reads its subscription at its own pace (a camera's newest-frame
     subscription drops what it is too slow for, as for a threaded consumer) instead of its process queueing
     every item, without limit.
@@ -466,6 +482,7 @@ class _FeedsWorker(_ProcessWorker):
 
     _feed_window = 256  # items sent to the worker and not yet taken by its _get(), at most
     _feed_window_bytes = 2 << 20  # ...and beyond two such items, at most this many bytes of them
+    _feed_window_stretch = 2  # ...or up to this many times that while the worker keeps up (see FeedWindow)
     _feed_flow: Optional[FeedWindow] = None
     _feed_credit: Optional[asyncio.Event] = None
 
@@ -475,15 +492,22 @@ class _FeedsWorker(_ProcessWorker):
         window = self._feed_flow
         return 0 if window is None else window.in_flight
 
+    def _pool_bytes_to_worker(self) -> int:
+        # The feed window, not the slots, bounds what waits in the worker: with as many slots as frames the
+        # window may hold, every frame that waits there is lent its slot (a frame beyond three of four slots
+        # lent was copied out, in the worker, and four slots made the processes take turns waiting). Eight
+        # 640x480 frames; frames of 1280x720 and up keep four slots, so memory stays bounded.
+        return 2 * self._feed_window_bytes * self._feed_window_stretch
+
     def _start_feeding(self) -> None:
-        self._feed_flow = FeedWindow(self._feed_window, self._feed_window_bytes)
+        self._feed_flow = FeedWindow(self._feed_window, self._feed_window_bytes, self._feed_window_stretch)
         self._feed_task = self._loop.create_task(self._feed())
         self._feed_task.add_done_callback(self._feed_ended)
 
-    def _feed_took(self, count: int) -> None:
+    def _feed_took(self, count: int, starved: bool) -> None:
         window = self._feed_flow
         if window is not None:
-            window.took(count)
+            window.took(count, starved)
         credit = self._feed_credit
         if credit is not None:
             credit.set()
@@ -525,7 +549,7 @@ class _FeedsWorker(_ProcessWorker):
                 if window.full and window.ask():  # ask now: the request rides in the item's write
                     endpoint.send_nowait(internalSubscriptionMessage("report", None))
                 else:
-                    endpoint.flush()
+                    endpoint.flush_soon()  # items taken in one go (a burst) go in one write
             except ChannelClosed:
                 return
             except Exception as e:

@@ -81,8 +81,13 @@ class WorkerSide:
         self.close_requested = threading.Event()
         self.items: queue.SimpleQueue = queue.SimpleQueue()
         # Flow control (see FeedWindow in the parent): the parent is told how many items _get() took, every
-        # half window, and, when it waits for room, as soon as half of the items waiting here were taken.
+        # half window, and, when it waits for room, once half of the items waiting here were taken. A report
+        # does not get a write of its own (each write wakes the parent): it rides with the next one (the
+        # returned slot of the item before, usually), and goes at the latest when _get() is called again or
+        # is about to wait, when the parent asks while _get() waits, or when the worker ends.
         self.lock = threading.Lock()
+        self.getters_waiting = 0  # threads blocked in get() for the next item
+        self.starved = False  # get() waited for an item since the last report (the worker keeps up)
         self.received = 0  # items from the parent so far
         self.taken = 0  # items _get() returned
         self.reported = 0  # taken items the parent was told about
@@ -113,6 +118,12 @@ class WorkerSide:
                     # once half of what waits here was taken: the parent refills while the rest is worked on
                     self.report_at = self.taken + (self.received - self.taken) // 2
                 self.report()
+                with self.lock:  # checked after the report was queued: a get() that starts waiting later sends it
+                    # waiting with nothing to take (an item that came with the request wakes it: its next get()
+                    # or returned slot sends the report)
+                    idle = self.getters_waiting > 0 and self.items.empty()
+                if idle:  # nobody calls get() to send it: the parent would wait for the next item for good
+                    self.endpoint.flush()
             return
         with self.lock:
             self.received += 1
@@ -130,7 +141,19 @@ class WorkerSide:
     def get(self) -> Any:
         if self.obj._shouldClose:
             raise SubscriptionClosed("closed")
-        item = self.items.get()
+        self.endpoint.flush()  # a report held back since the last get() goes now, if nothing took it along
+        try:
+            item = self.items.get_nowait()
+        except queue.Empty:
+            with self.lock:
+                self.getters_waiting += 1
+                self.starved = True
+            try:
+                self.endpoint.flush()  # a report queued by the reader thread just before we counted ourselves
+                item = self.items.get()
+            finally:
+                with self.lock:
+                    self.getters_waiting -= 1
         if item is _CLOSED:
             self.items.put(_CLOSED)  # every later _get() ends too
             raise SubscriptionClosed("closed")
@@ -150,7 +173,8 @@ class WorkerSide:
                 return
             self.reported = self.taken
             self.report_at = None
-        self.control("took", due)
+            starved, self.starved = self.starved, False
+        self.endpoint.send_soon(internalSubscriptionMessage("took", (due, starved)))  # rides with the next write
 
     def send(self, item: Any, block: bool = True) -> None:
         try:

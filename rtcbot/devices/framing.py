@@ -167,6 +167,8 @@ class StructCodec:
         self.fmt = fmt
         self._struct = struct.Struct(fmt)
         self.size = self._struct.size
+        # Float fields are checked for NaN/inf before packing (struct packs them without complaint).
+        self._float_fields = tuple(i for i, f in enumerate(self._fields) if f[-1] in "efd")
         self.keys: Optional[Tuple[str, ...]] = tuple(keys) if keys is not None else None
         if self.keys is not None and len(self.keys) != len(self._fields):
             raise ValueError(
@@ -186,6 +188,16 @@ class StructCodec:
         if self.keys is None:
             return values
         return dict(zip(self.keys, values))
+
+    def unpack_all(self, data: bytes) -> List[Any]:
+        """Every record of ``data`` (a whole number of them), as :meth:`unpack` gives each one."""
+        if len(data) == self.size:  # one record (a reply to a request): no iterator needed
+            return [self.unpack(data)]
+        records = self._struct.iter_unpack(data)
+        keys = self.keys
+        if keys is None:
+            return list(records)
+        return [dict(zip(keys, values)) for values in records]
 
     def _field_name(self, i: int) -> str:
         if self.keys is not None:
@@ -229,7 +241,24 @@ class StructCodec:
         )
 
     def pack(self, item: Any) -> bytes:
-        values = self.values_of(item)
+        values: Sequence[Any] = item
+        if type(item) is not tuple or len(item) != len(self._fields):  # a tuple of the right size goes as it is
+            values = self.values_of(item)
+        # One pack of the whole record when every value fits (the usual case); only a message that does not
+        # is then checked field by field, to name the field.
+        error: Optional[Exception] = None
+        if not (self._float_fields and any(_is_non_finite(values[i]) for i in self._float_fields)):
+            try:
+                return self._struct.pack(*values)
+            except (struct.error, OverflowError, TypeError, ValueError) as e:
+                error = e
+        self._check_fields(values)  # raises, naming the field
+        raise EncodeError(  # pragma: no cover - a value that does not pack fails its field's check above
+            f"cannot encode {item!r} with struct format {self.fmt!r}: {error}"
+        ) from error
+
+    def _check_fields(self, values: Sequence[Any]) -> None:
+        """Raise :class:`EncodeError` naming the first field of ``values`` that is not finite or does not fit."""
         for i, (field_fmt, value) in enumerate(zip(self._fields, values)):
             if field_fmt[-1] in "efd" and _is_non_finite(value):
                 # struct packs NaN and inf without complaint; a motor command of NaN is a bug upstream.
@@ -244,10 +273,6 @@ class StructCodec:
                     f"cannot encode field {self._field_name(i)}: value {value!r} does not fit, it must be "
                     f"{_describe_range(field_fmt)} ({e})"
                 ) from e
-        try:
-            return self._struct.pack(*values)
-        except (struct.error, OverflowError, TypeError, ValueError) as e:  # pragma: no cover - checked above
-            raise EncodeError(f"cannot encode {item!r} with struct format {self.fmt!r}: {e}") from e
 
 
 # -------------------------------------------------------------------------------------------- decoders
@@ -375,14 +400,15 @@ class StructDecoder(Decoder):
 
     def feed(self, data: bytes) -> List[Any]:
         buf = self._buf
-        buf += data
         size = self.codec.size
-        n = len(buf) // size
-        if n == 0:
+        if not buf and len(data) % size == 0:  # whole records, nothing held (the usual read): no copy
+            return self.codec.unpack_all(data)
+        buf += data
+        whole = len(buf) - len(buf) % size
+        if whole == 0:
             return []
-        unpack = self.codec.unpack
-        out = [unpack(bytes(buf[k * size : (k + 1) * size])) for k in range(n)]
-        del buf[: n * size]
+        out = self.codec.unpack_all(bytes(buf[:whole]))
+        del buf[:whole]
         return out
 
 

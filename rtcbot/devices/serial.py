@@ -239,18 +239,24 @@ class SerialConnection(LoopBound, SubscriptionProducerConsumer):
         self._send(encoded)
 
     def _send(self, encoded: bytes) -> None:
-        if self._port_gone:
-            self._dropped(1)
-            return
         # Batching: the first write goes at once (no added latency for a lone command); writes after it in
         # the same turn of the event loop are written together at the end of the turn, with one write(). A
         # read is a boundary too (a reply arrived: what is put next answers it), so a request/reply
         # exchange never waits for the end of a turn.
         batch = self._batch
         if batch is None:
-            self._write(encoded, 1)
+            io = self._io
+            if io is not None and not self._shouldClose:  # the port is open (so not gone): straight to it
+                io.write(encoded, 1)
+            elif self._port_gone:
+                self._dropped(1)
+            else:
+                self._write(encoded, 1)
             if self._loop.is_running():  # (_send runs on the loop's thread: put_nowait hands it over)
                 self._batch = bytearray()
+            return
+        if self._port_gone:
+            self._dropped(1)
             return
         batch += encoded
         self._batch_count += 1

@@ -35,7 +35,12 @@ Ownership and policies:
   that (a receiver that keeps arrays), and for items with several large buffers, the receiver copies the
   buffers out into memory of its own and hands the slot back at once, so a receiver that stores frames never
   stalls the sender for good.
-- Slots bound how many large items are in flight in one direction (sent, not yet returned).
+- Slots bound how many large items are in flight in one direction (sent, not yet returned). Returned slots
+  go back two at a time (each write wakes the other process), or with anything else written, or at once
+  when the sender may be short of them (all but one of its pool's slots are lent or waiting to go back).
+- When every lendable slot is lent, the parent lets its loop run once before it copies an item out (arrays
+  handed to a callback subscription die on the next turn, and their slots come back); the worker's
+  ``send_soon()`` holds a small message back until its next write or ``flush()``.
 - A sender with no free slot waits for one (``block=True``, back-pressure: nothing is lost) or drops the item
   (``WorkerEndpoint.send(obj, block=False)``, counted in ``dropped``: a camera keeps only fresh frames).
 - Items arrive in the order they were sent; ``on_eof`` runs after the last item was delivered.

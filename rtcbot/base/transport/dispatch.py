@@ -18,7 +18,7 @@ import pickle
 from typing import Callable, Deque
 
 from .shared_memory import _ReceivePools
-from .wire import _DROP, _KIND_DROP, _KIND_ITEM, _KIND_POOL, _KIND_RELEASE, _POOL, _RELEASE, _frame, _parse_item
+from .wire import _DROP, _ITEM, _KIND_DROP, _KIND_ITEM, _KIND_POOL, _KIND_RELEASE, _POOL, _RELEASE, _frame, _parse_item
 
 __all__ = ["ReceiveDispatcher", "UnpicklableItem"]
 
@@ -51,6 +51,14 @@ class ReceiveDispatcher:
         self._on_release = on_release
         self._send_release = send_release
         self._peer = peer  # "worker" or "parent", for the log
+
+    def would_copy(self, kind: int, payload: bytearray) -> bool:
+        """True for an ITEM that would be copied out of its slot only because too many slots are lent now
+        (one shared buffer, no slot free to lend): a receiver whose arrays die soon may rather wait."""
+        if kind != _KIND_ITEM:
+            return False
+        pool_id, slot, count = _ITEM.unpack_from(payload, 0)
+        return slot >= 0 and count == 1 and not self._receive_pools.can_lend(pool_id)
 
     def handle(self, kind: int, payload: bytearray, fds: Deque[int]) -> None:
         if kind == _KIND_ITEM:

@@ -47,6 +47,8 @@ class ParentEndpoint:
     :param on_eof: called once when the worker's end is closed
     :param slots: how many large items may be in flight to the worker at once
     :param min_shared_bytes: buffers at least this large go through shared memory, smaller ones inline
+    :param pool_bytes: items small enough get more slots than ``slots``, up to twice as many, as long as a
+        pool of them fits in this many bytes (0: exactly ``slots``)
     """
 
     def __init__(
@@ -57,6 +59,7 @@ class ParentEndpoint:
         on_eof: Callable[[], None],
         slots: int = 4,
         min_shared_bytes: int = 65536,
+        pool_bytes: int = 0,
     ) -> None:
         self._sock = sock
         self._sock.setblocking(False)
@@ -65,7 +68,7 @@ class ParentEndpoint:
         self._on_item = on_item
         self._on_eof = on_eof
         self._min_shared_bytes = min_shared_bytes
-        self._send_pools = _SendPools(slots)
+        self._send_pools = _SendPools(slots, pool_bytes)
         self._receive_pools = _ReceivePools(self._lent_slot_returned)
         self._reader = _FrameReader()
         # Slots lent to received arrays come back from any thread (when the last array using one dies): their
@@ -81,6 +84,8 @@ class ParentEndpoint:
         self._out_fds: Deque[Tuple[int, int]] = collections.deque()  # (stream offset, fd) to attach there
         self._writing = False  # add_writer is active
         self._reading = False  # add_reader is active
+        self._dispatch_paused = False  # received items wait for the loop to run once (see _dispatch_received)
+        self._flush_scheduled = False  # flush_soon() was called and its flush has not run yet
         self._waiters: List[asyncio.Future] = []  # send() calls waiting for a slot or socket room
         self._eof = False
         self._broken = False  # a write failed: the worker is gone
@@ -128,6 +133,23 @@ class ParentEndpoint:
 
     def flush(self) -> None:
         """Write what :meth:`send` queued with ``flush=False`` (as much as the socket takes now)."""
+        self._flush()
+
+    def flush_soon(self) -> None:
+        """Write what :meth:`send` queued with ``flush=False`` once the loop has run what is ready now: a
+        sender that queues several items in one go (a burst, taken without waiting) writes them together,
+        and the worker is woken once for all of them rather than once each::
+
+            for frame in burst:
+                await channel.send(frame, flush=False)
+                channel.flush_soon()
+        """
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._scheduled_flush)
+
+    def _scheduled_flush(self) -> None:
+        self._flush_scheduled = False
         self._flush()
 
     def send_nowait(self, obj: object) -> None:
@@ -259,6 +281,8 @@ class ParentEndpoint:
 
     def _on_readable(self) -> None:
         self._loop_thread = threading.get_ident()
+        if self._dispatch_paused:
+            return  # the items received wait for lent slots to come back: _resume_dispatch goes on
         for _ in range(_MAX_READS_PER_WAKE):
             try:
                 received = self._reader.receive(self._sock)
@@ -270,12 +294,40 @@ class ParentEndpoint:
             if not received:
                 self._end_of_stream()
                 return
-            for kind, payload in self._reader.messages():
-                self._dispatch.handle(kind, payload, self._reader.fds)
-                if self._closed:  # on_item closed the channel
-                    return
-        self._queue(b"")  # with the slots returned by the items above
-        self._flush()  # slot releases queued by the items above
+            if not self._dispatch_received():
+                break
+        if not self._closed:
+            self._write_returns_if_due()
+
+    def _dispatch_received(self, loop_had_a_turn: bool = False) -> bool:
+        """Hand on every complete message received; False if it stopped (closed, or held).
+
+        When the worker sends faster than ``on_item``'s consumers let go of the arrays (a callback
+        subscription runs on the next loop turn), a burst of items would find every lendable slot lent and
+        be copied out of their slots (a copy per frame, on the loop). Such an item waits instead: the loop
+        runs what was scheduled (the arrays die, their slots come back), and :meth:`_resume_dispatch` goes
+        on, in order, lending again. If the first item it takes still finds no slot to lend
+        (``loop_had_a_turn``: a consumer that keeps its arrays), it is copied out as before, so the worker
+        is never held up for more than a loop turn."""
+        first = loop_had_a_turn
+        for kind, payload in self._reader.messages():
+            if not first and self._dispatch.would_copy(kind, payload):
+                self._reader.put_back()
+                self._dispatch_paused = True
+                self._loop.call_soon(self._resume_dispatch)
+                return False
+            self._dispatch.handle(kind, payload, self._reader.fds)
+            if self._closed:  # on_item closed the channel
+                return False
+            first = False
+        return True
+
+    def _resume_dispatch(self) -> None:
+        self._dispatch_paused = False
+        if not self._closed:
+            self._dispatch_received(loop_had_a_turn=True)
+        if not self._closed:
+            self._write_returns_if_due()
 
     def _take_item(self, item: object) -> None:
         if type(item) is UnpicklableItem:
@@ -304,8 +356,20 @@ class ParentEndpoint:
     def _write_returns(self) -> None:
         self._returns_scheduled = False
         if not self.closed:
+            self._write_returns_if_due()
+
+    def _write_returns_if_due(self) -> None:
+        """Write the RELEASEs of returned slots when due, and whatever else waits to be written.
+
+        Each write wakes the worker's reader thread, so returned slots go two at a time, or with anything
+        else written (``_queue`` always takes them along), unless the worker may be short of slots: when
+        all but one of its pool's slots are lent here or waiting to go back, they go at once. The worker
+        then always has two slots it can send with or its slots on their way back, so holding one back never
+        stalls it."""
+        returns = len(self._returns)
+        if returns and (returns >= 2 or self._receive_pools.lent + returns + 1 >= self._receive_pools.newest_slots):
             self._queue(b"")
-            self._flush()
+        self._flush()
 
     def _slot_released(self, pool_id: int, slot: int) -> None:
         self._send_pools.release(pool_id, slot)

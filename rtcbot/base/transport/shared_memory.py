@@ -97,10 +97,11 @@ class _SendPools:
     Not thread-safe: the worker guards it with its condition, the parent uses it from the loop only.
     """
 
-    def __init__(self, slots: int) -> None:
+    def __init__(self, slots: int, pool_bytes: int = 0) -> None:
         if slots < 1:
             raise ValueError(f"a channel needs at least one shared-memory slot, got slots={slots}")
         self._slots = slots
+        self._pool_bytes = pool_bytes  # small items get more slots, up to twice as many, while they fit in this
         self._current: Optional[_SendPool] = None
         self._retired: Dict[int, _SendPool] = {}
         self._next_id = 1
@@ -113,11 +114,10 @@ class _SendPools:
             if pool is not None:
                 self._retire(pool)
             slot_size = -(-size // mmap.PAGESIZE) * mmap.PAGESIZE
-            pool = self._current = _SendPool(self._next_id, slot_size, self._slots)
+            slots = max(self._slots, min(2 * self._slots, self._pool_bytes // slot_size))
+            pool = self._current = _SendPool(self._next_id, slot_size, slots)
             self._next_id += 1
-            logger.debug(
-                "new shared-memory pool %d: %d slots of %d bytes", pool.pool_id, self._slots, slot_size
-            )
+            logger.debug("new shared-memory pool %d: %d slots of %d bytes", pool.pool_id, slots, slot_size)
         if not pool.free:
             return None
         return pool, pool.free.pop()
@@ -180,6 +180,7 @@ class _ReceivePools:
         self._leases: Dict[int, Tuple[Any, int, int]] = {}
         # Received arrays are copied into recycled buffers; one a receiver still holds is never reused.
         self._buffers = BufferPool(slots=8, max_bytes=_RECEIVE_POOL_BYTES)
+        self.newest_slots = 0  # how many slots the sender's newest pool (the one it sends from) has
 
     def add(self, pool_id: int, slot_size: int, slots: int, fd: int) -> None:
         try:
@@ -189,11 +190,17 @@ class _ReceivePools:
         self._pools[pool_id] = (slot_size, memoryview(mapping), mapping)
         self._max_lent[pool_id] = slots * 3 // 4 if self._on_returned is not None else 0
         self._lent[pool_id] = set()
+        self.newest_slots = slots
 
     @property
     def lent(self) -> int:
         """How many slots are lent to items still alive."""
         return len(self._leases)
+
+    def can_lend(self, pool_id: int) -> bool:
+        """True if an item with one buffer in this pool would be lent its slot now (not copied out)."""
+        lent = self._lent.get(pool_id)
+        return lent is not None and len(lent) < self._max_lent[pool_id]
 
     def take_buffers(self, pool_id: int, slot: int, refs: List[Tuple[int, int]]) -> Tuple[List[Any], bool]:
         """The buffers of one item: ``([view of the slot], True)`` when the slot is lent (it goes back when

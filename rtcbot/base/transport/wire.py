@@ -94,6 +94,7 @@ class _FrameReader:
         self._buf = bytearray(_READ_SIZE)
         self._start = 0  # first byte not yet parsed
         self._end = 0  # end of received bytes
+        self._last = 0  # where the message messages() yielded last begins (for put_back)
         self.fds: Deque[int] = collections.deque()  # received fds, consumed in order by POOL messages
 
     def receive(self, sock: socket.socket) -> int:
@@ -118,8 +119,18 @@ class _FrameReader:
             begin = self._start + _HEADER.size
             if self._end - begin < length:
                 return
-            self._start = begin + length
+            self._last, self._start = self._start, begin + length
             yield kind, self._buf[begin : begin + length]
+
+    def put_back(self) -> None:
+        """Unread the message :meth:`messages` yielded last (call it before reading again): the next
+        ``messages()`` yields it first."""
+        self._start = self._last
+
+    @property
+    def buffered(self) -> bool:
+        """True if bytes received are not parsed yet (a message put back, or one not complete)."""
+        return self._end > self._start
 
     def _make_room(self) -> None:
         """Move unparsed bytes to the front; grow the buffer for a message larger than it, shrink after."""

@@ -6,7 +6,7 @@ import collections
 import logging
 import socket
 import threading
-from typing import Callable, Deque, Optional
+from typing import Callable, Deque, List, Optional
 
 from .dispatch import ReceiveDispatcher, UnpicklableItem
 from .shared_memory import _ReceivePools, _SendPool, _SendPools
@@ -73,9 +73,13 @@ class WorkerEndpoint:
         self._item_arrived = threading.Condition(self._lock)
         self._send_pools = _SendPools(slots)
         self._receive_pools = _ReceivePools(self._lent_slot_returned)
-        # RELEASEs of lent slots whose last array died (any thread, maybe inside the garbage collector): written
-        # by whoever gets the write lock without waiting, else by its holder when it is done.
+        # Small messages that ride with the next write: RELEASEs of lent slots whose last array died (any
+        # thread, maybe inside the garbage collector), and what send_soon() held back until the next write or
+        # flush(). RELEASEs go two at a time, unless the parent may be short of slots (see _returns_due);
+        # whoever writes takes all of them, without waiting for the write lock (its holder writes them when
+        # it is done).
         self._returns: Deque[bytes] = collections.deque()
+        self._riders: Deque[bytes] = collections.deque()
         self._items: Deque[object] = collections.deque()
         self._on_item = on_item
         self._on_eof = on_eof
@@ -122,6 +126,28 @@ class WorkerEndpoint:
         with self._lock:
             self.sent += 1
         return True
+
+    def send_soon(self, obj: object) -> None:
+        """Queue a small message for the parent without writing it: it rides with the next write from this
+        end (an item, a returned slot) or goes at :meth:`flush`. Each write wakes the other process, which
+        costs both sides far more than the bytes; a report the parent needs soon but not at once (flow
+        control) is sent this way, and the sender calls :meth:`flush` before it waits::
+
+            channel.send_soon({"took": 3})
+            ...
+            channel.flush()              # about to block: what was held back goes now
+
+        Everything travels inline (no shared memory). Messages keep their order with everything sent after.
+
+        :raises NotPicklableError: ``obj`` cannot be pickled
+        """
+        self._riders.append(_Encoded(obj, None).frame())
+
+    def flush(self) -> None:
+        """Write what :meth:`send_soon` held back (and slots returned meanwhile), unless another thread is
+        writing: it takes them along. Never waits; a closed channel drops them."""
+        if self._riders or self._returns_due():
+            self._write_returns()
 
     def recv(self) -> object:
         """Wait for the next item from the parent and return it.
@@ -189,7 +215,8 @@ class WorkerEndpoint:
             try:
                 with self._lock:
                     drops, self._send_pools.pending_drops = self._send_pools.pending_drops, []
-                head = b"".join(_frame(_KIND_DROP, _DROP.pack(pool_id)) for pool_id in drops)
+                riders = self._take_returns()  # queued before this message: they go first, in the same write
+                head = b"".join([*riders, *(_frame(_KIND_DROP, _DROP.pack(pool_id)) for pool_id in drops)])
                 if pool is not None and not pool.announced:
                     announcement = pool.announcement()
                     fds = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [pool.fd]))]
@@ -200,30 +227,48 @@ class WorkerEndpoint:
                     self._sock.sendall(head + frame, socket.MSG_NOSIGNAL)
             except OSError as e:
                 raise ChannelClosed(f"the parent end of the channel is gone ({e})") from e
-        if self._returns:
+        if self._riders or self._returns_due():
             self._write_returns()
 
     def _lent_slot_returned(self, pool_id: int, slot: int) -> None:
         self._returns.append(_frame(_KIND_RELEASE, _RELEASE.pack(pool_id, slot)))
-        self._write_returns()
+        if self._returns_due():
+            self._write_returns()
+
+    def _returns_due(self) -> bool:
+        """Write the returned slots now? Each write wakes the parent's loop, so they go two at a time, unless
+        the parent may be short of slots: all but one of its pool's are lent here or waiting to go back. The
+        parent then always has two slots to send with or slots on their way back, so holding one back never
+        stalls it (and a parent with nothing to send needs none)."""
+        returns = len(self._returns)
+        pools = self._receive_pools
+        return returns >= 2 or (returns > 0 and pools.lent + returns + 1 >= pools.newest_slots)
 
     def _write_returns(self) -> None:
-        """Write the queued RELEASEs unless another write is under way (it writes them when it ends). Never
-        waits for the write lock: this may run inside the garbage collector, in a thread holding it."""
-        returns = self._returns
-        while returns:
+        """Write the queued RELEASEs and held-back messages unless another write is under way (it writes them
+        when it ends). Never waits for the write lock: this may run inside the garbage collector, in a thread
+        holding it."""
+        returns, riders = self._returns, self._riders
+        while returns or riders:
             if not self._write_lock.acquire(blocking=False):
                 return
             try:
-                batch = []
-                while returns:
-                    batch.append(returns.popleft())
-                if not self._closed:
+                batch = self._take_returns()
+                if batch and not self._closed:
                     self._sock.sendall(b"".join(batch), socket.MSG_NOSIGNAL)
             except OSError as e:
                 logger.debug("returning lent slots to the parent failed: %s", e)
             finally:
                 self._write_lock.release()
+
+    def _take_returns(self) -> List[bytes]:
+        """Empty the queues of messages waiting to ride with a write: held-back ones (send_soon(), in order)
+        and returned slots."""
+        batch = []
+        for queue in (self._riders, self._returns):
+            while queue:
+                batch.append(queue.popleft())
+        return batch
 
     def _read_loop(self) -> None:
         reader = _FrameReader()
@@ -234,6 +279,8 @@ class WorkerEndpoint:
             while reader.receive(self._sock):
                 for kind, payload in reader.messages():
                     dispatch.handle(kind, payload, reader.fds)
+                if self._returns and self._returns_due():  # the items just lent their slots: the parent may
+                    self._write_returns()  # now be short of slots with one of them held back here
         except (OSError, ChannelClosed) as e:
             logger.debug("worker channel reader stops: %s", e)
         finally:
