@@ -104,8 +104,8 @@ def test_frames_arrive_in_file_order_with_consecutive_indices(video):
 
 
 def test_an_unpaced_file_whose_frame_count_is_no_multiple_of_the_batch_delivers_its_last_frames(video):
-    """Unpaced, frames reach the loop in groups of eight: this file's last six (fewer than eight) wait in the
-    hand-off and must go out with the end of the file, before onClose, not be lost."""
+    """Unpaced, frames reach the loop in groups of four: the last three of seven wait in the hand-off and
+    must go out with the end of the file, before onClose, not be lost."""
 
     async def main():
         camera = CVCamera(cameranumber=video(7), pace=False)
@@ -555,5 +555,5 @@ def test_frames_dropped_by_their_reader_are_decoded_into_a_few_recycled_buffers(
     run(main())
     assert len(decoded_into) == 100
     assert sum(address in handed_out for address in decoded_into) >= 99  # all but (maybe) the first
-    # A few buffers, reused (eighteen at most are in use at once; more only when the loop lags far behind).
+    # A few buffers, reused (ten at most are in use at once; more only when the loop lags far behind).
     assert len(handed_out) < 50

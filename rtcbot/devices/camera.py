@@ -41,7 +41,7 @@ Source = Union[int, str, "os.PathLike[str]"]
 
 # An unpaced video file hands frames to the event loop in groups of this many (at most this many wait):
 # each wake-up of the loop costs more than handing it a frame, and nobody watches such a file live.
-_UNPACED_BATCH = 8
+_UNPACED_BATCH = 4
 
 
 def _classify(cameranumber: Source) -> Tuple[Union[int, str], str]:
@@ -126,9 +126,9 @@ class CVCamera(FrameEmitter, ThreadedSubscriptionProducer):
         repeat: a video file starts again at its end instead of closing the camera.
         pace: a video file is delivered at its own frame rate (True) or as fast as it decodes (False, for
             offline processing and benchmarks). Unpaced frames that decode less than 2 ms apart reach
-            the event loop eight at a time, which saves most of the loop's wake-ups (at thousands of
-            frames/s they cost more CPU than the hand-off itself); such a frame waits for the next ones'
-            decode (10 ms at most), and up to eight frames (not two) may wait for a busy loop.
+            the event loop four at a time, which quarters the loop's wake-ups (at thousands of frames/s they
+            cost more CPU than the hand-off itself); such a frame waits for the next ones' decode (10 ms
+            at most), and up to four frames (not two) may wait for a busy loop.
         max_read_failures: reads in a row that may fail before the camera counts as lost: ``onError`` fires
             with :class:`~rtcbot.DeviceLostError` and the camera closes.
 
