@@ -103,9 +103,9 @@ def test_frames_arrive_in_file_order_with_consecutive_indices(video):
     assert [f.index for f in frames] == list(range(20))
 
 
-def test_an_unpaced_file_with_an_odd_frame_count_delivers_its_last_frame_before_closing(video):
-    """Unpaced, frames reach the loop in pairs: the odd last one waits in the hand-off and must go out with
-    the end of the file, before onClose, not be lost."""
+def test_an_unpaced_file_whose_frame_count_is_no_multiple_of_the_batch_delivers_its_last_frames(video):
+    """Unpaced, frames reach the loop in groups of four: the last three of seven wait in the hand-off and
+    must go out with the end of the file, before onClose, not be lost."""
 
     async def main():
         camera = CVCamera(cameranumber=video(7), pace=False)
@@ -116,8 +116,8 @@ def test_an_unpaced_file_with_an_odd_frame_count_delivers_its_last_frame_before_
 
 def test_an_unpaced_file_whose_preprocessframe_waits_for_the_reader_does_not_stall(video):
     """A preprocessframe in lockstep with the reader (it waits until the reader has the previous frame)
-    is quick enough for frames to be handed over in pairs; the frame held for its pair must still reach
-    the reader (within the hand-off's 2 ms bound), or both would wait for each other forever."""
+    is quick enough for frames to be handed over in groups; the frame held for its group must still reach
+    the reader (within the hand-off's 10 ms bound), or both would wait for each other forever."""
     received = threading.Semaphore(0)
     stalled: List[int] = []
 
@@ -136,7 +136,7 @@ def test_an_unpaced_file_whose_preprocessframe_waits_for_the_reader_does_not_sta
 
 
 def test_an_unpaced_frame_before_an_error_is_delivered_before_on_error(video):
-    """A frame held in the hand-off (unpaced pairs) reaches subscribers before the error that followed it."""
+    """A frame held in the hand-off (unpaced groups) reaches subscribers before the error that followed it."""
     order: List[Any] = []
 
     def fail_on_third(frame: Frame) -> Frame:
@@ -505,3 +505,55 @@ def test_the_legacy_picamera_class_says_to_use_picamera2(monkeypatch, picamera2_
     with pytest.raises(MissingDependencyError, match="Use PiCamera2 instead") as info:
         PiCamera(width=640, height=480, fps=30)
     assert "legacy 'picamera'" in str(info.value) and isinstance(info.value, ImportError)
+
+
+# --------------------------------------------------------------------------------------------- reused buffers
+
+
+def test_frames_a_subscriber_keeps_are_never_overwritten_by_later_frames(video):
+    """The capture thread decodes into reused buffers: a frame still held (here every third one, and a view
+    of another) must keep its own picture while hundreds of later frames are decoded."""
+    kept: List[np.ndarray] = []
+
+    def keep_some(frame: Frame) -> None:
+        if frame.index % 3 == 0:
+            kept.append(frame)
+        elif frame.index % 7 == 0:
+            kept.append(frame[:, : WIDTH // 2 + WIDTH // 4])  # a view: it holds the buffer as well
+
+    async def main():
+        camera = CVCamera(cameranumber=video(200), pace=False)
+        camera.subscribe(keep_some)
+        await asyncio.wait_for(camera.onClose(), WAIT)
+
+    run(main())
+    assert len(kept) == 67 + 19  # every third frame, and a view of every seventh that is not one of those
+    for frame in kept:
+        expected = index_image(frame.index)[:, : frame.shape[1]]
+        assert np.abs(frame.astype(int) - expected).max() < 24, f"frame {frame.index} was overwritten"
+
+
+def test_frames_dropped_by_their_reader_are_decoded_into_a_few_recycled_buffers(video, monkeypatch):
+    """A reader that lets each frame go: the capture decodes into the same few pooled buffers, not a fresh
+    array per frame."""
+    handed_out = set()
+    take = camera_module.BufferPool.take
+
+    def spying_take(pool: Any, nbytes: int) -> np.ndarray:
+        buffer = take(pool, nbytes)
+        handed_out.add(buffer.__array_interface__["data"][0])
+        return buffer
+
+    monkeypatch.setattr(camera_module.BufferPool, "take", spying_take)
+    decoded_into: List[int] = []
+
+    async def main():
+        camera = CVCamera(cameranumber=video(100), pace=False)
+        camera.subscribe(lambda frame: decoded_into.append(frame.__array_interface__["data"][0]))
+        await asyncio.wait_for(camera.onClose(), WAIT)
+
+    run(main())
+    assert len(decoded_into) == 100
+    assert sum(address in handed_out for address in decoded_into) >= 99  # all but (maybe) the first
+    # A few buffers, reused (ten at most are in use at once; more only when the loop lags far behind).
+    assert len(handed_out) < 50

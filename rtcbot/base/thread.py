@@ -25,8 +25,13 @@ Hooks for subclasses (the names are kept; use these, not other attributes):
   waiters), ``_onLoopThread()``, ``_handoff.call(fn, *args)`` (run ``fn`` on the loop after the items put);
 - class settings: ``joinTimeout``, ``_handoff_block``, ``_handoff_limit``;
 - ``_set_handoff_batching(True)`` (in ``__init__``, or in the worker): items that follow each other within
-  2 ms wait for the loop in groups of ``_handoff_limit`` (or until the next ready/error/close) instead of
-  each waking it, for a worker that produces as fast as it can (see :class:`~rtcbot.base.worker.LoopHandoff`).
+  2 ms wait for the loop in groups of ``_handoff_limit`` (or until the next ready/error/close, 10 ms at
+  most) instead of each waking it, for a worker that produces as fast as it can (see
+  :class:`~rtcbot.base.worker.LoopHandoff`).
+
+The worker's items wake the loop through an eventfd it watches where the platform has one (Linux, Python
+3.10+; :class:`~rtcbot.base.loop_wake.LoopWake`), opened when the worker starts and closed by the loop-side
+close.
 """
 from __future__ import annotations
 
@@ -86,6 +91,7 @@ class _ThreadedWorker(threadedEventHandler, metaclass=StartsWorkerMeta):
         self._handoff.batching = enabled
 
     def _start_worker(self) -> None:
+        self._handoff.start()  # its eventfd: released by the loop-side close
         self._thread = threading.Thread(
             target=self._run_worker, name=f"rtcbot-{type(self).__name__}", daemon=self._daemon_thread
         )
@@ -194,7 +200,12 @@ class _ThreadedWorker(threadedEventHandler, metaclass=StartsWorkerMeta):
                 return
         life = self._life
         if life is None or life.claim_loop_side():
-            self._closeNow()
+            try:
+                self._closeNow()
+            finally:
+                handoff = getattr(self, "_handoff", None)
+                if handoff is not None:
+                    handoff.close()  # its loop wake-up (an eventfd); anything put later still arrives
 
     def _on_worker_thread_ending(self) -> bool:
         return self._worker_returning

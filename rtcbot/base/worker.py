@@ -16,6 +16,8 @@ import time
 import weakref
 from typing import Any, Callable, Deque, Optional
 
+from .loop_wake import LoopWake
+
 __all__ = ["EXIT_MAIN_NOT_GUARDED", "LoopHandoff", "StartsWorkerMeta", "close_live_workers"]
 
 logger = logging.getLogger("rtcbot.base.worker")
@@ -113,23 +115,30 @@ class LoopHandoff:
     in ``dropped``)::
 
         handoff = LoopHandoff(loop, deliver=producer_fan_out)
+        handoff.start()     # on the loop's thread: wake it through an eventfd (Linux, Python 3.10+)
         handoff.put(item)   # from any thread
+        handoff.close()     # on the loop's thread, once the owner closed: releases the eventfd
+
+    Without ``start()`` (and after ``close()``) wakes go through ``call_soon_threadsafe``; with it, through a
+    :class:`~rtcbot.base.loop_wake.LoopWake`, which costs the loop about half the CPU per wake-up.
 
     A writer that produces as fast as it can (a video file decoded unpaced) may set ``batching = True``:
     an item that comes less than ``batch_gap`` seconds (2 ms) after the previous one then waits without
     waking the loop, until ``limit`` items wait or a ``call`` (ready, error, close) follows it. Each wake-up
-    of the loop costs both threads CPU (a self-pipe write, an ``epoll_wait`` return, a thread switch), so at
+    of the loop costs both threads CPU (a write, an ``epoll_wait`` return, a thread switch), so at
     thousands of items/s waking once per ``limit`` items saves a large share of it; the price is that an
-    item may wait for the next one, about one gap. An item never waits longer than ``batch_gap`` after the
-    loop's last delivery (a timer the loop arms while it is awake anyway delivers it), so a writer that
-    stalls, or waits for the loop to have seen its last item, cannot leave it behind. Items further apart
-    than ``batch_gap`` wake the loop each, as without batching (the wake-up is then a small share of the
-    work per item)::
+    item may wait for the next one, about one gap. While deliveries go on, the loop also looks for held
+    items every ``held_check`` seconds (10 ms), so a writer that stalls, or waits for the loop to have seen
+    its last item, cannot leave one behind: an item never waits longer than that. (A check every 10 ms
+    costs the loop far less than a timer re-armed at every delivery.) Items further apart than
+    ``batch_gap`` wake the loop each, as without batching (the wake-up is then a small share of the work
+    per item)::
 
         handoff.batching = True   # fast items delivered in groups of `limit`
     """
 
     batch_gap = 0.002  # seconds: with batching, an item closer than this to the previous one may wait
+    held_check = 0.01  # seconds: with batching, how often the loop delivers what a writer holds
 
     def __init__(
         self,
@@ -149,9 +158,11 @@ class LoopHandoff:
         self._stopped = False
         self.dropped = 0
         self.batching = False
+        self._delivered = False  # a drain ran since the last check for held items
         self._last_put = 0.0  # time.monotonic() of the previous put, kept while batching
         self._held_timer: Optional[asyncio.TimerHandle] = None  # delivers what batching held, at the latest
         self._writers_waiting = 0  # notifying a Condition nobody waits on still costs a Python call
+        self._wake = LoopWake(loop, self._drain)  # call_soon_threadsafe until start()
 
     def put(self, item: Any) -> None:
         with self._lock:
@@ -176,7 +187,7 @@ class LoopHandoff:
                 return
             self._scheduled = True
         try:
-            self._loop.call_soon_threadsafe(self._drain)
+            self._wake.wake()
         except RuntimeError:  # the loop is closed: nobody will ever read these
             with self._lock:
                 self._items.clear()
@@ -187,6 +198,24 @@ class LoopHandoff:
         with self._lock:
             self._stopped = True
             self._drained.notify_all()
+
+    def start(self) -> None:
+        """Wake the loop through an eventfd it watches, where the platform has one (see
+        :class:`~rtcbot.base.loop_wake.LoopWake`): about half the loop's CPU per wake-up. Call it on the loop's
+        thread (or before the loop runs) before writers start; :meth:`close` releases it. Without it, wakes
+        go through ``call_soon_threadsafe``."""
+        self._wake.start()
+
+    def close(self) -> None:
+        """Release the loop wake-up (its eventfd) once the owner has closed, on the loop's thread or once
+        the loop is closed. Never raises; items and calls put later are still delivered (through
+        ``call_soon_threadsafe``), so a late writer loses nothing."""
+        self.batching = False  # what comes later wakes the loop at once: no check timer outlives the owner
+        timer = self._held_timer
+        if timer is not None:
+            self._held_timer = None
+            timer.cancel()
+        self._wake.close()
 
     def _drop_oldest_item(self) -> None:
         # Only data is dropped; calls (ready, error, close) always reach the loop.
@@ -208,12 +237,10 @@ class LoopHandoff:
             if self._writers_waiting:
                 self._drained.notify_all()
         if self.batching:
-            # The loop is awake now: arming the timer here costs no extra wake-up while items keep coming
-            # (each delivery moves it on), and bounds how long a held item can wait when they stop.
-            timer = self._held_timer
-            if timer is not None:
-                timer.cancel()
-            self._held_timer = self._loop.call_later(self.batch_gap, self._deliver_held)
+            self._delivered = True
+            if self._held_timer is None:
+                # The loop is awake now: arming the check here costs no extra wake-up.
+                self._held_timer = self._loop.call_later(self.held_check, self._check_held)
         deliver = self._deliver
         for item in batch:
             if type(item) is _Call:
@@ -221,13 +248,16 @@ class LoopHandoff:
             else:
                 deliver(item)
 
-
-    def _deliver_held(self) -> None:
+    def _check_held(self) -> None:
+        # While deliveries go on, this runs every held_check seconds: whatever the writer holds goes now.
         self._held_timer = None
         with self._lock:
             held = bool(self._items) and not self._scheduled  # a scheduled drain delivers them anyway
         if held:
-            self._drain()
+            self._drain()  # arms the next check
+        elif self._delivered:
+            self._delivered = False
+            self._held_timer = self._loop.call_later(self.held_check, self._check_held)
 
 
 class _Call:

@@ -19,10 +19,13 @@ import math
 import os
 import sys
 import time
-from typing import Any, Callable, Tuple, Union
+from typing import Any, Callable, Optional, Tuple, Union
+
+import numpy as np
 
 from rtcbot._deps import require
 from rtcbot.base import ThreadedSubscriptionProducer
+from rtcbot.base.bufferpool import BufferPool
 from rtcbot.errors import DeviceLostError, DeviceOpenError
 from rtcbot.subscriptions import MostRecentSubscription
 
@@ -35,6 +38,10 @@ __all__ = ["CVCamera", "Frame"]
 
 
 Source = Union[int, str, "os.PathLike[str]"]
+
+# An unpaced video file hands frames to the event loop in groups of this many (at most this many wait):
+# each wake-up of the loop costs more than handing it a frame, and nobody watches such a file live.
+_UNPACED_BATCH = 4
 
 
 def _classify(cameranumber: Source) -> Tuple[Union[int, str], str]:
@@ -77,6 +84,14 @@ def _open_advice(source: Union[int, str], kind: str) -> str:
     )
 
 
+def _poolable_shape(image: Any) -> Tuple[Optional[Tuple[int, ...]], int]:
+    """The shape and size of buffers ``cap.retrieve()`` can decode frames like ``image`` into: (None, 0) for
+    an image that is no contiguous uint8 array (it keeps being allocated per frame)."""
+    if image.dtype != np.uint8 or not image.flags.c_contiguous:
+        return None, 0
+    return image.shape, image.nbytes
+
+
 def _video_capture(cv2: Any, source: Union[int, str], api: int) -> Any:
     """Opens a ``cv2.VideoCapture`` (one function, so tests can swap in a capture that fails on cue)."""
     return cv2.VideoCapture(source, api)
@@ -111,10 +126,15 @@ class CVCamera(FrameEmitter, ThreadedSubscriptionProducer):
         repeat: a video file starts again at its end instead of closing the camera.
         pace: a video file is delivered at its own frame rate (True) or as fast as it decodes (False, for
             offline processing and benchmarks). Unpaced frames that decode less than 2 ms apart reach
-            the event loop two at a time, which halves the loop's wake-ups (at thousands of frames/s they
-            cost more CPU than the hand-off itself); such a frame waits for the next one's decode.
+            the event loop four at a time, which quarters the loop's wake-ups (at thousands of frames/s they
+            cost more CPU than the hand-off itself); such a frame waits for the next ones' decode (10 ms
+            at most), and up to four frames (not two) may wait for a busy loop.
         max_read_failures: reads in a row that may fail before the camera counts as lost: ``onError`` fires
             with :class:`~rtcbot.DeviceLostError` and the camera closes.
+
+    The capture thread decodes into a few buffers that it reuses once nothing refers to them any more
+    (no frame, slice, view or queue entry): a frame you keep is never overwritten, and frames you drop cost
+    no fresh memory.
 
     Opening fails at once with :class:`~rtcbot.DeviceOpenError`, whose message says what to check. The
     end of a video file closes the camera cleanly (``await camera`` returns, ``camera.error`` is None).
@@ -144,6 +164,8 @@ class CVCamera(FrameEmitter, ThreadedSubscriptionProducer):
         self._pace = pace
         self._max_read_failures = max_read_failures
         self._frame_count = 0
+        if self._kind == "file" and not pace:
+            self._handoff_limit = _UNPACED_BATCH  # read by the hand-off the base class makes
         self._cap: Any = self._open(width, height, fps)
         try:
             super().__init__(defaultSubscriptionType=MostRecentSubscription, logger=logger, loop=loop)
@@ -211,6 +233,15 @@ class CVCamera(FrameEmitter, ThreadedSubscriptionProducer):
         deadline = time.monotonic()
         failures = 0
         frames_since_rewind = 0
+        # Frames are decoded into recycled buffers (a fresh array per frame is memory the allocator often has
+        # to fault in again: tens of page faults per 640x480 frame). A buffer is reused only once nothing
+        # refers to it, so a frame a subscriber keeps is never overwritten. In use at once: the frames the
+        # loop is delivering and as many waiting in the hand-off, one a MostRecentSubscription holds, and the
+        # one being decoded. Only OpenCV's own capture is known to decode into the array it is given.
+        slots = 2 * self._handoff_limit + 2
+        pool = BufferPool(slots=slots) if isinstance(cap, self._cv2.VideoCapture) else None
+        shape: Optional[Tuple[int, ...]] = None  # of the decoded frames, once known: the pooled buffers' shape
+        nbytes = 0
         while not self._shouldClose:
             if period:
                 # Release frame k at start + k * period, waiting on close (not sleeping); a reader that
@@ -225,7 +256,10 @@ class CVCamera(FrameEmitter, ThreadedSubscriptionProducer):
             ok = cap.grab()
             timestamp = time.monotonic()
             if ok:
-                ok, image = cap.retrieve()
+                if shape is None:
+                    ok, image = cap.retrieve()
+                else:
+                    ok, image = cap.retrieve(pool.take(nbytes).reshape(shape))  # type: ignore[union-attr]
             if not ok:
                 if self._kind == "file":
                     if self._repeat_file and frames_since_rewind > 0:
@@ -247,4 +281,7 @@ class CVCamera(FrameEmitter, ThreadedSubscriptionProducer):
                 continue
             failures = 0
             frames_since_rewind += 1
+            if pool is not None and image.shape != shape:
+                shape, nbytes = _poolable_shape(image)
             self._emit_frame(image, timestamp)
+            del image  # its buffer is free again once the subscribers are done with the frame
