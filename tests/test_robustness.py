@@ -569,7 +569,7 @@ class VanishingCapture:
         self.reads += 1
         return self.reads <= self.good
 
-    def retrieve(self) -> Any:
+    def retrieve(self, image: Any = None) -> Any:
         return True, np.zeros((48, 64, 3), np.uint8)
 
     def release(self) -> None:

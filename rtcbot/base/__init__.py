@@ -9,7 +9,8 @@ producers and consumers), ``thread`` (threaded flavour), ``multiprocess`` (proce
 ``process_child`` (the worker process's side), ``process_start`` (start method, what the child imports, the
 parent-death lifeline), ``process_state`` (what crosses into the child), ``feed_window`` (a consumer feed's
 flow control), ``transport`` (the channel to a worker process), ``worker`` (starting workers after
-``__init__``, closing live workers at exit, the thread-to-loop hand-off), ``bufferpool`` (recycled buffers).
+``__init__``, closing live workers at exit, the thread-to-loop hand-off), ``loop_wake`` (waking the event loop
+from worker threads through an eventfd), ``bufferpool`` (recycled buffers).
 """
 from .base import (
     BaseSubscriptionConsumer,
