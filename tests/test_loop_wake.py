@@ -216,17 +216,22 @@ def test_a_wake_dropped_after_its_loop_closed_releases_its_eventfd():
     assert open_eventfds() == before
 
 
+async def wakes_without_eventfd() -> None:
+    """A wake from another thread runs its callback through call_soon_threadsafe (no eventfd opened)."""
+    ran = asyncio.Event()
+    wake = LoopWake(asyncio.get_running_loop(), ran.set)
+    wake.start()
+    assert not wake.uses_eventfd
+    threading.Thread(target=wake.wake).start()
+    await asyncio.wait_for(ran.wait(), WAIT)
+    wake.close()
+
+
 def test_without_eventfd_the_wake_falls_back_to_call_soon_threadsafe(monkeypatch):
     monkeypatch.setattr(loop_wake, "_HAVE_EVENTFD", False)
 
     async def main():
-        ran = asyncio.Event()
-        wake = LoopWake(asyncio.get_running_loop(), ran.set)
-        wake.start()
-        assert not wake.uses_eventfd
-        threading.Thread(target=wake.wake).start()
-        await asyncio.wait_for(ran.wait(), WAIT)
-        wake.close()
+        await wakes_without_eventfd()
 
     run(main())
 
@@ -237,13 +242,7 @@ def test_a_loop_without_add_reader_falls_back_to_call_soon_threadsafe():
             raise NotImplementedError
 
     async def main():
-        ran = asyncio.Event()
-        wake = LoopWake(asyncio.get_running_loop(), ran.set)
-        wake.start()
-        assert not wake.uses_eventfd
-        threading.Thread(target=wake.wake).start()
-        await asyncio.wait_for(ran.wait(), WAIT)
-        wake.close()
+        await wakes_without_eventfd()
 
     before = open_eventfds()
     loop = NoReaders()
