@@ -359,15 +359,9 @@ class ParentEndpoint:
             self._write_returns_if_due()
 
     def _write_returns_if_due(self) -> None:
-        """Write the RELEASEs of returned slots when due, and whatever else waits to be written.
-
-        Each write wakes the worker's reader thread, so returned slots go two at a time, or with anything
-        else written (``_queue`` always takes them along), unless the worker may be short of slots: when
-        all but one of its pool's slots are lent here or waiting to go back, they go at once. The worker
-        then always has two slots it can send with or its slots on their way back, so holding one back never
-        stalls it."""
-        returns = len(self._returns)
-        if returns and (returns >= 2 or self._receive_pools.lent + returns + 1 >= self._receive_pools.newest_slots):
+        """Write the RELEASEs of returned slots when due (see ``_ReceivePools.returns_due``; anything else
+        written takes them along too), and whatever else waits to be written."""
+        if self._receive_pools.returns_due(len(self._returns)):
             self._queue(b"")
         self._flush()
 

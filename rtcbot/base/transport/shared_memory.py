@@ -197,6 +197,13 @@ class _ReceivePools:
         """How many slots are lent to items still alive."""
         return len(self._leases)
 
+    def returns_due(self, waiting: int) -> bool:
+        """Should ``waiting`` returned slots (RELEASEs not yet written) go to the sender now? Each write wakes
+        the other process, so they go two at a time, unless the sender may be short of slots: all but one of
+        its newest pool's are lent here or waiting to go back. The sender then always has two slots to send
+        with or slots on their way back, so holding one back never stalls it."""
+        return waiting >= 2 or (waiting > 0 and self.lent + waiting + 1 >= self.newest_slots)
+
     def can_lend(self, pool_id: int) -> bool:
         """True if an item with one buffer in this pool would be lent its slot now (not copied out)."""
         lent = self._lent.get(pool_id)

@@ -236,13 +236,7 @@ class WorkerEndpoint:
             self._write_returns()
 
     def _returns_due(self) -> bool:
-        """Write the returned slots now? Each write wakes the parent's loop, so they go two at a time, unless
-        the parent may be short of slots: all but one of its pool's are lent here or waiting to go back. The
-        parent then always has two slots to send with or slots on their way back, so holding one back never
-        stalls it (and a parent with nothing to send needs none)."""
-        returns = len(self._returns)
-        pools = self._receive_pools
-        return returns >= 2 or (returns > 0 and pools.lent + returns + 1 >= pools.newest_slots)
+        return self._receive_pools.returns_due(len(self._returns))
 
     def _write_returns(self) -> None:
         """Write the queued RELEASEs and held-back messages unless another write is under way (it writes them
@@ -279,7 +273,7 @@ class WorkerEndpoint:
             while reader.receive(self._sock):
                 for kind, payload in reader.messages():
                     dispatch.handle(kind, payload, reader.fds)
-                if self._returns and self._returns_due():  # the items just lent their slots: the parent may
+                if self._returns_due():  # the items just lent their slots: the parent may
                     self._write_returns()  # now be short of slots with one of them held back here
         except (OSError, ChannelClosed) as e:
             logger.debug("worker channel reader stops: %s", e)
