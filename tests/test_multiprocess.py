@@ -1,6 +1,7 @@
 """The process flavour: workers in child processes under fork, forkserver and spawn, and their failure paths."""
 import asyncio
 import logging
+import multiprocessing
 import os
 import signal
 import threading
@@ -41,6 +42,22 @@ class FrameSource(ProcessSubscriptionProducer):
         self._setReady(True)
         for i in range(self.count):
             self._put_nowait(np.full(self.shape, i % 251, np.uint8))
+        self._wait_closed()
+
+
+class FillsItsSlots(ProcessSubscriptionProducer):
+    """Puts ``count`` frames and sets ``filled``, then puts one more and sets ``overflowed``."""
+
+    def __init__(self, count, shape, filled, overflowed, **kwargs):
+        self.count, self.shape, self.filled, self.overflowed = count, shape, filled, overflowed
+        super().__init__(**kwargs)
+
+    def _producer(self):
+        for i in range(self.count + 1):
+            if i == self.count:
+                self.filled.set()
+            self._put_nowait(np.full(self.shape, i, np.uint8))
+        self.overflowed.set()
         self._wait_closed()
 
 
@@ -183,6 +200,25 @@ def test_frames_arrive_complete_and_in_order(method, no_leaks):
         assert all(f.shape == (480, 640, 3) and f.dtype == np.uint8 for f in got)
         assert [int(f[0, 0, 0]) for f in got] == list(range(30))
         assert all((f == f[0, 0, 0]).all() for f in got)  # a kept frame is never overwritten
+
+    run(main())
+
+
+@pytest.mark.parametrize("shape, slots", [((480, 640, 3), 8), ((720, 1280, 3), 4)])
+def test_a_producer_worker_has_eight_slots_for_640x480_frames_and_four_for_larger(shape, slots, no_leaks):
+    # With four slots for 640x480 frames, the worker waited for one while the parent slept, once per frame or
+    # two; a pool of eight still fits in _handoff_pool_bytes (8 MB), one of 1280x720 frames does not.
+    async def main():
+        context = multiprocessing.get_context("forkserver")
+        filled, overflowed = context.Event(), context.Event()
+        with FillsItsSlots(slots, shape, filled, overflowed) as source:
+            frames = source.subscribe()
+            # The loop is held here on purpose: the parent reads nothing, so no slot comes back.
+            assert filled.wait(10)
+            assert not overflowed.wait(0.5)  # the frame after the last slot waits for one
+            got = [await next_item(frames, 10) for _ in range(slots + 1)]
+            assert await asyncio.to_thread(overflowed.wait, 10)
+        assert [int(frame[0, 0, 0]) for frame in got] == list(range(slots + 1))
 
     run(main())
 

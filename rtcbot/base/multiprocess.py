@@ -39,8 +39,9 @@ Hooks for subclasses (the names are kept; use these, not other attributes):
   ``_sendToParent(item)``, and ``self.closed``, ``self.ready``, ``self.error``;
 - in the parent: ``_deliver(item)`` (receives what ``_sendToParent`` sent; call super for the rest),
   ``_onLoopThread()``, ``close()`` / ``await close_async()``;
-- class settings: ``_handoff_block``, ``_handoff_slots``, ``_feed_window``, ``_feed_window_bytes``,
-  ``_feed_window_stretch``, ``_parent_only_attributes``; keywords ``joinTimeout``, ``daemonProcess``, ``start_method``.
+- class settings: ``_handoff_block``, ``_handoff_slots``, ``_handoff_pool_bytes``, ``_feed_window``,
+  ``_feed_window_bytes``, ``_feed_window_stretch``, ``_parent_only_attributes``; keywords ``joinTimeout``,
+  ``daemonProcess``, ``start_method``.
 """
 from __future__ import annotations
 
@@ -107,7 +108,11 @@ class _ProcessWorker(LoopBound, baseEventHandler, metaclass=StartsWorkerMeta):
     """
 
     _handoff_block = True  # child's _put_nowait waits when the parent falls behind (False: drop the item)
-    _handoff_slots = 4  # shared-memory slots for arrays in flight, each direction (a consumer's feed: more)
+    _handoff_slots = 4  # shared-memory slots for arrays in flight, each direction, at least
+    # ...and arrays small enough get up to twice as many, while a pool of them fits in this many bytes: eight
+    # slots for 640x480 frames, four for 1280x720 and up. With four, the sender took turns with the receiver
+    # (it waited for a slot while the other process slept, once per frame or two); eight keep both busy.
+    _handoff_pool_bytes = 8 << 20
     # Attributes that stay in the parent (see rtcbot.base.process_state); subclasses add their own.
     _parent_only_attributes = frozenset(
         {
@@ -168,7 +173,16 @@ class _ProcessWorker(LoopBound, baseEventHandler, metaclass=StartsWorkerMeta):
         self._lifeline = parent_life
         self._process = context.Process(
             target=worker_process_main,
-            args=(cls, state, child_sock, child_life, self._handoff_slots, self._handoff_block, dict(os.environ)),
+            args=(
+                cls,
+                state,
+                child_sock,
+                child_life,
+                self._handoff_slots,
+                self._handoff_pool_bytes,
+                self._handoff_block,
+                dict(os.environ),
+            ),
             name=f"rtcbot-{cls.__name__}",
             daemon=self._daemon_process,
         )
@@ -191,7 +205,7 @@ class _ProcessWorker(LoopBound, baseEventHandler, metaclass=StartsWorkerMeta):
             self._on_item_from_worker,
             self._on_worker_gone,
             slots=self._handoff_slots,
-            pool_bytes=self._pool_bytes_to_worker(),
+            pool_bytes=self._handoff_pool_bytes,
         )
         self._endpoint.start()
         assert self._life is not None
@@ -200,11 +214,6 @@ class _ProcessWorker(LoopBound, baseEventHandler, metaclass=StartsWorkerMeta):
 
     def _start_feeding(self) -> None:
         """Consumers start a task that forwards their subscription to the child."""
-
-    def _pool_bytes_to_worker(self) -> int:
-        """Arrays the parent sends to the worker small enough to get up to twice ``_handoff_slots`` slots
-        while a pool of them fits in this many bytes (0: exactly ``_handoff_slots``)."""
-        return 0
 
     # -- parent side: what arrives from the child ----------------------------------------------------
     def _on_item_from_worker(self, item: Any) -> None:
@@ -472,9 +481,8 @@ class _FeedsWorker(_ProcessWorker):
     frames old, and a fast one is refilled while it works on the others). While the worker keeps up (it
     waits for items while the feed waits for room), the byte bound stretches up to ``_feed_window_stretch``
     times, so that the two processes do not take turns sleeping once per frame; it is back at the first
-    report saying items were waiting for the worker. The feed has up to twice ``_handoff_slots`` shared-memory
-    slots while they fit in the stretched bound (eight at 640x480; four at 1280x720 and up), so frames waiting
-    in the worker are lent their slots rather than copied.
+    report saying items were waiting for the worker. The stretched bound is ``_handoff_pool_bytes``, so
+    every frame that may wait in the worker has a slot to be lent (eight at 640x480) rather than copied.
     The feed then waits, so a slow worker reads its subscription at its own pace (a camera's newest-frame
     subscription drops what it is too slow for, as for a threaded consumer) instead of its process queueing
     every item, without limit.
@@ -491,13 +499,6 @@ class _FeedsWorker(_ProcessWorker):
         """Items sent to the worker and not yet taken (for tests and diagnostics)."""
         window = self._feed_flow
         return 0 if window is None else window.in_flight
-
-    def _pool_bytes_to_worker(self) -> int:
-        # The feed window, not the slots, bounds what waits in the worker: with as many slots as frames the
-        # window may hold, every frame that waits there is lent its slot (a frame beyond three of four slots
-        # lent was copied out, in the worker, and four slots made the processes take turns waiting). Eight
-        # 640x480 frames in 8 MB; frames of 1280x720 and up keep four slots, so memory stays bounded.
-        return self._feed_window_bytes * self._feed_window_stretch
 
     def _start_feeding(self) -> None:
         self._feed_flow = FeedWindow(self._feed_window, self._feed_window_bytes, self._feed_window_stretch)

@@ -75,7 +75,7 @@ def picklable_error(err: BaseException, tb: str) -> BaseException:
 class WorkerSide:
     """What a process-based object has in its child process instead of subscriptions and events."""
 
-    def __init__(self, obj: Any, sock: socket.socket, slots: int, block: bool) -> None:
+    def __init__(self, obj: Any, sock: socket.socket, slots: int, pool_bytes: int, block: bool) -> None:
         self.obj = obj
         self.block = block
         self.close_requested = threading.Event()
@@ -97,7 +97,9 @@ class WorkerSide:
         # Items are handed over in the channel's own reader thread (no thread of ours in between); it may call
         # back before the endpoint is assigned below, so the callbacks wait for that.
         self._attached = threading.Event()
-        self.endpoint = WorkerEndpoint(sock, slots=slots, on_item=self._on_item, on_eof=self._on_eof)
+        self.endpoint = WorkerEndpoint(
+            sock, slots=slots, pool_bytes=pool_bytes, on_item=self._on_item, on_eof=self._on_eof
+        )
         self._attached.set()
 
     def _on_eof(self) -> None:
@@ -211,6 +213,7 @@ def worker_process_main(
     sock: Any,
     lifeline: Any,
     slots: int,
+    pool_bytes: int,
     block: bool,
     environment: Dict[str, str],
 ) -> None:
@@ -237,7 +240,7 @@ def worker_process_main(
     obj._is_closed = False
     obj._life = Lifecycle()
     obj._life.running()
-    obj._worker_side = side = WorkerSide(obj, sock, slots, block)
+    obj._worker_side = side = WorkerSide(obj, sock, slots, pool_bytes, block)
     holder["side"] = side
     try:
         obj._worker_main()

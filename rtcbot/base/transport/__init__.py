@@ -35,7 +35,9 @@ Ownership and policies:
   that (a receiver that keeps arrays), and for items with several large buffers, the receiver copies the
   buffers out into memory of its own and hands the slot back at once, so a receiver that stores frames never
   stalls the sender for good.
-- Slots bound how many large items are in flight in one direction (sent, not yet returned). Returned slots
+- Slots bound how many large items are in flight in one direction (sent, not yet returned): ``slots`` of
+  them, or up to twice as many for items small enough that a pool of them fits in ``pool_bytes`` (an
+  endpoint's keyword; with few slots the sender waits for one while the receiver sleeps). Returned slots
   go back two at a time (each write wakes the other process), or with anything else written, or at once
   when the sender may be short of them (all but one of its pool's slots are lent or waiting to go back).
 - When every lendable slot is lent, the parent lets its loop run once before it copies an item out (arrays

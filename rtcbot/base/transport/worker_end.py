@@ -47,6 +47,8 @@ class WorkerEndpoint:
     :param sock: the ``worker_end`` of :func:`socket_pair`
     :param slots: how many large items may be in flight to the parent at once
     :param min_shared_bytes: buffers at least this large go through shared memory, smaller ones inline
+    :param pool_bytes: items small enough get more slots than ``slots``, up to twice as many, as long as a
+        pool of them fits in this many bytes (0: exactly ``slots``)
     :param on_item: called in the reader thread with each item (an item that failed to unpickle is logged and
         skipped); it may send, but should not block for long (it holds up the slots returned to this end)
     :param on_eof: called in the reader thread once the channel ended (the parent closed it, or close())
@@ -57,6 +59,7 @@ class WorkerEndpoint:
         sock: socket.socket,
         slots: int = 4,
         min_shared_bytes: int = 65536,
+        pool_bytes: int = 0,
         on_item: Optional[Callable[[object], None]] = None,
         on_eof: Optional[Callable[[], None]] = None,
     ) -> None:
@@ -71,7 +74,7 @@ class WorkerEndpoint:
         self._lock = threading.Lock()
         self._slot_freed = threading.Condition(self._lock)
         self._item_arrived = threading.Condition(self._lock)
-        self._send_pools = _SendPools(slots)
+        self._send_pools = _SendPools(slots, pool_bytes)
         self._receive_pools = _ReceivePools(self._lent_slot_returned)
         # Small messages that ride with the next write: RELEASEs of lent slots whose last array died (any
         # thread, maybe inside the garbage collector), and what send_soon() held back until the next write or
