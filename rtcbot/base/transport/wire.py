@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import array
 import collections
+import copyreg
+import io
 import logging
 import os
 import pickle
 import socket
 import struct
-from typing import Deque, List, Optional, Tuple
+from typing import Any, Deque, List, Optional, Tuple
+
+import numpy as np
 
 from ...errors import NotPicklableError
 
@@ -40,6 +44,30 @@ def _frame(kind: int, *parts: bytes) -> bytes:
     return b"".join([_HEADER.pack(sum(len(p) for p in parts), kind), *parts])
 
 
+_PLAIN_KINDS = frozenset("biufcSU")  # dtypes whose .str says all (no fields, objects, datetime units)
+
+
+def _rebuild_array(buffer: Any, dtype: str, shape: Tuple[int, ...]) -> np.ndarray:
+    """Unpickles what :func:`_reduce_array` pickled: an array over ``buffer`` (no copy)."""
+    return np.frombuffer(buffer, dtype).reshape(shape)
+
+
+def _reduce_array(array: np.ndarray) -> Any:
+    """Pickles a plain C-contiguous array as its buffer, dtype string and shape. numpy's own reduction pickles
+    the dtype as an object, which cost more than the rest of a frame's item together (5.8 against 3.4 us to
+    pickle, 4.2 against 2.9 us to unpickle a 640x480 frame on a 2-core VM); other arrays keep it."""
+    dtype = array.dtype
+    if array.flags.c_contiguous and dtype.kind in _PLAIN_KINDS and dtype.metadata is None:
+        return _rebuild_array, (pickle.PickleBuffer(array), dtype.str, array.shape)  # type: ignore[arg-type]
+    return array.__reduce_ex__(5)
+
+
+class _ItemPickler(pickle.Pickler):
+    """Pickles items to cross (protocol 5), numpy arrays with :func:`_reduce_array`."""
+
+    dispatch_table = {**copyreg.dispatch_table, np.ndarray: _reduce_array}
+
+
 class _Encoded:
     """An item pickled with its large buffers kept out of band (views of the item's own memory)."""
 
@@ -62,7 +90,9 @@ class _Encoded:
             return False  # out of band
 
         try:
-            self.data = pickle.dumps(obj, protocol=5, buffer_callback=keep_large)
+            out = io.BytesIO()
+            _ItemPickler(out, protocol=5, buffer_callback=keep_large).dump(obj)
+            self.data = out.getvalue()
         except (pickle.PicklingError, TypeError, AttributeError) as e:
             self.release()
             raise NotPicklableError(
