@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Dict, Iterator, Optional
+from typing import Dict, Iterator, List, Optional
 
 __all__ = ["PulseStartError", "missing_reason", "pulseaudio_server"]
 
@@ -30,6 +30,12 @@ READY_TIMEOUT = 10.0  # seconds to wait for the server to answer `pactl info`
 
 # Client-side variables: every process started while the server runs (Speaker children too) inherits them.
 _CLIENT_VARS = ("PULSE_SERVER", "PULSE_CLIENTCONFIG", "PULSE_COOKIE", "PULSE_RUNTIME_PATH")
+# The client variables of the servers started here and still running, oldest first, and the variables as they
+# were before the first of them. Servers need not stop in the reverse order they started (a module's server
+# can start before the session's and stop while the session's runs): the variables always point at the newest
+# server still running.
+_running: List[Dict[str, str]] = []
+_before: Dict[str, Optional[str]] = {}
 
 
 class PulseStartError(RuntimeError):
@@ -174,7 +180,6 @@ def pulseaudio_server() -> Iterator[Dict[str, str]]:
         "sink_properties=device.description=rtcbot-null-sink",
         f"--load=module-native-protocol-unix socket={socket} auth-anonymous=1",
     ]
-    saved = {name: os.environ.get(name) for name in _CLIENT_VARS}
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(command, env=server_env, stdout=log, stderr=subprocess.STDOUT)
     pin: Optional[subprocess.Popen] = None
@@ -185,6 +190,10 @@ def pulseaudio_server() -> Iterator[Dict[str, str]]:
             if done.returncode != 0:
                 raise PulseStartError(f"pactl {' '.join(args)} failed: {done.stderr.strip()}")
         pin = _start_latency_pin(server_env, log_path)
+        if not _running:
+            _before.clear()
+            _before.update({name: os.environ.get(name) for name in _CLIENT_VARS})
+        _running.append(client_env)
         os.environ.update(client_env)
         _reinitialize_portaudio()
         yield {
@@ -199,15 +208,18 @@ def pulseaudio_server() -> Iterator[Dict[str, str]]:
     finally:
         _stop(pin)
         _stop(proc)
-        ours = os.environ.get("PULSE_SERVER") == client_env["PULSE_SERVER"]
-        nested = saved.get("PULSE_SERVER") is not None  # an outer server (the session's) is still running
-        if ours and not nested:
-            _reinitialize_portaudio()  # forget the server's devices while autospawn is still off
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        if ours and nested:
-            _reinitialize_portaudio()  # back to the outer server's devices, not the stopped one's
+        if client_env in _running:
+            _running.remove(client_env)
+            # Only while the variables point at this server: a server started after it and still running
+            # keeps them.
+            if os.environ.get("PULSE_SERVER") == client_env["PULSE_SERVER"]:
+                if not _running:
+                    _reinitialize_portaudio()  # forget the server's devices while autospawn is still off
+                for name, value in (_running[-1] if _running else _before).items():
+                    if value is None:
+                        os.environ.pop(name, None)
+                    else:
+                        os.environ[name] = value
+                if _running:
+                    _reinitialize_portaudio()  # the devices of the server still running, not the stopped one's
         shutil.rmtree(base, ignore_errors=True)
