@@ -584,15 +584,17 @@ def test_a_worker_keeping_its_last_frames_never_leaves_the_parent_without_a_slot
     assert run(main()) == list(range(100))
 
 
-def test_items_queued_with_flush_soon_all_go_once_the_loop_runs(no_leaks):
+def test_a_message_queued_without_flushing_rides_with_the_next_item_in_order(no_leaks):
     async def main():
         parent = Parent("forkserver", echo_worker)
         try:
-            for index in range(6):  # a burst: written together, after this task yields
-                await parent.channel.send((index, np.full(FRAME_VGA, index, np.uint8)), flush=False)
-                parent.channel.flush_soon()
-            return [(await parent.next())[0] for _ in range(6)]
+            for index in range(3):
+                parent.channel.send_nowait(("note", index), flush=False)
+                await parent.channel.send((index, np.full(FRAME_VGA, index, np.uint8)))
+            return [(await parent.next())[:2] for _ in range(6)]
         finally:
             parent.close()
 
-    assert run(main()) == list(range(6))
+    got = run(main())
+    assert [item[0] for item in got] == ["note", 0, "note", 1, "note", 2]
+    assert [int(item[1][0, 0, 0]) for item in got[1::2]] == [0, 1, 2]

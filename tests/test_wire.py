@@ -187,3 +187,16 @@ def test_the_feed_window_asks_for_a_report_once_per_wait():
     assert not window.full
     window.sent(10)
     assert window.ask()
+
+
+def test_the_feed_window_is_half_full_at_half_its_item_or_byte_bound():
+    # The feed asks for a report then, so that the answer of a worker keeping up is back before it is full.
+    window = FeedWindow(max_items=8, max_bytes=1000)
+    window.sent(400)
+    assert not window.half_full  # one item: the byte bound counts from two
+    window.sent(100)
+    assert window.half_full and not window.full  # 500 of 1000 bytes
+    small = FeedWindow(max_items=8, max_bytes=1000)
+    for count in range(1, 5):
+        small.sent(1)
+        assert small.half_full == (count >= 4)  # 4 of 8 items

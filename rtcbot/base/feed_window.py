@@ -2,23 +2,25 @@
 
 The parent sends items to the worker; the worker's ``_get()`` takes them and reports how many it took. At
 most ``max_items`` items, and beyond two items at most ``max_bytes`` bytes of them, may be sent and not yet
-taken; then the feed waits (asking the worker once for a report). Pure bookkeeping, no I/O::
+taken; then the feed waits. It asks the worker for a report once half of that is in flight, so that a worker
+keeping up has answered before the window is full. Pure bookkeeping, no I/O::
 
     window = FeedWindow(max_items=256, max_bytes=1 << 20, stretch=4)
+    if window.half_full and window.ask():
+        send_report_request()        # once per report: "tell me when you took half of what waits"
     if not window.full:
         window.sent(size)            # an item of ``size`` bytes went to the worker
-    if window.full and window.ask():
-        send_report_request()        # once per wait: "tell me when you took half of what waits"
     window.took(count, starved)      # the worker reported ``count`` more items taken
 
 The byte bound is what keeps a slow worker on fresh items: beyond two, what waits for it is at most
 ``max_bytes`` (three 640x480 frames in 2 MB). A worker faster than the feed never has anything waiting,
 and then the same bound only limits how far ahead the feed may send: with three frames, the feed waits for
 every report and the worker for every frame, each wait waking a process. So the bound stretches while the
-worker keeps up: a report saying the worker waited for an item (``starved``) while the feed waited for room
-doubles ``max_bytes``, up to ``stretch`` times the configured bound; the first report saying the worker did
-not wait (items were waiting for it: it is the slower side) puts it back. A worker that becomes slower than
-its source may therefore get a few items older than the bound promises, until its first report.
+worker keeps up: a report the feed asked for (it was filling its window) saying the worker waited for an
+item (``starved``) doubles ``max_bytes``, up to ``stretch`` times the configured bound; the first report
+saying the worker did not wait (items were waiting for it: it is the slower side) puts it back. A worker
+that becomes slower than its source may therefore get a few items older than the bound promises, until its
+first report.
 """
 from __future__ import annotations
 
@@ -58,6 +60,13 @@ class FeedWindow:
         n = len(self._sizes)
         return n >= self.max_items or (n >= 2 and self.in_flight_bytes >= self.max_bytes)
 
+    @property
+    def half_full(self) -> bool:
+        """True once half the bound is in flight: time to ask for a report, so that it is back before the
+        window is full (asking only then made the feed wait a round trip to the worker every window)."""
+        n = len(self._sizes)
+        return 2 * n >= self.max_items or (n >= 2 and 2 * self.in_flight_bytes >= self.max_bytes)
+
     def sent(self, size: int) -> None:
         """An item of ``size`` bytes was sent."""
         self._sizes.append(size)
@@ -77,7 +86,7 @@ class FeedWindow:
         self._asked = False
 
     def ask(self) -> bool:
-        """True once per wait: the caller should ask the worker for a report now."""
+        """True once until the next report: the caller should ask the worker for one now."""
         if self._asked:
             return False
         self._asked = True

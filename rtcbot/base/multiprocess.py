@@ -546,11 +546,9 @@ class _FeedsWorker(_ProcessWorker):
                 self.stopSubscription()  # type: ignore[attr-defined]
                 item = SubscriptionFailed(picklable_error(e, traceback.format_exc()))
             try:
-                window.sent(await endpoint.send(item, flush=False))
-                if window.full and window.ask():  # ask now: the request rides in the item's write
-                    endpoint.send_nowait(internalSubscriptionMessage("report", None))
-                else:
-                    endpoint.flush_soon()  # items taken in one go (a burst) go in one write
+                if window.half_full and window.ask():  # ask early: the report is back before the window is full
+                    endpoint.send_nowait(internalSubscriptionMessage("report", None), flush=False)  # rides along
+                window.sent(await endpoint.send(item))
             except ChannelClosed:
                 return
             except Exception as e:

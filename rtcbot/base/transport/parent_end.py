@@ -85,7 +85,6 @@ class ParentEndpoint:
         self._writing = False  # add_writer is active
         self._reading = False  # add_reader is active
         self._dispatch_paused = False  # received items wait for the loop to run once (see _dispatch_received)
-        self._flush_scheduled = False  # flush_soon() was called and its flush has not run yet
         self._waiters: List[asyncio.Future] = []  # send() calls waiting for a slot or socket room
         self._eof = False
         self._broken = False  # a write failed: the worker is gone
@@ -98,13 +97,13 @@ class ParentEndpoint:
         self._loop.add_reader(self._fd, self._on_readable)
         self._reading = True
 
-    async def send(self, obj: object, flush: bool = True) -> int:
+    async def send(self, obj: object) -> int:
         """Send ``obj`` to the worker, waiting while all slots are in use or the socket is full; returns the
         bytes it takes (pickle and shared buffers), for flow control.
 
         Do not modify ``obj``'s arrays until this returns (they are copied into shared memory at the end).
-        With ``flush=False`` the item is only queued: the next write (:meth:`flush`, :meth:`send_nowait`, or
-        the loop's own) takes it along, so that a control message sent right after costs no extra write.
+        Each item is written at once: a worker that is awake starts on it while the next one is copied (items
+        held back to go out together made the two processes take turns instead).
 
         :raises ChannelClosed: the worker is gone or :meth:`close` was called
         :raises NotPicklableError: ``obj`` cannot be pickled
@@ -127,42 +126,23 @@ class ParentEndpoint:
                 await self._wait_for_change()
         finally:
             encoded.release()
-        if flush:
-            self._flush()
+        self._flush()
         return len(encoded.data) + encoded.size
 
-    def flush(self) -> None:
-        """Write what :meth:`send` queued with ``flush=False`` (as much as the socket takes now)."""
-        self._flush()
-
-    def flush_soon(self) -> None:
-        """Write what :meth:`send` queued with ``flush=False`` once the loop has run what is ready now: a
-        sender that queues several items in one go (a burst, taken without waiting) writes them together,
-        and the worker is woken once for all of them rather than once each::
-
-            for frame in burst:
-                await channel.send(frame, flush=False)
-                channel.flush_soon()
-        """
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self._loop.call_soon(self._scheduled_flush)
-
-    def _scheduled_flush(self) -> None:
-        self._flush_scheduled = False
-        self._flush()
-
-    def send_nowait(self, obj: object) -> None:
+    def send_nowait(self, obj: object, flush: bool = True) -> None:
         """Queue a small item for the worker; it is written in order, as the socket accepts it.
 
-        Everything travels inline (no shared memory), so keep large arrays for :meth:`send`.
+        Everything travels inline (no shared memory), so keep large arrays for :meth:`send`. With
+        ``flush=False`` it is only queued, and rides with the next write (the next :meth:`send`, say): a
+        control message that need not go at once costs no write of its own.
 
         :raises ChannelClosed: the worker is gone or :meth:`close` was called
         """
         encoded = _Encoded(obj, None)
         self._check_open()
         self._queue(encoded.frame())
-        self._flush()
+        if flush:
+            self._flush()
 
     def shutdown_write(self) -> None:
         """Tell the worker that nothing more comes (it reads EOF and stops); reading goes on. Threadsafe and
