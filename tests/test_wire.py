@@ -1,5 +1,6 @@
 """The transport's wire format on its own (no processes): property tests of framing, item encoding and the
 feed's flow-control window."""
+import copyreg
 import pickle
 import socket
 
@@ -118,6 +119,27 @@ def test_an_array_of_any_dtype_and_layout_comes_out_equal_and_writable(array, th
     else:
         assert np.array_equal(got, array)
     assert got.flags.writeable
+
+
+class _Point:
+    def __init__(self, x):
+        self.x = x
+
+    def __reduce__(self):
+        raise TypeError("a _Point crosses only through its copyreg reducer")
+
+
+def _make_point(x):
+    return _Point(x)
+
+
+def test_a_copyreg_reducer_registered_after_import_is_used_as_pickle_dumps_would():
+    copyreg.pickle(_Point, lambda point: (_make_point, (point.x,)))
+    try:
+        encoded = _Encoded({"point": _Point(3)}, None)
+    finally:
+        del copyreg.dispatch_table[_Point]
+    assert pickle.loads(encoded.data)["point"].x == 3
 
 
 @settings(max_examples=100, deadline=None)

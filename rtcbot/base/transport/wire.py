@@ -63,9 +63,10 @@ def _reduce_array(array: np.ndarray) -> Any:
 
 
 class _ItemPickler(pickle.Pickler):
-    """Pickles items to cross (protocol 5), numpy arrays with :func:`_reduce_array`."""
+    """Pickles items to cross (protocol 5), numpy arrays with :func:`_reduce_array`; ``copyreg`` reducers,
+    registered before or after this module was imported, as ``pickle.dumps`` does."""
 
-    dispatch_table = {**copyreg.dispatch_table, np.ndarray: _reduce_array}
+    dispatch_table: Any = collections.ChainMap({np.ndarray: _reduce_array}, copyreg.dispatch_table)  # type: ignore[arg-type]
 
 
 class _Encoded:
