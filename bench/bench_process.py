@@ -3,7 +3,7 @@
 Measured in one run, each against a baseline from the same run:
 
 - throughput (MB/s, unpaced) worker -> parent ("producer") and parent -> worker ("consumer") for 640x480x3
-  and 1920x1080x3 uint8 frames and 1024x1 float32 audio blocks (the median of 3 runs in a full run), vs an
+  and 1920x1080x3 uint8 frames and 1024x1 float32 audio blocks (the median of 5 runs in a full run), vs an
   in-process ``np.copyto`` of the same array (memcpy, the best of 9 short rounds measured right before) and
   vs a plain ``multiprocessing.Queue`` carrying the same arrays;
 - latency p50/p99 (ms) with frames paced at 30 frames/s and audio blocks at 48 kHz (1024/48000 s), vs the
@@ -562,7 +562,7 @@ QUICK = {
     "class paced": ((HD, FRAME_PERIOD), (AUDIO, AUDIO_PERIOD)),
 }
 FULL = {
-    "rounds": 3,
+    "rounds": 5,  # the median of 5, as the camera's: single runs swing by a third on a shared VM
     # ~0.2 s of frames per run: at 600 frames (40 ms) one preemption of a few ms moved a run by 10%
     "unpaced": {VGA: 3000, HD: 600, AUDIO: 10000},
     "queue unpaced": {VGA: 200, HD: 50, AUDIO: 10000},

@@ -481,8 +481,9 @@ class _FeedsWorker(_ProcessWorker):
     frames old, and a fast one is refilled while it works on the others). While the worker keeps up (it
     waits for items while the feed waits for room), the byte bound stretches up to ``_feed_window_stretch``
     times, so that the two processes do not take turns sleeping once per frame; it is back at the first
-    report saying items were waiting for the worker. The stretched bound is ``_handoff_pool_bytes``, so
-    every frame that may wait in the worker has a slot to be lent (eight at 640x480) rather than copied.
+    report saying items were waiting for the worker. With the default settings the stretched bound (8 MB)
+    is ``_handoff_pool_bytes``, so a frame that waits in the worker is lent its slot (eight at 640x480)
+    rather than copied.
     The feed then waits, so a slow worker reads its subscription at its own pace (a camera's newest-frame
     subscription drops what it is too slow for, as for a threaded consumer) instead of its process queueing
     every item, without limit.

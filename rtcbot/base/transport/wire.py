@@ -12,7 +12,7 @@ import os
 import pickle
 import socket
 import struct
-from typing import Any, Deque, List, Optional, Tuple
+from typing import Any, Deque, List, Optional, Tuple, cast
 
 import numpy as np
 
@@ -66,7 +66,7 @@ class _ItemPickler(pickle.Pickler):
     """Pickles items to cross (protocol 5), numpy arrays with :func:`_reduce_array`; ``copyreg`` reducers,
     registered before or after this module was imported, as ``pickle.dumps`` does."""
 
-    dispatch_table: Any = collections.ChainMap({np.ndarray: _reduce_array}, copyreg.dispatch_table)  # type: ignore[arg-type]
+    dispatch_table: Any = collections.ChainMap({np.ndarray: _reduce_array}, cast(Any, copyreg.dispatch_table))
 
 
 class _Encoded:
