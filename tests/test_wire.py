@@ -40,6 +40,23 @@ def test_frames_split_at_any_byte_come_out_whole_and_in_order(msgs, cuts):
         b.close()
 
 
+def test_a_read_that_took_less_than_it_had_room_for_says_the_socket_was_drained():
+    # The parent stops reading then, instead of ending every wake-up with a read that fails.
+    a, b = socket.socketpair()
+    a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+    try:
+        reader = _FrameReader()
+        a.sendall(_frame(1, b"x" * 100))
+        assert reader.receive(b) == 105 and reader.drained
+        big = _frame(1, b"y" * (1 << 20))  # more than the reader has room for in one read
+        a.sendall(big)
+        assert reader.receive(b) < len(big) and not reader.drained
+        reader.close()
+    finally:
+        a.close()
+        b.close()
+
+
 def test_a_message_put_back_comes_out_again_first_and_nothing_is_lost():
     a, b = socket.socketpair()
     try:

@@ -274,8 +274,8 @@ class ParentEndpoint:
             if not received:
                 self._end_of_stream()
                 return
-            if not self._dispatch_received():
-                break
+            if not self._dispatch_received() or self._reader.drained:
+                break  # drained: another read would fail (an exception and a system call per wake-up)
         if not self._closed:
             self._write_returns_if_due()
 

@@ -126,6 +126,7 @@ class _FrameReader:
         self._start = 0  # first byte not yet parsed
         self._end = 0  # end of received bytes
         self._last = 0  # where the message messages() yielded last begins (for put_back)
+        self.drained = False  # the last receive() took less than it had room for: nothing more was waiting
         self.fds: Deque[int] = collections.deque()  # received fds, consumed in order by POOL messages
 
     def receive(self, sock: socket.socket) -> int:
@@ -133,6 +134,7 @@ class _FrameReader:
         self._make_room()
         with memoryview(self._buf) as view, view[self._end :] as tail:
             nbytes, ancdata, flags, _ = sock.recvmsg_into([tail], _ANCILLARY_SIZE, socket.MSG_CMSG_CLOEXEC)
+            self.drained = nbytes < tail.nbytes
         for level, kind, data in ancdata:
             if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
                 fds = array.array("i")
