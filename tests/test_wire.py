@@ -1,8 +1,11 @@
 """The transport's wire format on its own (no processes): property tests of framing, item encoding and the
 feed's flow-control window."""
 import copyreg
+import gc
 import pickle
 import socket
+import threading
+import weakref
 
 import numpy as np
 import pytest
@@ -11,6 +14,7 @@ from hypothesis import strategies as st
 
 from rtcbot.base.feed_window import FeedWindow
 from rtcbot.base.transport.wire import _KIND_ITEM, _Encoded, _frame, _FrameReader, _parse_item
+from rtcbot.errors import NotPicklableError
 
 messages = st.lists(st.tuples(st.integers(1, 4), st.binary(max_size=3000)), max_size=20)
 
@@ -239,3 +243,84 @@ def test_the_feed_window_is_half_full_at_half_its_item_or_byte_bound():
     for count in range(1, 5):
         small.sent(1)
         assert small.half_full == (count >= 4)  # 4 of 8 items
+
+
+# Each thread reuses one pickler for every item it sends; what it pickled must not leak from one item into the
+# next, nor be kept alive by it, whatever the items before were.
+
+
+class _Node:
+    def __init__(self, value):
+        self.value = value
+
+
+def _decoded(encoded):
+    try:
+        return pickle.loads(encoded.data, buffers=[bytearray(buf) for buf in encoded.buffers])
+    finally:
+        encoded.release()
+
+
+def test_an_item_after_one_that_failed_to_pickle_comes_out_whole():
+    frame = np.arange(640 * 480 * 3, dtype=np.uint8).reshape(480, 640, 3)
+    with pytest.raises(NotPicklableError, match="lambda"):
+        _Encoded({"frame": frame, "bad": lambda: 1}, 65536)  # fails after the frame was kept out of band
+    encoded = _Encoded({"frame": frame, "n": 2}, 65536)
+    assert len(encoded.buffers) == 1  # only this item's frame
+    got = _decoded(encoded)
+    assert got["n"] == 2 and np.array_equal(got["frame"], frame)
+
+
+def test_an_encoded_item_keeps_no_object_of_it_alive_once_its_buffers_are_released():
+    shared, node = _Node(1), _Node(2)
+    encoded = _Encoded([shared, shared, node], None)  # twice: through the pickler's memo
+    refs = [weakref.ref(shared), weakref.ref(node)]
+    del shared, node
+    gc.collect()
+    assert [ref() for ref in refs] == [None, None]
+    first, second, third = pickle.loads(encoded.data)
+    assert first is second and (first.value, third.value) == (1, 2)
+
+
+def test_the_same_object_in_two_items_is_pickled_whole_in_each():
+    node = _Node(5)
+    one, two = _Encoded([node], None), _Encoded([node], None)
+    assert pickle.loads(one.data)[0].value == pickle.loads(two.data)[0].value == 5
+
+
+class _SendsWhilePickled:
+    """An object whose pickling encodes another item on the same thread (as a reducer that logs might)."""
+
+    def __reduce__(self):
+        inner = _Encoded({"inner": np.ones(100_000, np.uint8)}, 65536)
+        size = inner.buffers[0].nbytes
+        inner.release()
+        return (int, (size,))
+
+
+def test_an_item_whose_pickling_encodes_another_item_comes_out_whole():
+    frame = np.full(200_000, 7, np.uint8)
+    got = _decoded(_Encoded({"frame": frame, "size": _SendsWhilePickled()}, 65536))
+    assert got["size"] == 100_000 and np.array_equal(got["frame"], frame)
+
+
+def test_threads_encoding_at_once_each_get_their_own_items():
+    errors = []
+    start = threading.Barrier(4)
+
+    def encode(tag):
+        try:
+            start.wait(10)
+            for index in range(300):
+                frame = np.full(70_000, tag, np.uint8)
+                got = _decoded(_Encoded({"tag": tag, "index": index, "frame": frame}, 65536))
+                assert (got["tag"], got["index"]) == (tag, index) and int(got["frame"][-1]) == tag
+        except Exception as e:  # reported below: an assertion in a thread would be lost
+            errors.append(e)
+
+    threads = [threading.Thread(target=encode, args=(tag,)) for tag in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert not errors and not any(thread.is_alive() for thread in threads)
