@@ -495,3 +495,37 @@ def test_close_of_an_object_whose_init_raised_before_the_base_init_does_not_rais
         half_built.__init__(None)
     half_built.close()
     half_built.unsubscribeAll()
+
+
+def test_a_consumer_knows_whether_its_next_item_is_waiting_in_the_active_subscription():
+    # The hook a process consumer's feed uses to send two items in one write: True only when _get() would
+    # return at once, and False for a subscription that cannot tell (no empty()) or whose empty() fails.
+    class NoEmpty:
+        async def get(self):
+            return 1
+
+    class BrokenEmpty:
+        def empty(self):
+            raise OSError("broken")
+
+        async def get(self):
+            return "c"
+
+    async def main():
+        async with SubscriptionConsumer() as c:
+            assert not c._next_item_ready()
+            c.put_nowait("a")
+            assert c._next_item_ready()
+            assert await c.get() == "a"
+            assert not c._next_item_ready()
+            source = asyncio.Queue()
+            c.putSubscription(source)
+            source.put_nowait("b")
+            assert c._next_item_ready()
+            c.putSubscription(NoEmpty())
+            assert not c._next_item_ready()
+            c.putSubscription(BrokenEmpty())
+            assert not c._next_item_ready()
+            assert await c.get() == "c"  # it is still read
+
+    run(main())

@@ -598,3 +598,37 @@ def test_a_message_queued_without_flushing_rides_with_the_next_item_in_order(no_
     got = run(main())
     assert [item[0] for item in got] == ["note", 0, "note", 1, "note", 2]
     assert [int(item[1][0, 0, 0]) for item in got[1::2]] == [0, 1, 2]
+
+
+def test_an_item_sent_without_flushing_goes_with_the_next_or_on_the_loops_next_turn(no_leaks):
+    # send(flush=False) saves a write when the next item follows at once; one that nothing follows still goes,
+    # on the loop's next turn (here: while the test awaits the echo), and every item keeps its order.
+    async def main():
+        parent = Parent("forkserver", echo_worker)
+        try:
+            await parent.channel.send((0, np.full(FRAME_VGA, 0, np.uint8)), flush=False)
+            await parent.channel.send((1, np.full(FRAME_VGA, 1, np.uint8)))  # writes both
+            await parent.channel.send((2, np.full(FRAME_VGA, 2, np.uint8)), flush=False)  # nothing follows
+            return [await parent.next() for _ in range(3)]
+        finally:
+            parent.close()
+
+    got = run(main())
+    assert [index for index, _ in got] == [0, 1, 2]
+    assert [int(frame[0, 0, 0]) for _, frame in got] == [0, 1, 2]
+
+
+def test_items_sent_without_flushing_until_the_slots_run_out_still_reach_the_worker(no_leaks):
+    # A sender that always says "more follows" and then waits for a slot: its held-back items go out while it
+    # waits (on the loop's next turn), so the worker returns the slots and nothing waits for good.
+    async def main():
+        parent = Parent("forkserver", echo_worker)
+        try:
+            for index in range(20):
+                frame = np.full(FRAME_VGA, index, np.uint8)
+                await asyncio.wait_for(parent.channel.send((index, frame), flush=False), 10)
+            return [(await parent.next())[0] for _ in range(20)]
+        finally:
+            parent.close()
+
+    assert run(main()) == list(range(20))

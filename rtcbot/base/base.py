@@ -398,6 +398,15 @@ class BaseSubscriptionConsumer(baseEventHandler):
                 break
         return items
 
+    def _next_item_ready(self) -> bool:
+        """True if ``_get()`` would return at once: the active subscription holds an item (False when it cannot
+        tell, having no ``empty()``)."""
+        empty = getattr(self._source, "empty", None)
+        try:
+            return empty is not None and not empty()
+        except Exception:  # a subscription of the user's whose empty() fails: not ours to report here
+            return False
+
     def _get_holds_an_item(self) -> bool:
         """True while a pending ``_get()`` has received its item but its caller has not resumed yet."""
         pending = self._pending_get

@@ -519,6 +519,7 @@ class _FeedsWorker(_ProcessWorker):
         window = self._feed_flow
         assert endpoint is not None and window is not None
         credit = self._feed_credit = asyncio.Event()  # created here: on the loop that runs the feed
+        held = False  # the item sent last waits to go out with this one
         while True:
             while window.full:
                 if window.ask():  # ask the worker to say when it took half of what waits there
@@ -549,7 +550,13 @@ class _FeedsWorker(_ProcessWorker):
             try:
                 if window.half_full and window.ask():  # ask early: the report is back before the window is full
                     endpoint.send_nowait(internalSubscriptionMessage("report", None), flush=False)  # rides along
-                window.sent(await endpoint.send(item))
+                # Unpaced, the next item is often waiting already: it goes in the same write, so the worker
+                # is woken once per pair of items (a write that wakes it costs both processes more than the
+                # bytes). One item waits for the next at most, and never for one that is not there yet.
+                next_ready = BaseSubscriptionConsumer._next_item_ready(self)  # type: ignore[arg-type]
+                pair = not held and window.in_flight > 0 and next_ready
+                window.sent(await endpoint.send(item, flush=not pair))
+                held = pair
             except ChannelClosed:
                 return
             except Exception as e:
