@@ -324,3 +324,15 @@ def test_threads_encoding_at_once_each_get_their_own_items():
     for thread in threads:
         thread.join(30)
     assert not errors and not any(thread.is_alive() for thread in threads)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(1, 20), st.integers(1, 1 << 22), st.lists(st.integers(0, 1 << 21), max_size=25))
+def test_the_feed_window_says_beforehand_whether_an_item_would_fill_it(max_items, max_bytes, sizes):
+    window = FeedWindow(max_items, max_bytes)
+    for size in sizes:
+        if window.full:
+            break
+        predicted = window.fills_up_with(size)
+        window.sent(size)
+        assert predicted == window.full

@@ -67,6 +67,11 @@ class FeedWindow:
         n = len(self._sizes)
         return 2 * n >= self.max_items or (n >= 2 and 2 * self.in_flight_bytes >= self.max_bytes)
 
+    def fills_up_with(self, size: int) -> bool:
+        """True if one more item of ``size`` bytes would leave the window full."""
+        n = len(self._sizes) + 1
+        return n >= self.max_items or (n >= 2 and self.in_flight_bytes + size >= self.max_bytes)
+
     def sent(self, size: int) -> None:
         """An item of ``size`` bytes was sent."""
         self._sizes.append(size)

@@ -520,6 +520,7 @@ class _FeedsWorker(_ProcessWorker):
         assert endpoint is not None and window is not None
         credit = self._feed_credit = asyncio.Event()  # created here: on the loop that runs the feed
         held = False  # the item sent last waits to go out with this one
+        last_size = 0  # bytes the item sent last took
         while True:
             while window.full:
                 if window.ask():  # ask the worker to say when it took half of what waits there
@@ -552,10 +553,16 @@ class _FeedsWorker(_ProcessWorker):
                     endpoint.send_nowait(internalSubscriptionMessage("report", None), flush=False)  # rides along
                 # Unpaced, the next item is often waiting already: it goes in the same write, so the worker
                 # is woken once per pair of items (a write that wakes it costs both processes more than the
-                # bytes). One item waits for the next at most, and never for one that is not there yet.
-                next_ready = BaseSubscriptionConsumer._next_item_ready(self)  # type: ignore[arg-type]
-                pair = not held and window.in_flight > 0 and next_ready
-                window.sent(await endpoint.send(item, flush=not pair))
+                # bytes). One item waits for the next at most, never for one that is not there yet, and only
+                # while the window has room for that next one (large frames, two to a window, go at once).
+                pair = (
+                    not held
+                    and window.in_flight > 0
+                    and not window.fills_up_with(last_size)  # this item's size is known once it is sent
+                    and BaseSubscriptionConsumer._next_item_ready(self)  # type: ignore[arg-type]
+                )
+                last_size = await endpoint.send(item, flush=not pair)
+                window.sent(last_size)
                 held = pair
             except ChannelClosed:
                 return
