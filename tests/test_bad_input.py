@@ -303,12 +303,22 @@ class BrokenSubscription:
         raise ConnectionError("the stream broke")
 
 
+class BrokenAtOnceSubscription(BrokenSubscription):
+    """One whose get_nowait() fails too (a consumer takes an item waiting there without awaiting get())."""
+
+    def get_nowait(self) -> Any:
+        raise ConnectionError("the stream broke")
+
+
+@pytest.mark.parametrize("subscription", [BrokenSubscription, BrokenAtOnceSubscription], ids=["get", "get_nowait"])
 @pytest.mark.parametrize("make", [Printer, ProcessSink], ids=lambda c: c.__name__)
-def test_a_subscription_whose_get_fails_reaches_the_worker_as_an_error_never_a_silent_stall(make, caplog):
+def test_a_subscription_whose_get_fails_reaches_the_worker_as_an_error_never_a_silent_stall(
+    make, subscription, caplog
+):
     async def main():
         consumer = make()
         await asyncio.wait_for(consumer.onReady(), WAIT)
-        consumer.putSubscription(BrokenSubscription())
+        consumer.putSubscription(subscription())
         err = await asyncio.wait_for(consumer.onError(), WAIT)
         await asyncio.wait_for(consumer.onClose(), WAIT)
         return err

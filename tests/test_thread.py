@@ -249,6 +249,35 @@ def test_consumer_get_blocks_in_the_worker_and_switches_subscriptions(no_leaks):
     run(main())
 
 
+def test_items_waiting_before_the_worker_asks_arrive_all_and_in_order(no_leaks):
+    # The loop hands a waiting item over at once (no task per item); one not there yet is awaited: both kinds,
+    # interleaved, keep their order and lose nothing.
+    class GatedRecorder(Recorder):
+        def __init__(self, **kwargs):
+            self.gate = threading.Event()
+            super().__init__(**kwargs)
+
+        def _consumer(self):
+            assert self.gate.wait(10), "the test never opened the gate"
+            super()._consumer()
+
+    async def main():
+        r = GatedRecorder()
+        try:
+            for item in range(300):
+                r.put_nowait(item)  # all waiting before the worker's first _get()
+            r.gate.set()
+            assert [await next_item(r.seen) for _ in range(300)] == list(range(300))
+            for item in range(300, 400):  # now the worker waits for each
+                r.put_nowait(item)
+                assert await next_item(r.seen) == item
+        finally:
+            r.close()
+        assert await next_item(r.seen) == "<closed>"
+
+    run(main())
+
+
 def test_close_while_blocked_in_get_raises_subscription_closed_in_the_worker(no_leaks):
     async def main():
         r = Recorder()

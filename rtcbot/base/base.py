@@ -35,6 +35,9 @@ __all__ = [
 ]
 
 
+NOT_READY: Any = object()  # what BaseSubscriptionConsumer._get_if_ready() returns when no item is waiting
+
+
 class SubscriptionClosed(Exception):
     """Raised by ``_get()`` once ``close()`` was called: the consumer's processing loop should clean up and
     exit. Also raised by a producer's ``get()`` after it was closed."""
@@ -425,19 +428,28 @@ class BaseSubscriptionConsumer(baseEventHandler):
         if pending is not None and not pending.done():
             pending.cancel()
 
+    def _get_if_ready(self) -> Any:
+        """The next item of the active subscription if it holds one (its ``get_nowait()``), else
+        ``NOT_READY``; on the loop's thread. Raises SubscriptionClosed once ``close()`` was called, and what a
+        broken subscription raises."""
+        if self._shouldClose:
+            raise SubscriptionClosed(f"{type(self).__name__} was closed")
+        get_nowait = getattr(self._source, "get_nowait", None)
+        if get_nowait is not None:
+            try:
+                return get_nowait()
+            except asyncio.QueueEmpty:
+                pass
+        return NOT_READY
+
     async def _get(self) -> Any:
         """Awaited by a subclass for the next item of the active subscription; raises SubscriptionClosed once
         ``close()`` was called. Switching subscriptions while waiting is transparent."""
         while True:
-            if self._shouldClose:
-                raise SubscriptionClosed(f"{type(self).__name__} was closed")
+            item = self._get_if_ready()
+            if item is not NOT_READY:
+                return item
             source = self._source
-            get_nowait = getattr(source, "get_nowait", None)
-            if get_nowait is not None:
-                try:
-                    return get_nowait()
-                except asyncio.QueueEmpty:
-                    pass
             switches = self._switches
             waiter = asyncio.ensure_future(source.get())
             self._pending_get = waiter

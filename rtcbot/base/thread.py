@@ -41,7 +41,7 @@ import queue
 import threading
 from typing import Any, Callable, Optional
 
-from .base import BaseSubscriptionConsumer, BaseSubscriptionProducer, SubscriptionClosed
+from .base import NOT_READY, BaseSubscriptionConsumer, BaseSubscriptionProducer, SubscriptionClosed
 from .events import threadedEventHandler
 from .worker import LoopHandoff, StartsWorkerMeta
 
@@ -382,9 +382,18 @@ class ThreadedSubscriptionConsumer(_ThreadedWorker, BaseSubscriptionConsumer):
         return value
 
     def _start_fetch(self) -> None:
-        if self._shouldClose:
+        """On the loop: hand the worker the next item, at once if one is waiting (no task per item then)."""
+        try:
+            item = self._get_if_ready()
+        except SubscriptionClosed:
+            return  # close() has already woken the worker
+        except Exception as e:  # a broken subscription: the worker sees the error
+            self._results.put((False, e))
             return
-        self._fetch_task = self._loop.create_task(self._fetch())
+        if item is NOT_READY:
+            self._fetch_task = self._loop.create_task(self._fetch())
+        else:
+            self._results.put((True, item))
 
     async def _fetch(self) -> None:
         try:
