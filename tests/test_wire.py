@@ -192,13 +192,15 @@ def test_the_feed_window_never_lets_more_than_its_bounds_wait(max_items, max_byt
             window.took(value, starved)
             del sent[:taken]
             assert max_bytes <= window.max_bytes <= most_bytes
+            assert 2 <= window.floor_items <= 2 * stretch
             if not starved:
-                assert window.max_bytes == max_bytes
+                assert (window.max_bytes, window.floor_items) == (max_bytes, 2)
         assert window.in_flight == len(sent)
         assert window.in_flight_bytes == sum(sent)
         assert window.in_flight <= max_items
-        # beyond two items, bytes are bounded by the limit plus the one item that crossed it
-        if window.in_flight > 2:
+        # beyond the item floor (2, stretched up to 2 * stretch), bytes are bounded by the limit plus the one
+        # item that crossed it
+        if window.in_flight > 2 * stretch:
             assert window.in_flight_bytes - sent[-1] < most_bytes
 
 
@@ -219,6 +221,25 @@ def test_the_feed_window_stretches_while_the_worker_keeps_up_and_snaps_back_when
     assert window.max_bytes == 400  # at most stretch times the configured bound
     window.took(1, starved=False)  # items were waiting for the worker: it is the slower side
     assert window.max_bytes == 100
+
+
+def test_the_feed_windows_item_floor_stretches_with_its_bytes_so_large_frames_can_go_ahead():
+    # Two 1080p frames (6.2 MB) fill any byte bound up to 8 MB: only the item floor lets a third and a fourth
+    # go ahead of a worker that keeps up, and it is back to two once frames wait for the worker.
+    frame = 1920 * 1080 * 3
+    window = FeedWindow(max_items=256, max_bytes=2 << 20, stretch=4)
+    window.sent(frame)
+    window.sent(frame)
+    assert window.full and window.floor_items == 2
+    for floor in (4, 8, 8):
+        assert window.ask()
+        window.took(2, starved=True)
+        assert window.floor_items == floor
+        while not window.full:
+            window.sent(frame)
+        assert window.in_flight == floor
+    window.took(1, starved=False)
+    assert window.floor_items == 2 and window.full  # seven frames wait: no more until they are taken
 
 
 def test_the_feed_window_asks_for_a_report_once_per_wait():

@@ -15,12 +15,14 @@ keeping up has answered before the window is full. Pure bookkeeping, no I/O::
 The byte bound is what keeps a slow worker on fresh items: beyond two, what waits for it is at most
 ``max_bytes`` (three 640x480 frames in 2 MB). A worker faster than the feed never has anything waiting,
 and then the same bound only limits how far ahead the feed may send: with three frames, the feed waits for
-every report and the worker for every frame, each wait waking a process. So the bound stretches while the
+every report and the worker for every frame, each wait waking a process. So the window stretches while the
 worker keeps up: a report the feed asked for (it was filling its window) saying the worker waited for an
-item (``starved``) doubles ``max_bytes``, up to ``stretch`` times the configured bound; the first report
-saying the worker did not wait (items were waiting for it: it is the slower side) puts it back. A worker
-that becomes slower than its source may therefore get a few items older than the bound promises, until its
-first report.
+item (``starved``) doubles both bounds: ``max_bytes``, and ``floor_items``, the items that may be in
+flight whatever their bytes (two at first), up to ``stretch`` times the configured ones; the first report
+saying the worker did not wait (items were waiting for it: it is the slower side) puts them back. The item
+floor stretches too because two large frames fill any byte bound: at 1080p a stretched window still let
+only two frames go ahead, and the feed waited for a report every other frame. A worker that becomes slower
+than its source may therefore get a few items older than the bound promises, until its first report.
 """
 from __future__ import annotations
 
@@ -33,7 +35,17 @@ __all__ = ["FeedWindow"]
 class FeedWindow:
     """Items and bytes sent to a worker and not yet taken, bounded by ``max_items`` and ``max_bytes``."""
 
-    __slots__ = ("max_items", "max_bytes", "_base_bytes", "_most_bytes", "_sizes", "in_flight_bytes", "_asked")
+    __slots__ = (
+        "max_items",
+        "max_bytes",
+        "floor_items",
+        "_base_bytes",
+        "_most_bytes",
+        "_most_floor",
+        "_sizes",
+        "in_flight_bytes",
+        "_asked",
+    )
 
     def __init__(self, max_items: int = 256, max_bytes: int = 1 << 20, stretch: int = 1) -> None:
         if max_items < 1 or max_bytes < 1 or stretch < 1:
@@ -43,8 +55,10 @@ class FeedWindow:
             )
         self.max_items = max_items
         self.max_bytes = max_bytes  # the bound now: between the configured one and stretch times it
+        self.floor_items = 2  # items that may always be in flight, whatever their bytes: 2 to 2 * stretch
         self._base_bytes = max_bytes
         self._most_bytes = max_bytes * stretch
+        self._most_floor = 2 * stretch
         self._sizes: Deque[int] = collections.deque()  # sizes of the items in flight, oldest first
         self.in_flight_bytes = 0
         self._asked = False
@@ -58,19 +72,19 @@ class FeedWindow:
     def full(self) -> bool:
         """True when no more may be sent until the worker takes some."""
         n = len(self._sizes)
-        return n >= self.max_items or (n >= 2 and self.in_flight_bytes >= self.max_bytes)
+        return n >= self.max_items or (n >= self.floor_items and self.in_flight_bytes >= self.max_bytes)
 
     @property
     def half_full(self) -> bool:
         """True once half the bound is in flight: time to ask for a report, so that it is back before the
         window is full (asking only then made the feed wait a round trip to the worker every window)."""
         n = len(self._sizes)
-        return 2 * n >= self.max_items or (n >= 2 and 2 * self.in_flight_bytes >= self.max_bytes)
+        return 2 * n >= self.max_items or (2 * n >= self.floor_items and 2 * self.in_flight_bytes >= self.max_bytes)
 
     def fills_up_with(self, size: int) -> bool:
         """True if one more item of ``size`` bytes would leave the window full."""
         n = len(self._sizes) + 1
-        return n >= self.max_items or (n >= 2 and self.in_flight_bytes + size >= self.max_bytes)
+        return n >= self.max_items or (n >= self.floor_items and self.in_flight_bytes + size >= self.max_bytes)
 
     def sent(self, size: int) -> None:
         """An item of ``size`` bytes was sent."""
@@ -85,9 +99,10 @@ class FeedWindow:
         for _ in range(min(count, len(sizes))):
             self.in_flight_bytes -= sizes.popleft()
         if not starved:
-            self.max_bytes = self._base_bytes
+            self.max_bytes, self.floor_items = self._base_bytes, 2
         elif self._asked:
             self.max_bytes = min(self._most_bytes, 2 * self.max_bytes)
+            self.floor_items = min(self._most_floor, 2 * self.floor_items)
         self._asked = False
 
     def ask(self) -> bool:

@@ -479,11 +479,12 @@ class _FeedsWorker(_ProcessWorker):
     at most ``_feed_window`` items, and beyond two items at most ``_feed_window_bytes`` (camera frames: three
     at 640x480, two at 1280x720 and larger: a worker slower than its camera works on a frame at most that many
     frames old, and a fast one is refilled while it works on the others). While the worker keeps up (it
-    waits for items while the feed waits for room), the byte bound stretches up to ``_feed_window_stretch``
-    times, so that the two processes do not take turns sleeping once per frame; it is back at the first
-    report saying items were waiting for the worker. With the default settings the stretched bound (8 MB)
-    is ``_handoff_pool_bytes``, so a frame that waits in the worker is lent its slot (eight at 640x480)
-    rather than copied.
+    waits for items while the feed waits for room), both bounds, the bytes and the two items always allowed,
+    stretch up to ``_feed_window_stretch`` times, so that the two processes do not take turns sleeping once
+    per frame; they are back at the first report saying items were waiting for the worker. With the default
+    settings the stretched byte bound (8 MB) is ``_handoff_pool_bytes``, so a frame that waits in the worker
+    is lent its slot (eight at 640x480) rather than copied, and up to eight larger frames may go ahead (as
+    many as the slots allow: four at 1080p).
     The feed then waits, so a slow worker reads its subscription at its own pace (a camera's newest-frame
     subscription drops what it is too slow for, as for a threaded consumer) instead of its process queueing
     every item, without limit.
