@@ -43,6 +43,18 @@ class Recorder(ThreadedSubscriptionConsumer):
             raise
 
 
+class GatedRecorder(Recorder):
+    """A Recorder whose worker takes nothing until the test opens ``gate``: items wait for it meanwhile."""
+
+    def __init__(self, **kwargs):
+        self.gate = threading.Event()
+        super().__init__(**kwargs)
+
+    def _consumer(self):
+        assert self.gate.wait(10), "the test never opened the gate"
+        super()._consumer()
+
+
 def test_items_from_the_worker_arrive_in_order(no_leaks):
     async def main():
         with Counter(10000) as c:
@@ -252,15 +264,6 @@ def test_consumer_get_blocks_in_the_worker_and_switches_subscriptions(no_leaks):
 def test_items_waiting_before_the_worker_asks_arrive_all_and_in_order(no_leaks):
     # The loop hands a waiting item over at once (no task per item); one not there yet is awaited: both kinds,
     # interleaved, keep their order and lose nothing.
-    class GatedRecorder(Recorder):
-        def __init__(self, **kwargs):
-            self.gate = threading.Event()
-            super().__init__(**kwargs)
-
-        def _consumer(self):
-            assert self.gate.wait(10), "the test never opened the gate"
-            super()._consumer()
-
     async def main():
         r = GatedRecorder()
         try:
@@ -293,19 +296,10 @@ def test_consumer_reads_a_producer_through_most_recent(no_leaks):
     """A consumer that looks only after the producer made 50 items gets exactly the newest (49), and the
     49 older ones are gone: the next thing it sees is the close."""
 
-    class LateRecorder(Recorder):
-        def __init__(self, **kwargs):
-            self.gate = threading.Event()
-            super().__init__(**kwargs)
-
-        def _consumer(self):
-            assert self.gate.wait(10), "the test never opened the gate"
-            super()._consumer()
-
     async def main():
         c = Counter(50, defaultSubscriptionType=MostRecentSubscription)
         every = c.subscribe(asyncio.Queue())  # the same items, in the same loop callbacks
-        r = LateRecorder()
+        r = GatedRecorder()
         try:
             r.putSubscription(c)
             newest = r._source
