@@ -265,12 +265,23 @@ def test_items_waiting_before_the_worker_asks_arrive_all_and_in_order(no_leaks):
     # The loop hands a waiting item over at once (no task per item); one not there yet is awaited: both kinds,
     # interleaved, keep their order and lose nothing.
     async def main():
+        loop = asyncio.get_running_loop()
+        tasks_made = []
+
+        def counting_factory(loop, coro, **kwargs):
+            tasks_made.append(coro.__qualname__)
+            return asyncio.Task(coro, loop=loop, **kwargs)
+
         r = GatedRecorder()
         try:
             for item in range(300):
                 r.put_nowait(item)  # all waiting before the worker's first _get()
+            loop.set_task_factory(counting_factory)
             r.gate.set()
             assert [await next_item(r.seen) for _ in range(300)] == list(range(300))
+            loop.set_task_factory(None)
+            # 300 items, no task of their own (one at most: the next _get(), waiting for an item not there yet)
+            assert len([name for name in tasks_made if "_fetch" in name]) <= 1
             for item in range(300, 400):  # now the worker waits for each
                 r.put_nowait(item)
                 assert await next_item(r.seen) == item
