@@ -71,20 +71,20 @@ class FeedWindow:
     @property
     def full(self) -> bool:
         """True when no more may be sent until the worker takes some."""
-        n = len(self._sizes)
-        return n >= self.max_items or (n >= self.floor_items and self.in_flight_bytes >= self.max_bytes)
+        return self._full_at(len(self._sizes), self.in_flight_bytes)
 
     @property
     def half_full(self) -> bool:
         """True once half the bound is in flight: time to ask for a report, so that it is back before the
         window is full (asking only then made the feed wait a round trip to the worker every window)."""
-        n = len(self._sizes)
-        return 2 * n >= self.max_items or (2 * n >= self.floor_items and 2 * self.in_flight_bytes >= self.max_bytes)
+        return self._full_at(2 * len(self._sizes), 2 * self.in_flight_bytes)
 
     def fills_up_with(self, size: int) -> bool:
         """True if one more item of ``size`` bytes would leave the window full."""
-        n = len(self._sizes) + 1
-        return n >= self.max_items or (n >= self.floor_items and self.in_flight_bytes + size >= self.max_bytes)
+        return self._full_at(len(self._sizes) + 1, self.in_flight_bytes + size)
+
+    def _full_at(self, items: int, nbytes: int) -> bool:
+        return items >= self.max_items or (items >= self.floor_items and nbytes >= self.max_bytes)
 
     def sent(self, size: int) -> None:
         """An item of ``size`` bytes was sent."""
@@ -93,8 +93,8 @@ class FeedWindow:
 
     def took(self, count: int, starved: bool = False) -> None:
         """The worker took ``count`` more items (the oldest ones); a later wait may ask again. ``starved``: it
-        waited for an item since its last report (it keeps up); the byte bound stretches if the feed waited
-        too, and is back to the configured one otherwise."""
+        waited for an item since its last report (it keeps up); both bounds stretch if the feed waited too,
+        and are back to the configured ones otherwise."""
         sizes = self._sizes
         for _ in range(min(count, len(sizes))):
             self.in_flight_bytes -= sizes.popleft()
