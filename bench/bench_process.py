@@ -10,7 +10,9 @@ Measured in one run, each against a baseline from the same run:
   same through ``multiprocessing.Queue``; timestamps are ``time.perf_counter()`` (CLOCK_MONOTONIC, shared by
   the processes on Linux);
 - peak RSS growth of both processes while a slow consumer takes 10,000 frames (back-pressure policy) or is
-  offered 10,000 (drop policy, a camera's).
+  offered 10,000 (drop policy, a camera's);
+- the machine's wake-up round trip (us, no target): one byte to a process blocked in ``recv()`` and back,
+  which the hand-off rows pay a few times per item and memcpy never.
 
 Every row also has the CPU seconds per 1,000 items of both processes (parent and worker, user + system),
 and the same for its baseline (the in-process copy, or the ``multiprocessing.Queue`` pair of processes).
@@ -248,6 +250,47 @@ class _ChannelBench:
             await _send_stamped(self.channel.send, shape, dtype, count, period)
             report = await self.collector.wait_report()
         return dict(report, cpu=cpu.per_1k(WARMUP + count))
+
+
+def _echo_worker(sock: Any) -> None:
+    """Sends back every byte it reads until EOF: the far end of a wake-up round trip."""
+    with sock:
+        while True:
+            data = sock.recv(64)
+            if not data:
+                return
+            sock.sendall(data)
+
+
+def _wakeup_round_trip(count: int, rounds: int = 5) -> Tuple[float, Optional[float]]:
+    """What it costs on this machine to wake another process and be woken back: one byte there and back over
+    a socket pair to a process blocked in ``recv()``, ``count`` round trips in ``rounds`` turns. Returns the
+    median turn's microseconds per round trip and the CPU seconds per 1,000 of both processes, over all turns.
+
+    Every hand-off row pays a few wake-ups per item (a receiver that is ahead sleeps until the next one) and
+    memcpy pays none, so where a wake-up costs as much as copying a frame (a virtual machine whose idle cores
+    halt), it sets those rows' ratios more than the copy does. No target: it is there to read them by."""
+    parent_end, worker_end = socket_pair()
+    context: Any = multiprocessing.get_context(START_METHOD)
+    process = context.Process(target=_echo_worker, args=(worker_end,))
+    process.start()
+    worker_end.close()
+    parent_end.settimeout(TIMEOUT)  # blocking, but a worker that stopped answering cannot hang the run
+    turns: List[float] = []
+    try:
+        parent_end.sendall(b"x")  # the worker has started once its first answer is back
+        parent_end.recv(64)
+        with CpuMeter() as cpu:
+            for _ in range(rounds):
+                started = time.perf_counter()
+                for _ in range(count // rounds):
+                    parent_end.sendall(b"x")
+                    parent_end.recv(64)
+                turns.append((time.perf_counter() - started) / (count // rounds) * 1e6)
+    finally:
+        parent_end.close()
+        _stop(process)
+    return float(np.median(turns)), cpu.per_1k(rounds * (count // rounds))
 
 
 def _stop(process: Any) -> None:
@@ -551,8 +594,9 @@ async def _class_rows(plan: Dict[str, Any]) -> List[Dict[str, Any]]:
     return rows
 
 
-QUICK = {
+QUICK: Dict[str, Any] = {
     "rounds": 1,  # unpaced runs of each; the figure is their median
+    "wake-ups": 1000,  # socket round trips to another process (the machine's wake-up cost)
     "unpaced": {VGA: 60, HD: 20, AUDIO: 1000},
     "queue unpaced": {VGA: 20, HD: 8, AUDIO: 1000},
     "paced": {VGA: 12, HD: 12, AUDIO: 30},
@@ -561,8 +605,9 @@ QUICK = {
     "class unpaced": (VGA, HD),
     "class paced": ((HD, FRAME_PERIOD), (AUDIO, AUDIO_PERIOD)),
 }
-FULL = {
+FULL: Dict[str, Any] = {
     "rounds": 5,  # the median of 5, as the camera's: single runs swing by a third on a shared VM
+    "wake-ups": 10000,
     # ~0.2 s of frames per run: at 600 frames (40 ms) one preemption of a few ms moved a run by 10%
     "unpaced": {VGA: 3000, HD: 600, AUDIO: 10000},
     "queue unpaced": {VGA: 200, HD: 50, AUDIO: 10000},
@@ -582,6 +627,9 @@ def run(quick: bool) -> List[Dict[str, Any]]:
     for label, shape, dtype in (VGA, HD, AUDIO):
         memcpy = _Memcpy(shape, dtype, 0.1 if quick else 0.5)
         rows.append(row(BENCH, label, "memcpy (np.copyto, in-process)", memcpy.mbps, "MB/s", cpu=memcpy.cpu))
+    wakeup_us, wakeup_cpu = _wakeup_round_trip(plan["wake-ups"])
+    rows.append(row(BENCH, "1 byte over a socket pair, median of 5 turns", "wake-up round trip to another process",
+                    wakeup_us, "us", cpu=wakeup_cpu))  # fmt: skip
     # Each throughput row's memcpy baseline is measured again right before it, so that a ratio compares
     # figures taken under the same load (this machine may be shared).
     rows += asyncio.run(_channel_rows(plan))
