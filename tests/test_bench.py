@@ -132,3 +132,19 @@ def test_quick_run_prints_a_summary_and_json_keeps_the_machine(tmp_path):
         assert result["cpu_per_1k"] is not None and result["cpu_per_1k"] > 0
         assert result["baseline_cpu_per_1k"] is not None
     assert {entry["target"] for entry in report["targets"]} >= {">= 0.9x", "<= 2x", "CPU <= 1.5x"}
+
+
+def test_wakeup_round_trip_is_measured_and_its_echo_process_is_gone():
+    import psutil
+
+    from bench.bench_process import _wakeup_round_trip
+
+    me = psutil.Process()
+    before = {child.pid for child in me.children(recursive=True)}
+    micros, cpu = _wakeup_round_trip(200, rounds=5)
+    assert 0 < micros < 100_000  # one round trip: microseconds, far under a tenth of a second
+    assert cpu is not None and cpu > 0  # CPU per 1,000 round trips, here and in the echo process
+    # multiprocessing's forkserver and resource tracker, started by the first forkserver process, stay
+    helpers = "from multiprocessing."
+    left = [c for c in me.children(recursive=True) if c.pid not in before and helpers not in " ".join(c.cmdline())]
+    assert left == []
