@@ -276,6 +276,7 @@ def _wakeup_round_trip(count: int, rounds: int = 5) -> Tuple[float, Optional[flo
     process.start()
     worker_end.close()
     parent_end.settimeout(TIMEOUT)  # blocking, but a worker that stopped answering cannot hang the run
+    per_turn = count // rounds
     turns: List[float] = []
     try:
         parent_end.sendall(b"x")  # the worker has started once its first answer is back
@@ -283,14 +284,14 @@ def _wakeup_round_trip(count: int, rounds: int = 5) -> Tuple[float, Optional[flo
         with CpuMeter() as cpu:
             for _ in range(rounds):
                 started = time.perf_counter()
-                for _ in range(count // rounds):
+                for _ in range(per_turn):
                     parent_end.sendall(b"x")
                     parent_end.recv(64)
-                turns.append((time.perf_counter() - started) / (count // rounds) * 1e6)
+                turns.append((time.perf_counter() - started) / per_turn * 1e6)
     finally:
         parent_end.close()
         _stop(process)
-    return float(np.median(turns)), cpu.per_1k(rounds * (count // rounds))
+    return float(np.median(turns)), cpu.per_1k(rounds * per_turn)
 
 
 def _stop(process: Any) -> None:
