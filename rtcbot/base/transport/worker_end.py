@@ -4,6 +4,8 @@ from __future__ import annotations
 import array
 import collections
 import logging
+import os
+import select
 import socket
 import threading
 from typing import Callable, Deque, List, Optional
@@ -23,6 +25,10 @@ from .wire import (
 
 logger = logging.getLogger("rtcbot.base.transport")
 
+# While a thread waiting in recv()/wait_for() has the reader thread's turn to read the socket, the reader thread
+# looks this often (seconds) whether that thread went away for good, to read again itself.
+TAKE_BACK_AFTER = 0.1
+
 # ------------------------------------------------------------------------------------------- worker end
 
 
@@ -38,19 +44,27 @@ class WorkerEndpoint:
         ok = channel.send(frame, block=False)   # False: dropped, all slots still with the parent
         channel.close()
 
-    Or, with ``on_item``, each item is handed to it in the reader thread as it arrives (one thread hop fewer
-    than a thread of your own looping on :meth:`recv`, which then only raises ChannelClosed at the end), and
-    ``on_eof()`` runs there once when the channel ends::
+    Or, with ``on_item``, each item is handed to it as it arrives, in the thread reading the socket (:meth:`recv`
+    then only raises ChannelClosed at the end), and ``on_eof()`` runs there once when the channel ends; a
+    thread that waits for what ``on_item`` stores uses :meth:`wait_for`::
 
         channel = WorkerEndpoint(sock, on_item=items.put, on_eof=stop)
+        channel.wait_for(lambda: not items.empty())
+
+    A thread that waits in :meth:`recv` or :meth:`wait_for` reads the socket itself once the reader thread
+    found it waiting (the reader thread then sleeps): the next item wakes it directly instead of waking the
+    reader thread, which would wake it in turn. Waking a thread costs more than a 640x480 frame's copy on some
+    machines. The reader thread reads again as soon as a ``send`` waits for a slot, and within
+    ``TAKE_BACK_AFTER`` seconds once no thread waits any more.
 
     :param sock: the ``worker_end`` of :func:`socket_pair`
     :param slots: how many large items may be in flight to the parent at once
     :param min_shared_bytes: buffers at least this large go through shared memory, smaller ones inline
     :param pool_bytes: items small enough get more slots than ``slots``, up to twice as many, as long as a
         pool of them fits in this many bytes (0: exactly ``slots``)
-    :param on_item: called in the reader thread with each item (an item that failed to unpickle is logged and
-        skipped); it may send, but should not block for long (it holds up the slots returned to this end)
+    :param on_item: called with each item in the thread reading the socket (an item that failed to unpickle is
+        logged and skipped); it may send, but should not block for long (it holds up the slots returned to
+        this end)
     :param on_eof: called in the reader thread once the channel ended (the parent closed it, or close())
     """
 
@@ -90,6 +104,26 @@ class WorkerEndpoint:
         self._closed = False  # close() was called
         self._stop_waiting = False  # stop_waiting() was called: no send waits for a slot any more
         self._write_lock = threading.Lock()
+        # Whose turn it is to read the socket: the reader thread's, or (lent) that of threads waiting in recv()
+        # or wait_for(), one at a time (reading). The frame reader and dispatcher go with the turn.
+        self._lent = False
+        self._reading_thread: Optional[threading.Thread] = None  # the waiting thread reading now, if any
+        self._waiting = 0  # threads in recv() or wait_for()
+        self._senders_waiting = 0  # threads in send() waiting for a free slot
+        self._read_failed = False  # a waiting thread's read found the end (or failed): the reader thread ends
+        self._turn_back = threading.Condition(self._lock)  # the reader thread waits here while its turn is lent
+        # A waiting thread that reads polls this pipe too: wake_waiting() writes to it, so that a ready() made
+        # true by something other than a message is seen without one.
+        self._wake_read_fd, self._wake_write_fd = os.pipe()
+        os.set_blocking(self._wake_read_fd, False)
+        os.set_blocking(self._wake_write_fd, False)
+        self._poller = select.poll()
+        self._poller.register(self._sock.fileno(), select.POLLIN)
+        self._poller.register(self._wake_read_fd, select.POLLIN)
+        self._frames = _FrameReader()
+        self._dispatch = ReceiveDispatcher(
+            self._receive_pools, self._take_item, self._slot_released, self._write, peer="parent"
+        )
         self._reader = threading.Thread(target=self._read_loop, name="rtcbot-transport-reader", daemon=True)
         self._reader.start()
 
@@ -115,7 +149,12 @@ class WorkerEndpoint:
                             return False
                         if self._stop_waiting:
                             raise ChannelClosed("the channel is closing: the parent frees no more slots")
-                        self._slot_freed.wait()  # woken by a RELEASE from the parent, or by EOF/close
+                        self._senders_waiting += 1
+                        try:
+                            self._return_unattended_turn()  # someone must read the RELEASE we wait for
+                            self._slot_freed.wait()  # woken by a RELEASE from the parent, or by EOF/close
+                        finally:
+                            self._senders_waiting -= 1
                 pool, slot = taken
                 try:
                     pool.write(slot, encoded.offsets, encoded.buffers)
@@ -158,19 +197,66 @@ class WorkerEndpoint:
         :raises ChannelClosed: the parent closed its end (after every item it sent was returned) or
             :meth:`close` was called
         """
-        with self._lock:
-            while True:
+        while True:
+            going_on = self.wait_for(self._has_item)
+            with self._lock:
                 if self._closed:
                     raise ChannelClosed("the worker end of the channel was closed")
                 if self._items:
                     item = self._items.popleft()
                     break
-                if self._eof:
+                if not going_on:
                     raise ChannelClosed("the parent closed the channel")
-                self._item_arrived.wait()
+                # else another thread in recv() took the item first
         if isinstance(item, UnpicklableItem):
             raise item.error
         return item
+
+    def wait_for(self, ready: Callable[[], bool]) -> bool:
+        """Wait until ``ready()`` is true; return False if the channel ended (or was closed) first.
+
+        For a thread that waits for what ``on_item`` stores. ``ready`` is called with the channel's lock held,
+        at once, after each batch of messages read and when the channel ends, so it must be quick and must not
+        use the channel. While it waits, this thread may read the socket itself and run ``on_item``::
+
+            items = queue.SimpleQueue()
+            channel = WorkerEndpoint(sock, on_item=items.put)
+            while channel.wait_for(lambda: not items.empty()):
+                handle(items.get())
+        """
+        with self._lock:
+            self._waiting += 1
+            try:
+                while not ready():
+                    if self._closed or self._eof or self._read_failed:
+                        return False
+                    if self._lent and self._reading_thread is None:
+                        self._read_in_this_thread()
+                    else:
+                        self._item_arrived.wait()  # woken after the reader's batch, or when the turn is free
+                return True
+            finally:
+                self._waiting -= 1
+                if self._lent and self._reading_thread is None:
+                    if self._waiting:
+                        self._item_arrived.notify_all()  # another waiting thread reads from now on
+                    elif self._senders_waiting:
+                        self._return_unattended_turn()  # the RELEASE a send() waits for must be read
+
+    def wake_waiting(self) -> None:
+        """Have every thread in :meth:`recv` or :meth:`wait_for` call its ``ready()`` again now: for a
+        ``ready()`` that something other than the channel's messages made true (another thread of yours)::
+
+            items.put(STOP)
+            channel.wake_waiting()
+        """
+        with self._lock:
+            self._item_arrived.notify_all()
+            if self._reading_thread is not None and not self._closed:
+                try:
+                    os.write(self._wake_write_fd, b"w")
+                except BlockingIOError:
+                    pass  # the pipe is full of wake-ups already
 
     def stop_waiting(self) -> None:
         """A ``send`` that would wait for a free slot raises ChannelClosed instead, now and from then on.
@@ -189,12 +275,13 @@ class WorkerEndpoint:
                 return
             self._closed = True
             self._wake_everyone()
+            reading_here = self._reading_thread is threading.current_thread()
         try:
-            self._sock.shutdown(socket.SHUT_RDWR)  # wakes the reader (EOF) and a writer stuck in sendall
+            self._sock.shutdown(socket.SHUT_RDWR)  # wakes whoever reads (EOF) and a writer stuck in sendall
         except OSError:
             pass  # already disconnected: nothing to wake
-        if threading.current_thread() is not self._reader:
-            self._reader.join()
+        if threading.current_thread() is not self._reader and not reading_here:  # (else: called from on_item)
+            self._reader.join()  # it ends once no waiting thread reads any more
         with self._write_lock:
             self._sock.close()
         with self._lock:
@@ -204,7 +291,7 @@ class WorkerEndpoint:
     @property
     def closed(self) -> bool:
         """True once :meth:`close` was called or the parent is gone."""
-        return self._closed or self._eof
+        return self._closed or self._eof or self._read_failed
 
     def _check_open(self) -> None:
         if self._closed:
@@ -267,24 +354,86 @@ class WorkerEndpoint:
                 batch.append(queue.popleft())
         return batch
 
-    def _read_loop(self) -> None:
-        reader = _FrameReader()
-        dispatch = ReceiveDispatcher(
-            self._receive_pools, self._take_item, self._slot_released, self._write, peer="parent"
-        )
+    def _has_item(self) -> bool:
+        return bool(self._items)
+
+    def _receive_batch(self) -> bool:
+        """Read once from the socket and act on every complete message; False at EOF. Only the thread whose
+        turn it is calls this."""
+        if not self._frames.receive(self._sock):
+            return False
+        for kind, payload in self._frames.messages():
+            self._dispatch.handle(kind, payload, self._frames.fds)
+        if self._returns_due():  # the items just lent their slots: the parent may
+            self._write_returns()  # now be short of slots with one of them held back here
+        return True
+
+    def _read_in_this_thread(self) -> None:
+        """With the lock held and the turn lent and free: read one batch in this (waiting) thread."""
+        self._reading_thread = threading.current_thread()
+        self._lock.release()
+        more = False
         try:
-            while reader.receive(self._sock):
-                for kind, payload in reader.messages():
-                    dispatch.handle(kind, payload, reader.fds)
-                if self._returns_due():  # the items just lent their slots: the parent may
-                    self._write_returns()  # now be short of slots with one of them held back here
+            if any(fd == self._wake_read_fd for fd, _ in self._poller.poll()):
+                self._drain_wake_pipe()  # wake_waiting(): look at ready() again
+                more = True
+            else:
+                more = self._receive_batch()
+        except (OSError, ChannelClosed) as e:
+            logger.debug("worker channel read in a waiting thread stops: %s", e)
+        finally:
+            self._lock.acquire()
+            self._reading_thread = None
+            if not more:
+                self._read_failed = True  # the reader thread ends the channel (on_eof runs there)
+            if self._closed or self._read_failed:
+                self._turn_back.notify_all()
+
+    def _drain_wake_pipe(self) -> None:
+        try:
+            while os.read(self._wake_read_fd, 512):
+                pass
+        except BlockingIOError:
+            pass  # empty
+
+    def _return_unattended_turn(self) -> None:
+        """With the lock held: if the turn is lent but no thread waits to read, the reader thread takes it."""
+        if self._lent and self._reading_thread is None and not self._waiting:
+            self._lent = False
+            self._turn_back.notify_all()
+
+    def _take_turn(self) -> bool:
+        """In the reader thread, between batches: lend the turn to threads waiting in recv()/wait_for(), and
+        wait until it is the reader thread's again; False once the channel ended."""
+        with self._lock:
+            if self._waiting and not self._closed:
+                self._lent = True
+                self._item_arrived.notify_all()
+            while self._lent:
+                if self._closed or self._read_failed:
+                    return False
+                if self._reading_thread is None and not self._waiting:
+                    self._lent = False  # the waiting threads went away: read again here
+                else:
+                    self._turn_back.wait(TAKE_BACK_AFTER)
+            return True
+
+    def _read_loop(self) -> None:
+        try:
+            while self._take_turn() and self._receive_batch():
+                pass
         except (OSError, ChannelClosed) as e:
             logger.debug("worker channel reader stops: %s", e)
         finally:
-            reader.close()
             with self._lock:
                 self._eof = True
                 self._wake_everyone()
+                while self._reading_thread is not None:  # a waiting thread still reads (close() woke it)
+                    self._turn_back.wait()
+                # No thread reads from now on (they all see _eof), and wake_waiting() writes only to one.
+                os.close(self._wake_read_fd)
+                os.close(self._wake_write_fd)
+            self._frames.close()
             if self._on_eof is not None:
                 try:
                     self._on_eof()
@@ -295,6 +444,7 @@ class WorkerEndpoint:
         """With the lock held: the channel ended, so every waiting send() and recv() must look again."""
         self._slot_freed.notify_all()
         self._item_arrived.notify_all()
+        self._turn_back.notify_all()
 
     def _take_item(self, item: object) -> None:
         if self._on_item is not None:

@@ -1,0 +1,246 @@
+"""A thread waiting in recv() or wait_for() reads the channel itself once the reader thread found it waiting,
+so the next item wakes it directly (one thread hop fewer per item); the reader thread reads again when a send
+waits for a slot, when no thread waits any more, and at the end.
+
+Both ends run in this process (the worker end only needs threads), so each test can watch both."""
+
+from __future__ import annotations
+
+import queue
+import socket
+import threading
+from typing import Any, List, Tuple
+
+import numpy as np
+
+from rtcbot.base.transport import ChannelClosed, WorkerEndpoint, worker_end
+
+FRAME = (120, 160, 3)  # 57,600 bytes: through shared memory
+MIN_SHARED = 4096
+READER = "rtcbot-transport-reader"
+
+
+class WhereUnpickled:
+    """An item that remembers which thread unpickled it, i.e. which thread read it off the socket."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.thread = ""
+
+    def __getstate__(self) -> Any:
+        return self.index
+
+    def __setstate__(self, index: int) -> None:
+        self.index = index
+        self.thread = threading.current_thread().name
+
+
+def worker_pair(slots: int = 4, **receiver_options: Any) -> Tuple[WorkerEndpoint, WorkerEndpoint]:
+    """``(sender, receiver)``: two worker ends of one socket pair."""
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    return (
+        WorkerEndpoint(a, slots=slots, min_shared_bytes=MIN_SHARED),
+        WorkerEndpoint(b, slots=slots, min_shared_bytes=MIN_SHARED, **receiver_options),
+    )
+
+
+def run_in_thread(target: Any, name: str) -> Tuple[threading.Thread, List[Any]]:
+    """Start ``target`` in a thread; the list gets what it returned or raised."""
+    outcome: List[Any] = []
+
+    def main() -> None:
+        try:
+            outcome.append(target())
+        except BaseException as e:  # handed to the test, which asserts on it
+            outcome.append(e)
+
+    thread = threading.Thread(target=main, name=name)
+    thread.start()
+    return thread, outcome
+
+
+def test_items_after_the_first_are_read_by_the_thread_waiting_in_recv(no_leaks):
+    sender, receiver = worker_pair()
+    count = 20
+
+    def receive_and_answer() -> List[str]:
+        threads = []
+        for _ in range(count):
+            item = receiver.recv()
+            threads.append(item.thread)
+            receiver.send(item.index)  # the next item is sent once this one arrived: each finds us waiting
+        return threads
+
+    thread, outcome = run_in_thread(receive_and_answer, "consumer")
+    try:
+        for index in range(count):
+            sender.send(WhereUnpickled(index))
+            assert sender.recv() == index
+        thread.join(10)
+        (threads,) = outcome
+        # The reader thread hands over once it finds the consumer waiting; from then on the consumer reads.
+        # (If it is between two recv() calls when the reader looks again, one item goes the long way.)
+        assert threads[0] == READER
+        assert threads.count("consumer") >= count // 2, threads
+    finally:
+        sender.close()
+        receiver.close()
+        thread.join(10)
+    assert not thread.is_alive()
+
+
+def test_wait_for_reads_in_its_thread_and_hands_items_to_on_item(no_leaks):
+    items: queue.SimpleQueue = queue.SimpleQueue()
+    sender, receiver = worker_pair(on_item=items.put)
+    try:
+        readers = []
+        for index in range(10):
+            sender.send(WhereUnpickled(index))
+            assert receiver.wait_for(lambda: not items.empty())
+            item = items.get_nowait()
+            assert item.index == index
+            readers.append(item.thread)
+        assert readers[0] == READER
+        assert readers.count(threading.current_thread().name) >= 5, readers
+    finally:
+        sender.close()
+        receiver.close()
+
+
+def test_a_send_waiting_for_a_slot_gets_the_reader_thread_reading_again(monkeypatch, no_leaks):
+    # Without it, the slot's RELEASE would wait unread until the reader thread looked again (an hour here).
+    monkeypatch.setattr(worker_end, "TAKE_BACK_AFTER", 3600.0)
+    other, receiver = worker_pair(slots=1)
+    frames_seen: queue.SimpleQueue = queue.SimpleQueue()
+
+    def take_frames() -> None:
+        try:
+            while True:
+                frames_seen.put(int(other.recv().max()))  # the array dies: its slot goes back
+        except ChannelClosed:
+            pass
+
+    taker, _ = run_in_thread(take_frames, "other end")
+    try:
+        other.send("go")
+        assert receiver.recv() == "go"  # read by the reader thread, which then lends its turn and sleeps
+        for value in range(1, 4):  # one slot: each send after the first waits for the RELEASE of the last
+            frame = np.full(FRAME, value, np.uint8)
+            sending, outcome = run_in_thread(lambda: receiver.send(frame), "sender")  # noqa: B023 (joined below)
+            sending.join(10)
+            assert outcome == [True]
+        assert [frames_seen.get(timeout=10) for _ in range(3)] == [1, 2, 3]
+    finally:
+        receiver.close()
+        other.close()
+        taker.join(10)
+
+
+def test_the_reader_thread_reads_again_once_no_thread_waits(monkeypatch, no_leaks):
+    monkeypatch.setattr(worker_end, "TAKE_BACK_AFTER", 0.01)
+    arrived: queue.SimpleQueue = queue.SimpleQueue()
+    sender, receiver = worker_pair(on_item=arrived.put)
+    try:
+        sender.send(WhereUnpickled(0))
+        assert receiver.wait_for(lambda: not arrived.empty())  # the turn is lent to this thread after this
+        arrived.get_nowait()
+        sender.send(WhereUnpickled(1))  # nobody waits: the reader thread takes the turn back and reads it
+        assert arrived.get(timeout=10).thread == READER
+    finally:
+        sender.close()
+        receiver.close()
+
+
+def test_close_ends_a_thread_waiting_or_reading_in_wait_for(no_leaks):
+    arrived: queue.SimpleQueue = queue.SimpleQueue()
+    ended: List[str] = []
+    sender, receiver = worker_pair(on_item=arrived.put, on_eof=lambda: ended.append(threading.current_thread().name))
+
+    def take_until_closed() -> int:
+        taken = 0
+        while receiver.wait_for(lambda: not arrived.empty()):
+            arrived.get_nowait()
+            taken += 1
+            if taken == 3:
+                receiver.send("three taken")
+        return taken
+
+    thread, outcome = run_in_thread(take_until_closed, "consumer")
+    try:
+        for index in range(3):
+            sender.send(index)
+        assert sender.recv() == "three taken"  # the consumer waits (and, by now, reads) for a fourth
+        receiver.close()
+        thread.join(10)
+        assert outcome == [3]
+        assert ended == [READER]  # once, in the reader thread, which is gone now
+    finally:
+        sender.close()
+        receiver.close()
+        thread.join(10)
+
+
+def test_the_parent_closing_ends_a_thread_reading_in_recv(no_leaks):
+    ended: List[str] = []
+    sender, receiver = worker_pair(on_eof=lambda: ended.append(threading.current_thread().name))
+
+    def receive_until_closed() -> List[Any]:
+        received = []
+        try:
+            while True:
+                received.append(receiver.recv())
+                receiver.send("ack")
+        except ChannelClosed as e:
+            received.append(e)
+        return received
+
+    thread, outcome = run_in_thread(receive_until_closed, "consumer")
+    try:
+        for index in range(3):
+            sender.send(index)
+            assert sender.recv() == "ack"
+        sender.close()  # the consumer is reading the socket for a fourth item by now: it sees EOF
+        thread.join(10)
+        (received,) = outcome
+        assert received[:3] == [0, 1, 2] and isinstance(received[3], ChannelClosed)
+        assert receiver.closed
+        receiver.close()  # waits for the reader thread, which ends the channel
+        assert ended == [READER]
+    finally:
+        sender.close()
+        receiver.close()
+        thread.join(10)
+
+
+def test_wake_waiting_gets_a_thread_reading_in_wait_for_to_look_again(no_leaks):
+    arrived: queue.SimpleQueue = queue.SimpleQueue()
+    sender, receiver = worker_pair(on_item=arrived.put)
+    entered = [threading.Event(), threading.Event()]
+    stop = threading.Event()
+
+    def waiting(turn: int, ready: Any) -> Any:
+        def check() -> bool:
+            entered[turn].set()  # called first with the channel's lock held, kept until this thread reads or waits
+            return ready()
+
+        return check
+
+    def wait_twice() -> List[bool]:
+        first = receiver.wait_for(waiting(0, lambda: not arrived.empty()))
+        # Item 0 came while this thread waited: the reader thread lent it its turn, so it reads now.
+        second = receiver.wait_for(waiting(1, stop.is_set))
+        return [first, second]
+
+    thread, outcome = run_in_thread(wait_twice, "consumer")
+    try:
+        assert entered[0].wait(10)
+        sender.send(0)
+        assert entered[1].wait(10)
+        stop.set()  # nothing arrives: only wake_waiting() can end the wait
+        receiver.wake_waiting()
+        thread.join(10)
+        assert outcome == [[True, True]]
+    finally:
+        sender.close()
+        receiver.close()
+        thread.join(10)
