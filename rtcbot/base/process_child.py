@@ -94,8 +94,9 @@ class WorkerSide:
         self.report_at: Optional[int] = None  # the parent waits: report once this many items were taken
         self.report_every = max(1, getattr(obj, "_feed_window", 2) // 2)
         self.stopped = False  # a close message came: later items are not for _get()
-        # Items are handed over in the channel's own reader thread (no thread of ours in between); it may call
-        # back before the endpoint is assigned below, so the callbacks wait for that.
+        # Items are handed over in the thread reading the channel (its reader thread, or get() waiting: no
+        # thread of ours in between); it may call back before the endpoint is assigned below, so the callbacks
+        # wait for that.
         self._attached = threading.Event()
         self.endpoint = WorkerEndpoint(
             sock, slots=slots, pool_bytes=pool_bytes, on_item=self._on_item, on_eof=self._on_eof
@@ -107,7 +108,8 @@ class WorkerSide:
         self.request_stop()
 
     def _on_item(self, item: Any) -> None:
-        """In the channel's reader thread: items queue up for _get(); a close message stops the worker."""
+        """In the thread reading the channel (its reader thread, or _get() waiting): items queue up for
+        _get(); a close message stops the worker."""
         self._attached.wait()
         if self.stopped:
             return
@@ -131,11 +133,15 @@ class WorkerSide:
             self.received += 1
         self.items.put(item)
 
+    def _has_item(self) -> bool:
+        return not self.items.empty()
+
     def request_stop(self) -> None:
         self.obj._shouldClose = True
         self.obj._life.begin_close()
         self.close_requested.set()
         self.items.put(_CLOSED)
+        self.endpoint.wake_waiting()  # a get() may be reading the channel for the next item
         # A _put_nowait waiting for the parent to free a slot would wait forever: the parent stops reading
         # once it asked us to close. It raises SubscriptionClosed instead, which ends the worker.
         self.endpoint.stop_waiting()
@@ -151,8 +157,10 @@ class WorkerSide:
                 self.getters_waiting += 1
                 self.starved = True
             try:
-                self.endpoint.flush()  # a report queued by the reader thread just before we counted ourselves
-                item = self.items.get()
+                self.endpoint.flush()  # a report queued by the channel's reader just before we counted ourselves
+                # This thread may read the next item off the channel itself: one thread hop fewer per item.
+                self.endpoint.wait_for(self._has_item)
+                item = self.items.get()  # the channel ended: on_eof puts _CLOSED here
             finally:
                 with self.lock:
                     self.getters_waiting -= 1
