@@ -89,20 +89,37 @@ def test_items_after_the_first_are_read_by_the_thread_waiting_in_recv(no_leaks):
     assert not thread.is_alive()
 
 
-def test_wait_for_reads_in_its_thread_and_hands_items_to_on_item(no_leaks):
+def test_wait_for_reads_in_its_thread_and_hands_items_to_on_item(monkeypatch, no_leaks):
+    monkeypatch.setattr(worker_end, "TAKE_BACK_AFTER", 3600.0)  # the reader thread does not look again here
     items: queue.SimpleQueue = queue.SimpleQueue()
     sender, receiver = worker_pair(on_item=items.put)
+    count = 10
+    waiting = [threading.Event() for _ in range(count)]
+
+    def send_each_once_waited_for() -> None:
+        for index in range(count):
+            assert waiting[index].wait(10)
+            sender.send(WhereUnpickled(index))
+
+    def arrived(index: int) -> Any:
+        def ready() -> bool:
+            waiting[index].set()  # called first with the channel's lock held, until this thread reads or waits
+            return not items.empty()
+
+        return ready
+
+    sending, _ = run_in_thread(send_each_once_waited_for, "sender")
     try:
         readers = []
-        for index in range(10):
-            sender.send(WhereUnpickled(index))
-            assert receiver.wait_for(lambda: not items.empty())
+        for index in range(count):
+            assert receiver.wait_for(arrived(index))
             item = items.get_nowait()
             assert item.index == index
             readers.append(item.thread)
-        assert readers[0] == READER
-        assert readers.count(threading.current_thread().name) >= 5, readers
+        # The reader thread reads the first, finds this thread waiting and lends it its turn for good.
+        assert readers == [READER] + [threading.current_thread().name] * (count - 1)
     finally:
+        sending.join(10)
         sender.close()
         receiver.close()
 
@@ -244,3 +261,36 @@ def test_wake_waiting_gets_a_thread_reading_in_wait_for_to_look_again(no_leaks):
         sender.close()
         receiver.close()
         thread.join(10)
+
+
+def test_a_send_that_drops_for_want_of_a_slot_gets_the_reader_thread_reading_again(monkeypatch, no_leaks):
+    # A producer that drops rather than waits never waits for a slot: without this, the RELEASEs that free its
+    # slots would wait unread while the thread it lent its turn to sends (a drop-policy worker delivered 4
+    # frames of 10,000 instead of about 50).
+    monkeypatch.setattr(worker_end, "TAKE_BACK_AFTER", 3600.0)
+    items: queue.SimpleQueue = queue.SimpleQueue()
+    other, receiver = worker_pair(slots=1, on_item=items.put)
+    waiting = threading.Event()
+
+    def ready() -> bool:
+        waiting.set()  # called first with the channel's lock held, until this thread waits
+        return not items.empty()
+
+    def send_go_once_waited_for() -> None:
+        assert waiting.wait(10)
+        other.send("go")
+
+    going, _ = run_in_thread(send_go_once_waited_for, "other end")
+    try:
+        assert receiver.wait_for(ready)  # "go": the reader thread lends its turn to this thread and sleeps
+        assert items.get_nowait() == "go"
+        assert receiver.send(np.zeros(FRAME, np.uint8), block=False)  # takes the only slot
+        assert not receiver.send(np.zeros(FRAME, np.uint8), block=False)  # its RELEASE is not read yet: dropped
+        other.send(WhereUnpickled(1))
+        assert receiver.wait_for(lambda: not items.empty())
+        # Read by the reader thread: it took its turn back at the drop (else this thread would read it here).
+        assert items.get_nowait().thread == READER
+    finally:
+        going.join(10)
+        receiver.close()
+        other.close()

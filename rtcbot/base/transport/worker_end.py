@@ -54,8 +54,8 @@ class WorkerEndpoint:
     A thread that waits in :meth:`recv` or :meth:`wait_for` reads the socket itself once the reader thread
     found it waiting (the reader thread then sleeps): the next item wakes it directly instead of waking the
     reader thread, which would wake it in turn. Waking a thread costs more than a 640x480 frame's copy on some
-    machines. The reader thread reads again as soon as a ``send`` waits for a slot, and within
-    ``TAKE_BACK_AFTER`` seconds once no thread waits any more.
+    machines. The reader thread reads again as soon as a ``send`` finds no free slot (it waits, or drops
+    the item), and within ``TAKE_BACK_AFTER`` seconds once no thread waits any more.
 
     :param sock: the ``worker_end`` of :func:`socket_pair`
     :param slots: how many large items may be in flight to the parent at once
@@ -146,6 +146,7 @@ class WorkerEndpoint:
                             break
                         if not block:
                             self.dropped += 1
+                            self._return_unattended_turn()  # someone must read the RELEASEs that free slots
                             return False
                         if self._stop_waiting:
                             raise ChannelClosed("the channel is closing: the parent frees no more slots")
