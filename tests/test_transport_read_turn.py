@@ -9,7 +9,7 @@ from __future__ import annotations
 import queue
 import socket
 import threading
-from typing import Any, List, Tuple
+from typing import Any, Callable, List, Tuple
 
 import numpy as np
 
@@ -42,6 +42,18 @@ def worker_pair(slots: int = 4, **receiver_options: Any) -> Tuple[WorkerEndpoint
         WorkerEndpoint(a, slots=slots, min_shared_bytes=MIN_SHARED),
         WorkerEndpoint(b, slots=slots, min_shared_bytes=MIN_SHARED, **receiver_options),
     )
+
+
+def noting_the_call(called: threading.Event, ready: Callable[[], bool]) -> Callable[[], bool]:
+    """``ready`` that first sets ``called``. wait_for() calls it at once, with the channel's lock held until
+    this thread reads the socket or waits: what another thread does once ``called`` is set happens after that.
+    """
+
+    def check() -> bool:
+        called.set()
+        return ready()
+
+    return check
 
 
 def run_in_thread(target: Any, name: str) -> Tuple[threading.Thread, List[Any]]:
@@ -101,18 +113,11 @@ def test_wait_for_reads_in_its_thread_and_hands_items_to_on_item(monkeypatch, no
             assert waiting[index].wait(10)
             sender.send(WhereUnpickled(index))
 
-    def arrived(index: int) -> Any:
-        def ready() -> bool:
-            waiting[index].set()  # called first with the channel's lock held, until this thread reads or waits
-            return not items.empty()
-
-        return ready
-
     sending, _ = run_in_thread(send_each_once_waited_for, "sender")
     try:
         readers = []
         for index in range(count):
-            assert receiver.wait_for(arrived(index))
+            assert receiver.wait_for(noting_the_call(waiting[index], lambda: not items.empty()))
             item = items.get_nowait()
             assert item.index == index
             readers.append(item.thread)
@@ -235,17 +240,10 @@ def test_wake_waiting_gets_a_thread_reading_in_wait_for_to_look_again(no_leaks):
     entered = [threading.Event(), threading.Event()]
     stop = threading.Event()
 
-    def waiting(turn: int, ready: Any) -> Any:
-        def check() -> bool:
-            entered[turn].set()  # called first with the channel's lock held, kept until this thread reads or waits
-            return ready()
-
-        return check
-
     def wait_twice() -> List[bool]:
-        first = receiver.wait_for(waiting(0, lambda: not arrived.empty()))
+        first = receiver.wait_for(noting_the_call(entered[0], lambda: not arrived.empty()))
         # Item 0 came while this thread waited: the reader thread lent it its turn, so it reads now.
-        second = receiver.wait_for(waiting(1, stop.is_set))
+        second = receiver.wait_for(noting_the_call(entered[1], stop.is_set))
         return [first, second]
 
     thread, outcome = run_in_thread(wait_twice, "consumer")
@@ -272,17 +270,14 @@ def test_a_send_that_drops_for_want_of_a_slot_gets_the_reader_thread_reading_aga
     other, receiver = worker_pair(slots=1, on_item=items.put)
     waiting = threading.Event()
 
-    def ready() -> bool:
-        waiting.set()  # called first with the channel's lock held, until this thread waits
-        return not items.empty()
-
     def send_go_once_waited_for() -> None:
         assert waiting.wait(10)
         other.send("go")
 
     going, _ = run_in_thread(send_go_once_waited_for, "other end")
     try:
-        assert receiver.wait_for(ready)  # "go": the reader thread lends its turn to this thread and sleeps
+        assert receiver.wait_for(noting_the_call(waiting, lambda: not items.empty()))  # "go": the reader thread
+        # lends its turn to this thread and sleeps
         assert items.get_nowait() == "go"
         assert receiver.send(np.zeros(FRAME, np.uint8), block=False)  # takes the only slot
         assert not receiver.send(np.zeros(FRAME, np.uint8), block=False)  # its RELEASE is not read yet: dropped
