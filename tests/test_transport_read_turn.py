@@ -289,3 +289,33 @@ def test_a_send_that_drops_for_want_of_a_slot_gets_the_reader_thread_reading_aga
         going.join(10)
         receiver.close()
         other.close()
+
+
+def test_close_from_on_item_in_a_thread_reading_in_wait_for_ends_the_channel(monkeypatch, no_leaks):
+    monkeypatch.setattr(worker_end, "TAKE_BACK_AFTER", 3600.0)  # the reader thread does not look again here
+    readers: List[str] = []
+
+    def on_item(item: WhereUnpickled) -> None:
+        readers.append(item.thread)
+        if item.index == 1:
+            receiver.close()  # in this thread, which is reading the channel: close() must not wait for itself
+
+    sender, receiver = worker_pair(on_item=on_item)
+    waiting = [threading.Event(), threading.Event()]
+
+    def send_each_once_waited_for() -> None:
+        for index in range(2):
+            assert waiting[index].wait(10)
+            sender.send(WhereUnpickled(index))
+
+    sending, _ = run_in_thread(send_each_once_waited_for, "sender")
+    try:
+        assert receiver.wait_for(noting_the_call(waiting[0], lambda: len(readers) == 1))
+        assert not receiver.wait_for(noting_the_call(waiting[1], lambda: False))  # ended by the close
+        assert readers == [READER, threading.current_thread().name]
+        assert receiver.closed
+    finally:
+        sending.join(10)
+        sender.close()
+        receiver.close()
+    # no_leaks: the reader thread ends and the wake-up pipe is closed although close() did not wait for it
