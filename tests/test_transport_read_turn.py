@@ -1,6 +1,7 @@
 """A thread waiting in recv() or wait_for() reads the channel itself once the reader thread found it waiting,
-so the next item wakes it directly (one thread hop fewer per item); the reader thread reads again when a send
-waits for a slot, when no thread waits any more, and at the end.
+so the next item wakes it directly (one thread hop fewer per item); so does a thread sending through shared
+memory, for the RELEASEs that free its slots (no wake-up of the reader thread per RELEASE). The reader thread
+reads again once no thread waits or sends any more, and at the end.
 
 Both ends run in this process (the worker end only needs threads), so each test can watch both."""
 
@@ -8,12 +9,15 @@ from __future__ import annotations
 
 import queue
 import socket
+import sys
 import threading
+import time
 from typing import Any, Callable, List, Tuple
 
 import numpy as np
 
 from rtcbot.base.transport import ChannelClosed, WorkerEndpoint, worker_end
+from rtcbot.base.transport.wire import _KIND_ITEM, _KIND_RELEASE, _RELEASE, _Encoded, _frame, _FrameReader, _parse_item
 
 FRAME = (120, 160, 3)  # 57,600 bytes: through shared memory
 MIN_SHARED = 4096
@@ -54,6 +58,71 @@ def noting_the_call(called: threading.Event, ready: Callable[[], bool]) -> Calla
         return ready()
 
     return check
+
+
+def wait_until_reading(thread: threading.Thread) -> None:
+    """Wait (at most 10 s) until ``thread`` waits in the channel's poll() for the socket: the state a wake-up
+    must reach (a test that woke it earlier would not test the wake-up)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        frame = sys._current_frames().get(thread.ident)  # type: ignore[arg-type]
+        if frame is not None and frame.f_code.co_name == "_read_in_this_thread":
+            return
+        time.sleep(0.001)  # polling a state, bounded: not a synchronisation by sleep
+    raise AssertionError(f"{thread.name} never waited in poll()")
+
+
+class RawPeer:
+    """The other end, by hand: it reads the items a WorkerEndpoint sends and writes back exactly what the test
+    says (a slot's RELEASE, an inline item), nothing on its own."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self._frames = _FrameReader()
+
+    def take_item(self) -> Tuple[int, int]:
+        """Wait for the next item; return its ``(pool id, slot)``."""
+        while True:
+            for kind, payload in self._frames.messages():
+                if kind == _KIND_ITEM:
+                    pool_id, slot, _refs, _data = _parse_item(payload)
+                    return pool_id, slot
+            self._frames.close()  # a POOL message's fd: not mapped here
+            assert self._frames.receive(self.sock), "the producer closed its end"
+
+    def release(self, pool_id: int, slot: int) -> None:
+        self.sock.sendall(_frame(_KIND_RELEASE, _RELEASE.pack(pool_id, slot)))
+
+    def send(self, obj: object) -> None:
+        self.sock.sendall(_Encoded(obj, None).frame())
+
+    def close(self) -> None:
+        self.sock.close()
+        self._frames.close()
+
+
+def producer_and_peer(**options: Any) -> Tuple[WorkerEndpoint, RawPeer]:
+    """A WorkerEndpoint with one slot, and the raw other end of its socket."""
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    return WorkerEndpoint(a, slots=1, min_shared_bytes=MIN_SHARED, **options), RawPeer(b)
+
+
+def send_in_a_thread_lent_the_turn(producer: WorkerEndpoint, peer: RawPeer) -> Tuple[int, int]:
+    """Send frames 1-3 from this thread until it read the socket itself; return the slot frame 3 holds.
+
+    Frame 2 waits for frame 1's RELEASE, which the reader thread reads; finding items sent through shared
+    memory, it then lends its turn and sleeps. So frame 3, waiting for frame 2's RELEASE, reads the socket in
+    this thread, and reads the item the peer wrote before that RELEASE (queued for the producer's recv()).
+    """
+
+    assert producer.send(np.full(FRAME, 1, np.uint8))
+    peer.release(*peer.take_item())
+    assert producer.send(np.full(FRAME, 2, np.uint8))
+    frame_2 = peer.take_item()
+    peer.send(WhereUnpickled(2))
+    peer.release(*frame_2)
+    assert producer.send(np.full(FRAME, 3, np.uint8))
+    return peer.take_item()
 
 
 def run_in_thread(target: Any, name: str) -> Tuple[threading.Thread, List[Any]]:
@@ -129,8 +198,9 @@ def test_wait_for_reads_in_its_thread_and_hands_items_to_on_item(monkeypatch, no
         receiver.close()
 
 
-def test_a_send_waiting_for_a_slot_gets_the_reader_thread_reading_again(monkeypatch, no_leaks):
-    # Without it, the slot's RELEASE would wait unread until the reader thread looked again (an hour here).
+def test_a_send_waiting_for_a_slot_reads_its_release_in_a_turn_lent_to_another_thread(monkeypatch, no_leaks):
+    # The turn is lent to this thread, which waited in recv(); a send in another thread then waits for a slot.
+    # Without it reading, the slot's RELEASE would wait unread until the reader thread looked again (an hour).
     monkeypatch.setattr(worker_end, "TAKE_BACK_AFTER", 3600.0)
     other, receiver = worker_pair(slots=1)
     frames_seen: queue.SimpleQueue = queue.SimpleQueue()
@@ -261,34 +331,21 @@ def test_wake_waiting_gets_a_thread_reading_in_wait_for_to_look_again(no_leaks):
         thread.join(10)
 
 
-def test_a_send_that_drops_for_want_of_a_slot_gets_the_reader_thread_reading_again(monkeypatch, no_leaks):
-    # A producer that drops rather than waits never waits for a slot: without this, the RELEASEs that free its
-    # slots would wait unread while the thread it lent its turn to sends (a drop-policy worker delivered 4
-    # frames of 10,000 instead of about 50).
+def test_a_thread_sending_through_shared_memory_reads_the_socket_itself(monkeypatch, no_leaks):
+    # The reader thread does not look again here: only the sending thread can read what comes.
     monkeypatch.setattr(worker_end, "TAKE_BACK_AFTER", 3600.0)
-    items: queue.SimpleQueue = queue.SimpleQueue()
-    other, receiver = worker_pair(slots=1, on_item=items.put)
-    waiting = threading.Event()
-
-    def send_go_once_waited_for() -> None:
-        assert waiting.wait(10)
-        other.send("go")
-
-    going, _ = run_in_thread(send_go_once_waited_for, "other end")
+    producer, peer = producer_and_peer()
     try:
-        assert receiver.wait_for(noting_the_call(waiting, lambda: not items.empty()))  # "go": the reader thread
-        # lends its turn to this thread and sleeps
-        assert items.get_nowait() == "go"
-        assert receiver.send(np.zeros(FRAME, np.uint8), block=False)  # takes the only slot
-        assert not receiver.send(np.zeros(FRAME, np.uint8), block=False)  # its RELEASE is not read yet: dropped
-        other.send(WhereUnpickled(1))
-        assert receiver.wait_for(lambda: not items.empty())
-        # Read by the reader thread: it took its turn back at the drop (else this thread would read it here).
-        assert items.get_nowait().thread == READER
+        # While it waits for a slot:
+        frame_3 = send_in_a_thread_lent_the_turn(producer, peer)
+        assert producer.recv().thread == threading.current_thread().name
+        # And before it takes one: frame 4 would be dropped if frame 3's RELEASE, here by now, were not read.
+        peer.release(*frame_3)
+        assert producer.send(np.full(FRAME, 4, np.uint8), block=False)
+        assert peer.take_item() == frame_3
     finally:
-        going.join(10)
-        receiver.close()
-        other.close()
+        producer.close()
+        peer.close()
 
 
 def test_close_from_on_item_in_a_thread_reading_in_wait_for_ends_the_channel(monkeypatch, no_leaks):
@@ -319,3 +376,47 @@ def test_close_from_on_item_in_a_thread_reading_in_wait_for_ends_the_channel(mon
         sender.close()
         receiver.close()
     # no_leaks: the reader thread ends and the wake-up pipe is closed although close() did not wait for it
+
+
+def test_the_reader_thread_reads_again_once_no_thread_sends(monkeypatch, no_leaks):
+    monkeypatch.setattr(worker_end, "TAKE_BACK_AFTER", 0.01)
+    arrived: queue.SimpleQueue = queue.SimpleQueue()
+    producer, peer = producer_and_peer(on_item=arrived.put)
+    try:
+        send_in_a_thread_lent_the_turn(producer, peer)
+        assert arrived.get(timeout=10).thread == threading.current_thread().name
+        peer.send(WhereUnpickled(4))  # nobody sends or waits: the reader thread takes its turn back, reads it
+        assert arrived.get(timeout=10).thread == READER
+    finally:
+        producer.close()
+        peer.close()
+
+
+def test_stop_waiting_ends_a_send_reading_the_socket_for_a_slot(monkeypatch, no_leaks):
+    monkeypatch.setattr(worker_end, "TAKE_BACK_AFTER", 3600.0)
+    producer, peer = producer_and_peer()
+    try:
+        send_in_a_thread_lent_the_turn(producer, peer)  # frame 3 keeps the only slot
+        sending, outcome = run_in_thread(lambda: producer.send(np.full(FRAME, 4, np.uint8)), "sender")
+        wait_until_reading(sending)  # for frame 3's RELEASE, which never comes
+        producer.stop_waiting()  # as for a worker asked to close: the parent frees no more slots
+        sending.join(10)
+        assert len(outcome) == 1 and isinstance(outcome[0], ChannelClosed), outcome
+    finally:
+        producer.close()
+        peer.close()
+
+
+def test_close_ends_a_send_reading_the_socket_for_a_slot(monkeypatch, no_leaks):
+    monkeypatch.setattr(worker_end, "TAKE_BACK_AFTER", 3600.0)
+    producer, peer = producer_and_peer()
+    try:
+        send_in_a_thread_lent_the_turn(producer, peer)
+        sending, outcome = run_in_thread(lambda: producer.send(np.full(FRAME, 4, np.uint8)), "sender")
+        wait_until_reading(sending)
+        producer.close()
+        sending.join(10)
+        assert len(outcome) == 1 and isinstance(outcome[0], ChannelClosed), outcome
+    finally:
+        producer.close()
+        peer.close()

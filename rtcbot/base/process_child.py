@@ -94,9 +94,9 @@ class WorkerSide:
         self.report_at: Optional[int] = None  # the parent waits: report once this many items were taken
         self.report_every = max(1, getattr(obj, "_feed_window", 2) // 2)
         self.stopped = False  # a close message came: later items are not for _get()
-        # Items are handed over in the thread reading the channel (its reader thread, or get() waiting: no
-        # thread of ours in between); it may call back before the endpoint is assigned below, so the callbacks
-        # wait for that.
+        # Items are handed over in the thread reading the channel (its reader thread, get() waiting, or
+        # _put_nowait() sending through shared memory: no thread of ours in between); it may call back before
+        # the endpoint is assigned below, so the callbacks wait for that.
         self._attached = threading.Event()
         self.endpoint = WorkerEndpoint(
             sock, slots=slots, pool_bytes=pool_bytes, on_item=self._on_item, on_eof=self._on_eof
@@ -108,8 +108,8 @@ class WorkerSide:
         self.request_stop()
 
     def _on_item(self, item: Any) -> None:
-        """In the thread reading the channel (its reader thread, or _get() waiting): items queue up for
-        _get(); a close message stops the worker."""
+        """In the thread reading the channel (its reader thread, _get() waiting, or _put_nowait() sending):
+        items queue up for _get(); a close message stops the worker."""
         self._attached.wait()
         if self.stopped:
             return

@@ -25,8 +25,9 @@ from .wire import (
 
 logger = logging.getLogger("rtcbot.base.transport")
 
-# While a thread waiting in recv()/wait_for() has the reader thread's turn to read the socket, the reader thread
-# looks this often (seconds) whether that thread went away for good, to read again itself.
+# While threads waiting in recv()/wait_for() or sending items through shared memory have the reader thread's
+# turn to read the socket, the reader thread looks this often (seconds) whether they went away for good, to
+# read again itself.
 TAKE_BACK_AFTER = 0.1
 
 # ------------------------------------------------------------------------------------------- worker end
@@ -54,8 +55,11 @@ class WorkerEndpoint:
     A thread that waits in :meth:`recv` or :meth:`wait_for` reads the socket itself once the reader thread
     found it waiting (the reader thread then sleeps): the next item wakes it directly instead of waking the
     reader thread, which would wake it in turn. Waking a thread costs more than a 640x480 frame's copy on some
-    machines. The reader thread reads again as soon as a ``send`` finds no free slot (it waits, or drops
-    the item), and within ``TAKE_BACK_AFTER`` seconds once no thread waits any more.
+    machines. In the same way, once the reader thread found items being sent through shared memory, a thread
+    sending one reads what has arrived (without waiting) before it takes a slot, and reads until a slot is
+    freed when none is, so the parent's RELEASEs do not wake the reader thread (``on_item`` may then run in
+    that thread). The reader thread reads again within ``TAKE_BACK_AFTER`` seconds once no thread waits and
+    none sent such an item.
 
     :param sock: the ``worker_end`` of :func:`socket_pair`
     :param slots: how many large items may be in flight to the parent at once
@@ -105,11 +109,13 @@ class WorkerEndpoint:
         self._stop_waiting = False  # stop_waiting() was called: no send waits for a slot any more
         self._write_lock = threading.Lock()
         # Whose turn it is to read the socket: the reader thread's, or (lent) that of threads waiting in recv()
-        # or wait_for(), one at a time (reading). The frame reader and dispatcher go with the turn.
+        # or wait_for() and of threads sending through shared memory, one at a time (reading). The frame reader
+        # and dispatcher go with the turn.
         self._lent = False
-        self._reading_thread: Optional[threading.Thread] = None  # the waiting thread reading now, if any
+        self._reading_thread: Optional[threading.Thread] = None  # the lent thread reading now, if any
         self._waiting = 0  # threads in recv() or wait_for()
         self._senders_waiting = 0  # threads in send() waiting for a free slot
+        self._slot_sent = False  # an item went through shared memory since the reader thread last looked
         self._read_failed = False  # a waiting thread's read found the end (or failed): the reader thread ends
         self._turn_back = threading.Condition(self._lock)  # the reader thread waits here while its turn is lent
         # A waiting thread that reads polls this pipe too: wake_waiting() writes to it, so that a ready() made
@@ -139,6 +145,10 @@ class WorkerEndpoint:
                 self._write(encoded.frame())
             else:
                 with self._lock:
+                    self._slot_sent = True
+                    if self._may_read_here():
+                        self._read_in_this_thread(wait=False)  # the RELEASEs that came meanwhile free slots
+                        self._hand_over_turn()
                     while True:
                         self._check_open()
                         taken = self._send_pools.acquire(encoded.size)
@@ -146,14 +156,16 @@ class WorkerEndpoint:
                             break
                         if not block:
                             self.dropped += 1
-                            self._return_unattended_turn()  # someone must read the RELEASEs that free slots
                             return False
                         if self._stop_waiting:
                             raise ChannelClosed("the channel is closing: the parent frees no more slots")
                         self._senders_waiting += 1
                         try:
-                            self._return_unattended_turn()  # someone must read the RELEASE we wait for
-                            self._slot_freed.wait()  # woken by a RELEASE from the parent, or by EOF/close
+                            if self._may_read_here():
+                                self._read_in_this_thread()  # until a message comes: the RELEASE we wait for
+                                self._hand_over_turn()
+                            else:
+                                self._slot_freed.wait()  # woken by a RELEASE, when the turn is free, at EOF/close
                         finally:
                             self._senders_waiting -= 1
                 pool, slot = taken
@@ -239,10 +251,7 @@ class WorkerEndpoint:
             finally:
                 self._waiting -= 1
                 if self._lent and self._reading_thread is None:
-                    if self._waiting:
-                        self._item_arrived.notify_all()  # another waiting thread reads from now on
-                    elif self._senders_waiting:
-                        self._return_unattended_turn()  # the RELEASE a send() waits for must be read
+                    self._hand_over_turn()  # another waiting thread, or a send() waiting for a slot, reads now
 
     def wake_waiting(self) -> None:
         """Have every thread in :meth:`recv` or :meth:`wait_for` call its ``ready()`` again now: for a
@@ -253,11 +262,15 @@ class WorkerEndpoint:
         """
         with self._lock:
             self._item_arrived.notify_all()
-            if self._reading_thread is not None and not self._closed:
-                try:
-                    os.write(self._wake_write_fd, b"w")
-                except BlockingIOError:
-                    pass  # the pipe is full of wake-ups already
+            self._wake_reading_thread()
+
+    def _wake_reading_thread(self) -> None:
+        """With the lock held: a lent thread waiting in poll() for the socket returns now."""
+        if self._reading_thread is not None and not self._closed:
+            try:
+                os.write(self._wake_write_fd, b"w")
+            except BlockingIOError:
+                pass  # the pipe is full of wake-ups already
 
     def stop_waiting(self) -> None:
         """A ``send`` that would wait for a free slot raises ChannelClosed instead, now and from then on.
@@ -268,6 +281,7 @@ class WorkerEndpoint:
         with self._lock:
             self._stop_waiting = True
             self._slot_freed.notify_all()
+            self._wake_reading_thread()  # a send() may be reading the socket for the RELEASE it waits for
 
     def close(self) -> None:
         """Close the channel: blocked :meth:`send` and :meth:`recv` raise ChannelClosed; idempotent."""
@@ -297,7 +311,7 @@ class WorkerEndpoint:
     def _check_open(self) -> None:
         if self._closed:
             raise ChannelClosed("the worker end of the channel was closed")
-        if self._eof:
+        if self._eof or self._read_failed:
             raise ChannelClosed("the parent closed the channel")
 
     def _write(self, frame: bytes, pool: Optional[_SendPool] = None) -> None:
@@ -369,17 +383,23 @@ class WorkerEndpoint:
             self._write_returns()  # now be short of slots with one of them held back here
         return True
 
-    def _read_in_this_thread(self) -> None:
-        """With the lock held and the turn lent and free: read one batch in this (waiting) thread."""
+    def _may_read_here(self) -> bool:
+        """With the lock held: is the turn lent and free, so that this thread may read?"""
+        return self._lent and self._reading_thread is None and not self.closed
+
+    def _read_in_this_thread(self, wait: bool = True) -> None:
+        """With the lock held and the turn lent and free: read one batch in this (lent) thread; without
+        ``wait``, only if one has arrived."""
         self._reading_thread = threading.current_thread()
         self._lock.release()
         more = False
         try:
-            if any(fd == self._wake_read_fd for fd, _ in self._poller.poll()):
+            ready = self._poller.poll(None if wait else 0)
+            if any(fd == self._wake_read_fd for fd, _ in ready):
                 self._drain_wake_pipe()  # wake_waiting(): look at ready() again
                 more = True
             else:
-                more = self._receive_batch()
+                more = self._receive_batch() if ready else True
         except (OSError, ChannelClosed) as e:
             logger.debug("worker channel read in a waiting thread stops: %s", e)
         finally:
@@ -397,25 +417,28 @@ class WorkerEndpoint:
         except BlockingIOError:
             pass  # empty
 
-    def _return_unattended_turn(self) -> None:
-        """With the lock held: if the turn is lent but no thread waits to read, the reader thread takes it."""
-        if self._lent and self._reading_thread is None and not self._waiting:
-            self._lent = False
-            self._turn_back.notify_all()
+    def _hand_over_turn(self) -> None:
+        """With the lock held, once this thread stopped reading: threads that wait to read may now."""
+        if self._waiting:
+            self._item_arrived.notify_all()
+        if self._senders_waiting:
+            self._slot_freed.notify_all()
 
     def _take_turn(self) -> bool:
-        """In the reader thread, between batches: lend the turn to threads waiting in recv()/wait_for(), and
-        wait until it is the reader thread's again; False once the channel ended."""
+        """In the reader thread, between batches: lend the turn to threads waiting in recv()/wait_for() and
+        to threads sending through shared memory, and wait until it is the reader thread's again; False once
+        the channel ended."""
         with self._lock:
-            if self._waiting and not self._closed:
+            if (self._waiting or self._slot_sent) and not self._closed:
                 self._lent = True
-                self._item_arrived.notify_all()
+                self._hand_over_turn()
             while self._lent:
                 if self._closed or self._read_failed:
                     return False
-                if self._reading_thread is None and not self._waiting:
-                    self._lent = False  # the waiting threads went away: read again here
+                if self._reading_thread is None and not self._waiting and not self._slot_sent:
+                    self._lent = False  # the waiting and sending threads went away: read again here
                 else:
+                    self._slot_sent = False  # a send() sets it again while it goes on sending
                     self._turn_back.wait(TAKE_BACK_AFTER)
             return True
 
