@@ -15,6 +15,7 @@ import time
 from typing import Any, Callable, List, Tuple
 
 import numpy as np
+import pytest
 
 from rtcbot.base.transport import ChannelClosed, WorkerEndpoint, worker_end
 from rtcbot.base.transport.wire import _KIND_ITEM, _KIND_RELEASE, _RELEASE, _Encoded, _frame, _FrameReader, _parse_item
@@ -392,29 +393,17 @@ def test_the_reader_thread_reads_again_once_no_thread_sends(monkeypatch, no_leak
         peer.close()
 
 
-def test_stop_waiting_ends_a_send_reading_the_socket_for_a_slot(monkeypatch, no_leaks):
+@pytest.mark.parametrize("ending", ["stop_waiting", "close"])
+def test_a_send_reading_the_socket_for_a_slot_ends(ending, monkeypatch, no_leaks):
+    """stop_waiting() (a worker asked to close: the parent frees no more slots) and close() both end a send
+    that reads the socket for the RELEASE it waits for."""
     monkeypatch.setattr(worker_end, "TAKE_BACK_AFTER", 3600.0)
     producer, peer = producer_and_peer()
     try:
         send_in_a_thread_lent_the_turn(producer, peer)  # frame 3 keeps the only slot
         sending, outcome = run_in_thread(lambda: producer.send(np.full(FRAME, 4, np.uint8)), "sender")
         wait_until_reading(sending)  # for frame 3's RELEASE, which never comes
-        producer.stop_waiting()  # as for a worker asked to close: the parent frees no more slots
-        sending.join(10)
-        assert len(outcome) == 1 and isinstance(outcome[0], ChannelClosed), outcome
-    finally:
-        producer.close()
-        peer.close()
-
-
-def test_close_ends_a_send_reading_the_socket_for_a_slot(monkeypatch, no_leaks):
-    monkeypatch.setattr(worker_end, "TAKE_BACK_AFTER", 3600.0)
-    producer, peer = producer_and_peer()
-    try:
-        send_in_a_thread_lent_the_turn(producer, peer)
-        sending, outcome = run_in_thread(lambda: producer.send(np.full(FRAME, 4, np.uint8)), "sender")
-        wait_until_reading(sending)
-        producer.close()
+        getattr(producer, ending)()
         sending.join(10)
         assert len(outcome) == 1 and isinstance(outcome[0], ChannelClosed), outcome
     finally:
