@@ -5,7 +5,7 @@ Tests get the robot's devices from fixtures: simulated by default (anywhere, in 
 
     def test_board_answers_quickly(rtcbot_check):
         result = rtcbot_check.serial_round_trip(count=100)
-        assert result.ok and result.latency_p99_ms < 20, result
+        assert result.ok and result.latency_p90_ms < 20, result
 
     def test_robot_stops_when_the_board_is_unplugged(rtcbot_run, rtcbot_serial_board, rtcbot_faults):
         ...

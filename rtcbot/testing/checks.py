@@ -7,7 +7,7 @@ recorded (JUnit XML properties, the end-of-run table). This is what the ``rtcbot
 
     def test_board_keeps_up(rtcbot_check):
         result = rtcbot_check.serial_round_trip(count=100)
-        assert result.ok and result.latency_p99_ms < 20, result
+        assert result.ok and result.latency_p90_ms < 20, result
 
     def test_camera_delivers_its_rate(rtcbot_check):
         result = rtcbot_check.camera_rate(seconds=2)
