@@ -11,6 +11,7 @@ from rtcbot.discovery import AudioDevice, Camera, Inventory, SerialPort
 from rtcbot.testing.config import HwConfigError, load_config, parse_selector
 from rtcbot.testing.figures import FigureTable
 from rtcbot.testing.loopback_audio import analyse_loopback, tone
+from rtcbot.testing.loopback_serial import SerialRoundTripResult
 from rtcbot.testing.selection import DeviceNotFound, select_device
 
 RATE = 48000
@@ -44,6 +45,13 @@ def test_silence_is_not_heard():
     assert not result.heard and result.frequency_hz is None and result.latency_ms is None
     assert "not heard" in str(result)
     assert math.isnan(result.figures()["latency_ms"]) and result.figures()["heard"] == 0
+
+
+def test_a_serial_round_trip_says_the_percentiles_a_test_asserts():
+    # The documented assertion is on the p90: a failing one shows it (and the p99, and the max) in its message.
+    result = SerialRoundTripResult(sent=10, answered=10, seconds=1.0, latencies_ms=[float(i) for i in range(1, 11)])
+    assert result.latency_p90_ms == pytest.approx(9.1)
+    assert "p50 5.50 ms, p90 9.10 ms, p99 9.91 ms, max 10.00 ms" in str(result)
 
 
 def test_a_tone_at_another_frequency_is_not_heard():

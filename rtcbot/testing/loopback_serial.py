@@ -87,7 +87,8 @@ class SerialRoundTripResult:
     def __str__(self) -> str:
         return (
             f"serial round trip: {self.answered}/{self.sent} answered, {self.messages_per_s:.0f} messages/s, "
-            f"latency p50 {self.latency_p50_ms:.2f} ms, p99 {self.latency_p99_ms:.2f} ms, "
+            f"latency p50 {self.latency_p50_ms:.2f} ms, p90 {self.latency_p90_ms:.2f} ms, "
+            f"p99 {self.latency_p99_ms:.2f} ms, "
             f"max {self.latency_max_ms:.2f} ms"
         )
 
